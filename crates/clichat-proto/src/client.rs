@@ -1,0 +1,292 @@
+//! Frames a client sends to a server.
+
+use serde_json::{Map, Value, json};
+
+use crate::{DecodeError, encode_tuple, split, str_arg, str_field};
+
+/// A frame sent by a client.
+///
+/// Fields that the sender left out or gave the wrong JSON type decode to `None`; the server
+/// decides what such a frame means (usually a refusal or nothing at all).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientFrame {
+    /// `["auth", {"username": U, "token": T}]`: user login. Plain (non-secure) CLIChat servers
+    /// take it without a token; Secure Servers answer with `authmsg` (SAUTH2).
+    Auth {
+        /// The username asked for.
+        username: Option<String>,
+        /// The generic token the owner handed out.
+        token: Option<String>,
+    },
+    /// `["tokenauth", TEMP]`: the temporary token read off the SAUTH2 web page.
+    TokenAuth(Option<String>),
+    /// `["botauth", {"botusername": N, "bottoken": T}]`: bot login with owner-set name and token.
+    BotAuth {
+        /// The bot's name (shown to others as `[BOT] name`).
+        name: Option<String>,
+        /// The bot token.
+        token: Option<String>,
+    },
+    /// `["msg", {"id": ID, "msg": TEXT}]`: a chat message; `ID` is the number the server gave
+    /// in its `id` frame.
+    Msg {
+        /// The sender's id, as the server gave it (`None` if missing or not an unsigned integer).
+        id: Option<u64>,
+        /// The message text.
+        text: Option<String>,
+    },
+    /// A frame type this crate does not know; the type is kept.
+    Unknown(String),
+}
+
+impl ClientFrame {
+    /// Decodes one text frame.
+    ///
+    /// # Errors
+    /// A [`DecodeError`] when the text is not a JSON array whose first element is a string.
+    /// Anything with that shape decodes, unknown types to [`ClientFrame::Unknown`].
+    pub fn decode(text: &str) -> Result<Self, DecodeError> {
+        let (kind, args) = split(text)?;
+        let arg = args.first();
+        Ok(match kind.as_str() {
+            "auth" => ClientFrame::Auth {
+                username: str_field(arg, "username"),
+                token: str_field(arg, "token"),
+            },
+            "tokenauth" => ClientFrame::TokenAuth(str_arg(&args, 0)),
+            "botauth" => ClientFrame::BotAuth {
+                name: str_field(arg, "botusername"),
+                token: str_field(arg, "bottoken"),
+            },
+            "msg" => ClientFrame::Msg {
+                id: arg.and_then(|a| a.get("id")).and_then(Value::as_u64),
+                text: str_field(arg, "msg"),
+            },
+            _ => ClientFrame::Unknown(kind),
+        })
+    }
+
+    /// The frame's type as it appears on the wire (`"auth"`, `"msg"`, ...). Safe to log: unlike
+    /// the frame itself, it never holds a token.
+    pub fn kind(&self) -> &str {
+        match self {
+            ClientFrame::Auth { .. } => "auth",
+            ClientFrame::TokenAuth(_) => "tokenauth",
+            ClientFrame::BotAuth { .. } => "botauth",
+            ClientFrame::Msg { .. } => "msg",
+            ClientFrame::Unknown(kind) => kind,
+        }
+    }
+
+    /// Encodes the frame as the JSON text to send. `None` fields are left out.
+    ///
+    /// [`ClientFrame::Unknown`] encodes as a one-element array holding its type.
+    pub fn encode(&self) -> String {
+        match self {
+            ClientFrame::Auth { username, token } => {
+                encode_tuple(&("auth", object(&[("username", username), ("token", token)])))
+            }
+            ClientFrame::TokenAuth(token) => encode_tuple(&("tokenauth", token)),
+            ClientFrame::BotAuth { name, token } => encode_tuple(&(
+                "botauth",
+                object(&[("botusername", name), ("bottoken", token)]),
+            )),
+            ClientFrame::Msg { id, text } => {
+                let mut args = Map::new();
+                if let Some(id) = id {
+                    args.insert("id".into(), json!(id));
+                }
+                if let Some(text) = text {
+                    args.insert("msg".into(), json!(text));
+                }
+                encode_tuple(&("msg", args))
+            }
+            ClientFrame::Unknown(kind) => encode_tuple(&(kind,)),
+        }
+    }
+}
+
+/// A JSON object of the fields that are present.
+fn object(fields: &[(&str, &Option<String>)]) -> Map<String, Value> {
+    fields
+        .iter()
+        .filter_map(|(k, v)| {
+            v.as_ref()
+                .map(|v| ((*k).to_owned(), Value::from(v.as_str())))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn some(s: &str) -> Option<String> {
+        Some(s.to_owned())
+    }
+
+    #[test]
+    fn decodes_each_frame() {
+        assert_eq!(
+            ClientFrame::decode(r#"["auth",{"username":"alice","token":"T"}]"#),
+            Ok(ClientFrame::Auth {
+                username: some("alice"),
+                token: some("T")
+            })
+        );
+        assert_eq!(
+            ClientFrame::decode(r#"["tokenauth","abc"]"#),
+            Ok(ClientFrame::TokenAuth(some("abc")))
+        );
+        assert_eq!(
+            ClientFrame::decode(r#"["botauth",{"botusername":"b","bottoken":"x"}]"#),
+            Ok(ClientFrame::BotAuth {
+                name: some("b"),
+                token: some("x")
+            })
+        );
+        assert_eq!(
+            ClientFrame::decode(r#"["msg",{"id":7,"msg":"hi"}]"#),
+            Ok(ClientFrame::Msg {
+                id: Some(7),
+                text: some("hi")
+            })
+        );
+    }
+
+    #[test]
+    fn spacing_key_order_and_extra_fields_do_not_matter() {
+        assert_eq!(
+            ClientFrame::decode(" [ \"tokenauth\" ,\n \"abc\" ] "),
+            Ok(ClientFrame::TokenAuth(some("abc")))
+        );
+        assert_eq!(
+            ClientFrame::decode(r#"["auth",{"token":"T","ip":"1.2.3.4","username":"a"},"extra"]"#),
+            Ok(ClientFrame::Auth {
+                username: some("a"),
+                token: some("T")
+            })
+        );
+    }
+
+    #[test]
+    fn wrong_argument_types_decode_to_none() {
+        assert_eq!(
+            ClientFrame::decode(r#"["auth"]"#),
+            Ok(ClientFrame::Auth {
+                username: None,
+                token: None
+            })
+        );
+        assert_eq!(
+            ClientFrame::decode(r#"["auth",{"username":5,"token":["T"]}]"#),
+            Ok(ClientFrame::Auth {
+                username: None,
+                token: None
+            })
+        );
+        assert_eq!(
+            ClientFrame::decode(r#"["tokenauth",5]"#),
+            Ok(ClientFrame::TokenAuth(None))
+        );
+        assert_eq!(
+            ClientFrame::decode(r#"["msg",{"id":"7","msg":1}]"#),
+            Ok(ClientFrame::Msg {
+                id: None,
+                text: None
+            })
+        );
+        assert_eq!(
+            ClientFrame::decode(r#"["msg",{"id":-1,"msg":"x"}]"#),
+            Ok(ClientFrame::Msg {
+                id: None,
+                text: some("x")
+            })
+        );
+        assert_eq!(
+            ClientFrame::decode(r#"["msg",{"id":1.5,"msg":"x"}]"#),
+            Ok(ClientFrame::Msg {
+                id: None,
+                text: some("x")
+            })
+        );
+    }
+
+    #[test]
+    fn shapeless_frames_are_errors() {
+        assert!(matches!(
+            ClientFrame::decode("not json"),
+            Err(DecodeError::Json(_))
+        ));
+        assert!(matches!(
+            ClientFrame::decode(r#"["msg""#),
+            Err(DecodeError::Json(_))
+        ));
+        assert_eq!(
+            ClientFrame::decode(r#"{"a":1}"#),
+            Err(DecodeError::NotArray)
+        );
+        assert_eq!(ClientFrame::decode("\"auth\""), Err(DecodeError::NotArray));
+        assert_eq!(ClientFrame::decode("[]"), Err(DecodeError::Empty));
+        assert_eq!(
+            ClientFrame::decode("[1,2]"),
+            Err(DecodeError::TypeNotString)
+        );
+        assert_eq!(
+            ClientFrame::decode("[null]"),
+            Err(DecodeError::TypeNotString)
+        );
+    }
+
+    #[test]
+    fn unknown_types_are_kept() {
+        assert_eq!(
+            ClientFrame::decode(r#"["who"]"#),
+            Ok(ClientFrame::Unknown("who".to_owned()))
+        );
+    }
+
+    #[test]
+    fn encode_round_trips() {
+        let frames = [
+            ClientFrame::Auth {
+                username: some("al\"ice"),
+                token: some("T"),
+            },
+            ClientFrame::Auth {
+                username: some("bob"),
+                token: None,
+            },
+            ClientFrame::TokenAuth(some("x.y")),
+            ClientFrame::BotAuth {
+                name: some("b"),
+                token: some("t"),
+            },
+            ClientFrame::Msg {
+                id: Some(u64::MAX),
+                text: some("hé \n <b>"),
+            },
+            ClientFrame::Unknown("future".to_owned()),
+        ];
+        for frame in frames {
+            assert_eq!(ClientFrame::decode(&frame.encode()), Ok(frame));
+        }
+    }
+
+    #[test]
+    fn encodes_the_original_shape() {
+        let auth = ClientFrame::Auth {
+            username: some("alice"),
+            token: some("T"),
+        };
+        assert_eq!(
+            auth.encode(),
+            r#"["auth",{"token":"T","username":"alice"}]"#
+        );
+        let msg = ClientFrame::Msg {
+            id: Some(3),
+            text: some("hi"),
+        };
+        assert_eq!(msg.encode(), r#"["msg",{"id":3,"msg":"hi"}]"#);
+    }
+}

@@ -1,0 +1,76 @@
+//! The CLIChat wire protocol: frame types and their JSON codec.
+//!
+//! Every CLIChat frame is a WebSocket text frame holding a JSON array whose first element names
+//! the frame type: `["msg", {"id": 3, "msg": "hi"}]`. This crate is the one place that knows
+//! that shape, so the server, the client library and the benchmark speak the same format by
+//! construction. It has no runtime dependencies (serde only).
+//!
+//! Decoding is deliberately lenient where the original CLIChat was: extra trailing elements are
+//! ignored, object keys may come in any order, and arguments of the wrong type decode to `None`
+//! fields instead of errors, so that the server (not the codec) decides what such a frame means.
+//! Only a frame without a recognizable shape (not JSON, not an array, no string type) is a
+//! [`DecodeError`]. Unknown frame types decode to an `Unknown` variant, never an error, so that
+//! future frames do not break old peers.
+//!
+//! # Layout
+//! - [`client`]: frames a client sends ([`ClientFrame`]).
+//! - [`server`]: frames a server sends ([`ServerFrame`]).
+//! - [`refusal`]: the refusal texts, byte for byte as bots match on them.
+
+pub mod client;
+pub mod refusal;
+pub mod server;
+
+pub use client::ClientFrame;
+pub use server::ServerFrame;
+
+use serde_json::Value;
+
+/// Why a text could not be decoded as a CLIChat frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The text is not valid JSON.
+    #[error("frame is not valid JSON: {0}")]
+    Json(String),
+    /// The JSON value is not an array.
+    #[error("frame is not a JSON array")]
+    NotArray,
+    /// The array is empty, so it names no frame type.
+    #[error("frame is an empty array")]
+    Empty,
+    /// The first element of the array is not a string.
+    #[error("frame type is not a string")]
+    TypeNotString,
+}
+
+/// Splits a frame into its type and its arguments (the elements after the type).
+fn split(text: &str) -> Result<(String, Vec<Value>), DecodeError> {
+    let value: Value = serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))?;
+    let Value::Array(mut items) = value else {
+        return Err(DecodeError::NotArray);
+    };
+    if items.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    let Value::String(kind) = items.remove(0) else {
+        return Err(DecodeError::TypeNotString);
+    };
+    Ok((kind, items))
+}
+
+/// The string at `key` of an object argument, if the argument is an object and the value is a
+/// string.
+fn str_field(arg: Option<&Value>, key: &str) -> Option<String> {
+    arg?.get(key)?.as_str().map(str::to_owned)
+}
+
+/// The string argument at `index`, if present and a string.
+fn str_arg(args: &[Value], index: usize) -> Option<String> {
+    args.get(index)?.as_str().map(str::to_owned)
+}
+
+/// Serializes a frame given as a serde-serializable tuple. Serializing strings and integers
+/// into a `String` cannot fail, so this never panics in practice.
+fn encode_tuple(frame: &impl serde::Serialize) -> String {
+    serde_json::to_string(frame).unwrap_or_else(|_| String::from("[]"))
+}

@@ -1,0 +1,31 @@
+//! Refusal texts, sent as `["refusal", TEXT]`.
+//!
+//! The first group is the original CLIChat's, byte for byte: existing bots match on them. The
+//! second group is this implementation's, for cases the original did not refuse.
+
+/// The username is used by someone connected or logging in (compared case-insensitively).
+pub const USERNAME_TAKEN: &str = "Username already taken.";
+/// A filtered word is in the username or the message.
+pub const PROFANITY: &str = "No profanity allowed!";
+/// The username is longer than the server's limit.
+pub const USERNAME_TOO_LONG: &str = "username is too long";
+/// The generic token is unknown, missing, or held by another connection under 1UPT.
+pub const TOKEN_REFUSED: &str = "Token refused";
+/// The temporary token was wrong, or another frame came instead of `tokenauth`.
+pub const TEMP_TOKEN_REFUSED: &str = "refused";
+/// The bot name and token do not match the server's list.
+pub const BOT_REFUSED: &str = "bot refused";
+/// The message is empty or only white space.
+pub const EMPTY_MESSAGE: &str = "No Empty Messages allowed!";
+
+/// The text for a message longer than `max` (counted in Unicode scalar values); the connection
+/// stays open.
+pub fn message_too_long(len: usize, max: usize) -> String {
+    format!("message is too long [{len}/{max}]")
+}
+
+/// Not in the original: the username is missing, blank, holds control characters, or starts
+/// with the `[BOT]` prefix reserved for bots.
+pub const INVALID_USERNAME: &str = "Invalid username.";
+/// Not in the original: no `tokenauth` arrived in time after `authmsg`.
+pub const TOKENAUTH_TIMEOUT: &str = "Token authentication timed out.";

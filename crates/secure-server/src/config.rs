@@ -1,0 +1,451 @@
+//! `secureconfig.json`: the server's one configuration file.
+//!
+//! Every key is optional; [`Config::default`] holds the embedded defaults. Loading is strict
+//! (unknown keys and wrong types are errors that name the file and the key) because a typo in a
+//! security setting must not silently fall back to a default.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::auth;
+
+/// The server's configuration, as read from `secureconfig.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// TCP port for both the token pages (HTTP) and the chat (WebSocket). Default `70`, as in
+    /// the original; `--port` overrides it.
+    pub port: u16,
+    /// Address to listen on. Default `0.0.0.0`; `--bind` overrides it.
+    pub bind: IpAddr,
+    /// One user per token (1UPT): a generic token serves one connection at a time, held from
+    /// `auth` until that connection closes. Default `true`.
+    #[serde(rename = "1UPT")]
+    pub one_user_per_token: bool,
+    /// Generic user tokens, the key being the token. Default: none (a new config file gets one
+    /// freshly generated token).
+    pub tokens: BTreeMap<String, TokenEntry>,
+    /// Bot tokens: token -> bot username. Default: none.
+    pub bots: BTreeMap<String, String>,
+    /// Words refused in usernames and messages (case-insensitive substring match). Default: none.
+    pub filter: Vec<String>,
+    /// Longest username, in Unicode scalar values. Default `15`.
+    pub max_username_length: usize,
+    /// Longest message, in Unicode scalar values. Default `200`.
+    pub max_message_length: usize,
+    /// Base of the `authmsg` link, e.g. `http://chat.example.com:70`. Default `null`: the link
+    /// is built from the `Host` header of the client's WebSocket upgrade request.
+    pub public_url: Option<String>,
+    /// Seconds a client has to send `tokenauth` after `authmsg`. Default `300`.
+    pub tokenauth_timeout_secs: u64,
+    /// Largest WebSocket frame or message accepted, in bytes; a larger one closes the connection
+    /// with code 1009. Default `16384`.
+    pub max_frame_bytes: usize,
+    /// Frames that may wait for one connection's socket; a connection whose queue is full is a
+    /// slow consumer and is disconnected with close code 1008. Default `1024`.
+    pub outbound_queue: usize,
+    /// Seconds one write to a client may take before the client is dropped as dead. Default
+    /// `10`.
+    pub write_timeout_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            port: 70,
+            bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            one_user_per_token: true,
+            tokens: BTreeMap::new(),
+            bots: BTreeMap::new(),
+            filter: Vec::new(),
+            max_username_length: 15,
+            max_message_length: 200,
+            public_url: None,
+            tokenauth_timeout_secs: 300,
+            max_frame_bytes: 16 * 1024,
+            outbound_queue: 1024,
+            write_timeout_secs: 10,
+        }
+    }
+}
+
+/// A generic user token's settings.
+///
+/// The original kept `{"inuse": false, "count": 0}` here; those were its runtime state. They are
+/// accepted so that old files load, and ignored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenEntry {
+    /// The original's "token is in use" flag. Ignored: holds are tracked at run time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inuse: Option<bool>,
+    /// The original's use counter. Ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+}
+
+impl TokenEntry {
+    /// Whether this entry carries the original's runtime fields (which are ignored).
+    pub fn has_runtime_fields(&self) -> bool {
+        self.inuse.is_some() || self.count.is_some()
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The config file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The file is not valid JSON.
+    #[error("{path}: line {line} column {column}: {message}")]
+    Syntax {
+        /// The config file.
+        path: PathBuf,
+        /// 1-based line of the error.
+        line: usize,
+        /// 1-based column of the error.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A key is unknown, or its value has the wrong type or is out of range.
+    #[error("{path}: key `{key}`{}: {message}", .line.map(|l| format!(" (line {l})")).unwrap_or_default())]
+    Key {
+        /// The config file.
+        path: PathBuf,
+        /// The key, as a dotted path (`tokens.abcd…`); token values are masked.
+        key: String,
+        /// 1-based line of the offending value, when known.
+        line: Option<usize>,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads and validates the config file at `path`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file and the line or key when the file cannot be read, is not
+    /// JSON, has an unknown key or a wrong type, or fails [`Config::validate`].
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates config text; `path` is only used in error messages.
+    ///
+    /// # Errors
+    /// As [`Config::load`].
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|err| {
+            let inner = err.inner();
+            let key = masked_key(&err.path().to_string());
+            if inner.is_syntax() || inner.is_eof() {
+                ConfigError::Syntax {
+                    path: path.to_owned(),
+                    line: inner.line(),
+                    column: inner.column(),
+                    message: strip_position(&inner.to_string()),
+                }
+            } else {
+                ConfigError::Key {
+                    path: path.to_owned(),
+                    key,
+                    line: Some(inner.line()),
+                    message: strip_position(&inner.to_string()),
+                }
+            }
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but make no sense.
+    ///
+    /// # Errors
+    /// [`ConfigError::Key`] for the first offending key.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let fail = |key: &str, message: &str| {
+            Err(ConfigError::Key {
+                path: path.to_owned(),
+                key: key.to_owned(),
+                line: None,
+                message: message.to_owned(),
+            })
+        };
+        let positive = [
+            ("max_username_length", self.max_username_length as u64),
+            ("max_message_length", self.max_message_length as u64),
+            ("tokenauth_timeout_secs", self.tokenauth_timeout_secs),
+            ("outbound_queue", self.outbound_queue as u64),
+            ("write_timeout_secs", self.write_timeout_secs),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return fail(key, "must be at least 1");
+            }
+        }
+        if self.max_frame_bytes < 256 {
+            return fail("max_frame_bytes", "must be at least 256");
+        }
+        for token in self.tokens.keys().chain(self.bots.keys()) {
+            if token.trim().is_empty() || token.chars().any(char::is_control) {
+                let section = if self.tokens.contains_key(token) {
+                    "tokens"
+                } else {
+                    "bots"
+                };
+                return fail(section, "a token is blank or holds control characters");
+            }
+        }
+        for (token, name) in &self.bots {
+            if name.trim().is_empty() || name.chars().any(char::is_control) {
+                return fail(
+                    &format!("bots.{}", auth::mask(token)),
+                    "bot name is blank or holds control characters",
+                );
+            }
+        }
+        if self.filter.iter().any(|w| w.trim().is_empty()) {
+            return fail(
+                "filter",
+                "a filtered word is empty (it would match everything)",
+            );
+        }
+        if let Some(url) = &self.public_url {
+            let rest = url
+                .strip_prefix("http://")
+                .or_else(|| url.strip_prefix("https://"));
+            if rest.is_none_or(|r| {
+                r.trim_end_matches('/').is_empty() || r.contains(char::is_whitespace)
+            }) {
+                return fail(
+                    "public_url",
+                    "must look like http://host[:port] or https://host[:port]",
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The `authmsg` link base from `public_url`, without a trailing slash.
+    pub fn public_url(&self) -> Option<&str> {
+        self.public_url.as_deref().map(|u| u.trim_end_matches('/'))
+    }
+
+    /// How long a client may take to send `tokenauth`.
+    pub fn tokenauth_timeout(&self) -> Duration {
+        Duration::from_secs(self.tokenauth_timeout_secs)
+    }
+
+    /// How long one write to a client may take.
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_secs(self.write_timeout_secs)
+    }
+
+    /// How many tokens carry the original's ignored runtime fields (`inuse`, `count`).
+    pub fn tokens_with_runtime_fields(&self) -> usize {
+        self.tokens
+            .values()
+            .filter(|t| t.has_runtime_fields())
+            .count()
+    }
+}
+
+/// A config file freshly written with the defaults.
+#[derive(Debug)]
+pub struct Created {
+    /// The config as written.
+    pub config: Config,
+    /// The generated generic token, to show the owner once.
+    pub token: String,
+}
+
+/// Loads the config at `path`, or, when there is no file there, writes one with the defaults
+/// and a freshly generated generic token. An existing file is never overwritten.
+///
+/// # Errors
+/// As [`Config::load`], or [`ConfigError::Io`] when the new file cannot be written.
+pub fn load_or_create(path: &Path) -> Result<(Config, Option<Created>), ConfigError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => Ok((Config::load(path)?, None)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let created = create(path)?;
+            Ok((created.config.clone(), Some(created)))
+        }
+        Err(source) => Err(ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Writes a new config file with the defaults and one generated token; fails if the file
+/// exists (`create_new`), so that nothing is ever overwritten.
+fn create(path: &Path) -> Result<Created, ConfigError> {
+    let token = auth::generate_generic_token();
+    let mut config = Config::default();
+    config.tokens.insert(token.clone(), TokenEntry::default());
+    let io_err = |source| ConfigError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut text = serde_json::to_string_pretty(&config).expect("a Config always serializes");
+    text.push('\n');
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(io_err)?;
+    file.write_all(text.as_bytes()).map_err(io_err)?;
+    file.sync_all().map_err(io_err)?;
+    Ok(Created { config, token })
+}
+
+/// Masks the token in a `tokens.<token>` or `bots.<token>` key path so that errors never print
+/// a token.
+fn masked_key(path: &str) -> String {
+    let mut parts = path.splitn(3, '.');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(section @ ("tokens" | "bots")), Some(token), rest) => {
+            let mut key = format!("{section}.{}", auth::mask(token));
+            if let Some(rest) = rest {
+                key.push('.');
+                key.push_str(rest);
+            }
+            key
+        }
+        _ => path.to_owned(),
+    }
+}
+
+/// serde_json appends " at line L column C"; the error types carry the position separately.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(at) => message[..at].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("secureconfig.json"))
+    }
+
+    #[test]
+    fn empty_object_is_the_defaults() {
+        assert_eq!(parse("{}").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn original_file_loads_as_is() {
+        let config = parse(r#"{"1UPT": false}"#).unwrap();
+        assert!(!config.one_user_per_token);
+        assert_eq!(config.port, 70);
+    }
+
+    #[test]
+    fn original_token_runtime_fields_are_accepted_and_counted() {
+        let config = parse(r#"{"tokens": {"T1": {"inuse": true, "count": 3}, "T2": {}}}"#).unwrap();
+        assert_eq!(config.tokens.len(), 2);
+        assert_eq!(config.tokens_with_runtime_fields(), 1);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = parse("{\n  \"prot\": 70\n}").unwrap_err().to_string();
+        assert!(err.starts_with("secureconfig.json: "), "{err}");
+        assert!(err.contains("unknown field `prot`"), "{err}");
+        assert!(err.contains("(line 2)"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let err = parse(r#"{"port": "seventy"}"#).unwrap_err().to_string();
+        assert!(err.contains("key `port`"), "{err}");
+        let err = parse(r#"{"max_message_length": -1}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("key `max_message_length`"), "{err}");
+        let err = parse(r#"{"bind": "not-an-ip"}"#).unwrap_err().to_string();
+        assert!(err.contains("key `bind`"), "{err}");
+    }
+
+    #[test]
+    fn errors_inside_tokens_mask_the_token() {
+        let err = parse(r#"{"tokens": {"SECRET-TOKEN-VALUE": {"inuse": "yes"}}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("key `tokens.SECR…"), "{err}");
+        assert!(!err.contains("SECRET-TOKEN-VALUE"), "{err}");
+    }
+
+    #[test]
+    fn broken_json_names_the_line() {
+        let err = parse("{\n\"port\": 70,\n").unwrap_err();
+        assert!(matches!(err, ConfigError::Syntax { line: 3, .. }), "{err}");
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        for (text, key) in [
+            (r#"{"max_username_length": 0}"#, "max_username_length"),
+            (r#"{"filter": ["ok", " "]}"#, "filter"),
+            (r#"{"public_url": "chat.example.com"}"#, "public_url"),
+            (r#"{"tokens": {" ": {}}}"#, "tokens"),
+            (r#"{"bots": {"BT": ""}}"#, "bots.****"),
+            (r#"{"max_frame_bytes": 10}"#, "max_frame_bytes"),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(&format!("key `{key}`")), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn public_url_loses_its_trailing_slash() {
+        let config = parse(r#"{"public_url": "http://chat.example.com:70/"}"#).unwrap();
+        assert_eq!(config.public_url(), Some("http://chat.example.com:70"));
+    }
+
+    #[test]
+    fn example_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../secureconfig.example.json");
+        let config = Config::load(&path).unwrap();
+        assert!(!config.tokens.is_empty());
+        assert!(!config.bots.is_empty());
+    }
+
+    #[test]
+    fn missing_file_is_created_once_and_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secureconfig.json");
+        let (config, created) = load_or_create(&path).unwrap();
+        let created = created.expect("a new file");
+        assert!(created.token.len() >= 32);
+        assert!(config.tokens.contains_key(&created.token));
+        assert_eq!(Config::load(&path).unwrap(), config);
+
+        let (again, created_again) = load_or_create(&path).unwrap();
+        assert!(created_again.is_none());
+        assert_eq!(again, config);
+    }
+}

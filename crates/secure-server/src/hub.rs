@@ -1,0 +1,440 @@
+//! The hub: all state shared between connections, behind one small interface.
+//!
+//! Sessions ask the hub for a username, a token hold, a token page and a place in the room; each
+//! comes back as a lease that gives it back when dropped, so every way a connection can end
+//! (refusal, timeout, close, error, panic) releases what it held. Fan-out lives here too: a
+//! broadcast is serialized once and the same bytes are queued for every receiver.
+//!
+//! This is the seam for a distributed backend: a cluster hub would implement the same leases and
+//! broadcast over a broker, and session code would not change.
+//!
+//! Locks are `std::sync::Mutex`es held only for map operations and the fan-out loop, never
+//! across an `.await`.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::extract::ws::Utf8Bytes;
+use clichat_proto::ServerFrame;
+use tokio::sync::mpsc;
+
+use crate::auth::{self, TokenKey};
+
+/// A serialized frame, shared by every receiver of a broadcast (cloning it is a reference-count
+/// increment).
+pub type Payload = Utf8Bytes;
+
+/// How many settled token pages are remembered so that they answer 410 instead of 404. The
+/// oldest are forgotten first, so the memory this takes is bounded.
+const SETTLED_PAGES_KEPT: usize = 10_000;
+
+/// Shared state of one server: a cheap-to-clone handle.
+#[derive(Debug, Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// Names, token holds and pages: touched once or twice per login.
+    login: Mutex<LoginState>,
+    /// Who is in the room: touched by every broadcast.
+    room: Mutex<Room>,
+    next_id: AtomicU64,
+    one_user_per_token: bool,
+    queue_len: usize,
+}
+
+#[derive(Debug, Default)]
+struct LoginState {
+    /// Case-folded names of everyone connected or mid-login.
+    names: HashSet<String>,
+    /// Connections holding each token.
+    holds: HashMap<TokenKey, u32>,
+    /// Page id -> temporary token, while the login waits for `tokenauth`.
+    pending_pages: HashMap<String, String>,
+    settled_pages: HashSet<String>,
+    settled_order: VecDeque<String>,
+}
+
+#[derive(Debug, Default)]
+struct Room {
+    members: HashMap<u64, Member>,
+}
+
+#[derive(Debug)]
+struct Member {
+    name: String,
+    tx: mpsc::Sender<Payload>,
+}
+
+/// What a token page shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PageView {
+    /// The login is waiting: show this temporary token.
+    Pending(String),
+    /// The token was used, refused, or expired.
+    Settled,
+    /// No such page (or settled too long ago to be remembered).
+    Unknown,
+}
+
+/// Counts of what the hub holds, for status reports and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HubStats {
+    /// Authenticated connections in the room.
+    pub members: usize,
+    /// Names reserved by connected or logging-in clients.
+    pub names: usize,
+    /// Distinct tokens held.
+    pub held_tokens: usize,
+    /// Token pages waiting for `tokenauth`.
+    pub pending_pages: usize,
+}
+
+impl Hub {
+    /// A hub whose tokens are exclusive when `one_user_per_token` is set, and whose members may
+    /// each have `queue_len` frames waiting.
+    pub fn new(one_user_per_token: bool, queue_len: usize) -> Hub {
+        Hub {
+            inner: Arc::new(Inner {
+                login: Mutex::default(),
+                room: Mutex::default(),
+                next_id: AtomicU64::new(0),
+                one_user_per_token,
+                queue_len,
+            }),
+        }
+    }
+
+    fn login(&self) -> MutexGuard<'_, LoginState> {
+        // A panic while holding the lock cannot leave these maps half-updated in a way that
+        // matters more than refusing all further logins would, so recover the guard.
+        self.inner.login.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn room(&self) -> MutexGuard<'_, Room> {
+        self.inner.room.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reserves `name` (compared case-insensitively) until the lease is dropped; `None` if
+    /// someone connected or mid-login has it.
+    pub fn reserve_name(&self, name: &str) -> Option<NameLease> {
+        let folded = name.to_lowercase();
+        self.login()
+            .names
+            .insert(folded.clone())
+            .then(|| NameLease {
+                hub: self.clone(),
+                folded,
+            })
+    }
+
+    /// Holds a generic token until the lease is dropped; `None` if 1UPT is on and another
+    /// connection holds it.
+    pub fn hold_token(&self, key: TokenKey) -> Option<TokenHold> {
+        let mut login = self.login();
+        let count = login.holds.entry(key).or_insert(0);
+        if self.inner.one_user_per_token && *count > 0 {
+            return None;
+        }
+        *count += 1;
+        Some(TokenHold {
+            hub: self.clone(),
+            key,
+        })
+    }
+
+    /// Opens a token page showing `temp_token` under a fresh random id. Dropping the lease
+    /// settles the page for good.
+    pub fn open_page(&self, temp_token: String) -> PageLease {
+        let mut login = self.login();
+        let id = loop {
+            let id = auth::generate_page_id();
+            if !login.pending_pages.contains_key(&id) && !login.settled_pages.contains(&id) {
+                break id;
+            }
+        };
+        login.pending_pages.insert(id.clone(), temp_token);
+        PageLease {
+            hub: self.clone(),
+            id,
+        }
+    }
+
+    /// What the page `id` shows now.
+    pub fn view_page(&self, id: &str) -> PageView {
+        let login = self.login();
+        if let Some(token) = login.pending_pages.get(id) {
+            PageView::Pending(token.clone())
+        } else if login.settled_pages.contains(id) {
+            PageView::Settled
+        } else {
+            PageView::Unknown
+        }
+    }
+
+    /// Adds an authenticated connection called `name` to the room and tells everyone else
+    /// (`["join", name]`). Frames for it arrive on [`Membership::recv`]; dropping the
+    /// membership leaves the room and announces `["disconnect", name]`.
+    pub fn join(&self, name: &str) -> Membership {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(self.inner.queue_len);
+        let payload = Payload::from(ServerFrame::Join(name.to_owned()).encode());
+        let mut room = self.room();
+        room.members.insert(
+            id,
+            Member {
+                name: name.to_owned(),
+                tx,
+            },
+        );
+        room.fan_out(id, payload);
+        drop(room);
+        Membership {
+            hub: self.clone(),
+            id,
+            rx,
+        }
+    }
+
+    /// Sends `frame` to every member but `from`. The frame is serialized once.
+    pub fn broadcast(&self, from: u64, frame: &ServerFrame) {
+        let payload = Payload::from(frame.encode());
+        self.room().fan_out(from, payload);
+    }
+
+    /// What the hub holds now.
+    pub fn stats(&self) -> HubStats {
+        let (names, held_tokens, pending_pages) = {
+            let login = self.login();
+            (
+                login.names.len(),
+                login.holds.len(),
+                login.pending_pages.len(),
+            )
+        };
+        HubStats {
+            members: self.room().members.len(),
+            names,
+            held_tokens,
+            pending_pages,
+        }
+    }
+}
+
+impl Room {
+    /// Queues `payload` for every member but `except`. A member whose queue is full is a slow
+    /// consumer: it is removed from the room at once (its session sees its queue closed and
+    /// closes the socket with 1008) and its disconnect is announced like any other.
+    fn fan_out(&mut self, except: u64, payload: Payload) {
+        let mut slow = Vec::new();
+        self.deliver(except, &payload, &mut slow);
+        while let Some(id) = slow.pop() {
+            if let Some(member) = self.members.remove(&id) {
+                tracing::warn!(id, name = %member.name, "outbound queue full; dropping slow consumer");
+                let bye = Payload::from(ServerFrame::Disconnect(member.name).encode());
+                self.deliver(id, &bye, &mut slow);
+            }
+        }
+    }
+
+    fn deliver(&self, except: u64, payload: &Payload, slow: &mut Vec<u64>) {
+        for (&id, member) in &self.members {
+            if id == except {
+                continue;
+            }
+            match member.tx.try_send(payload.clone()) {
+                Err(mpsc::error::TrySendError::Full(_)) => slow.push(id),
+                // Closed: the session is ending and its Membership drop will remove it.
+                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+    }
+}
+
+/// A reserved username; dropping it frees the name.
+#[derive(Debug)]
+pub struct NameLease {
+    hub: Hub,
+    folded: String,
+}
+
+impl Drop for NameLease {
+    fn drop(&mut self) {
+        self.hub.login().names.remove(&self.folded);
+    }
+}
+
+/// A held generic token; dropping it releases the hold.
+#[derive(Debug)]
+pub struct TokenHold {
+    hub: Hub,
+    key: TokenKey,
+}
+
+impl Drop for TokenHold {
+    fn drop(&mut self) {
+        let mut login = self.hub.login();
+        if let Some(count) = login.holds.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                login.holds.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// A token page waiting for `tokenauth`; dropping it settles the page (410 from then on).
+#[derive(Debug)]
+pub struct PageLease {
+    hub: Hub,
+    id: String,
+}
+
+impl PageLease {
+    /// The page's id, the last segment of the `authmsg` link.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl Drop for PageLease {
+    fn drop(&mut self) {
+        let mut login = self.hub.login();
+        login.pending_pages.remove(&self.id);
+        login.settled_pages.insert(self.id.clone());
+        login.settled_order.push_back(std::mem::take(&mut self.id));
+        if login.settled_order.len() > SETTLED_PAGES_KEPT {
+            if let Some(old) = login.settled_order.pop_front() {
+                login.settled_pages.remove(&old);
+            }
+        }
+    }
+}
+
+/// A place in the room. Dropping it leaves the room and announces the disconnect (unless the
+/// hub already removed it as a slow consumer, which announced it then).
+#[derive(Debug)]
+pub struct Membership {
+    hub: Hub,
+    id: u64,
+    rx: mpsc::Receiver<Payload>,
+}
+
+impl Membership {
+    /// The connection's id, unique for the server's lifetime.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The next frame queued for this connection; `None` once the hub removed it as a slow
+    /// consumer.
+    pub async fn recv(&mut self) -> Option<Payload> {
+        self.rx.recv().await
+    }
+
+    /// A frame already queued, without waiting; used to batch writes.
+    pub fn try_recv(&mut self) -> Option<Payload> {
+        self.rx.try_recv().ok()
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        let mut room = self.hub.room();
+        if let Some(member) = room.members.remove(&self.id) {
+            let bye = Payload::from(ServerFrame::Disconnect(member.name).encode());
+            room.fan_out(self.id, bye);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_case_insensitive_and_released() {
+        let hub = Hub::new(true, 8);
+        let lease = hub.reserve_name("Alice").unwrap();
+        assert!(hub.reserve_name("aLICE").is_none());
+        drop(lease);
+        assert!(hub.reserve_name("alice").is_some());
+    }
+
+    #[test]
+    fn token_holds_follow_1upt() {
+        let key = TokenKey::of("t");
+        let exclusive = Hub::new(true, 8);
+        let hold = exclusive.hold_token(key).unwrap();
+        assert!(exclusive.hold_token(key).is_none());
+        drop(hold);
+        assert!(exclusive.hold_token(key).is_some());
+        assert_eq!(exclusive.stats().held_tokens, 0);
+
+        let shared = Hub::new(false, 8);
+        let _a = shared.hold_token(key).unwrap();
+        let _b = shared.hold_token(key).unwrap();
+    }
+
+    #[test]
+    fn pages_settle_for_good() {
+        let hub = Hub::new(true, 8);
+        let page = hub.open_page("tok".into());
+        let id = page.id().to_owned();
+        assert_eq!(hub.view_page(&id), PageView::Pending("tok".into()));
+        drop(page);
+        assert_eq!(hub.view_page(&id), PageView::Settled);
+        assert_eq!(hub.view_page("nope"), PageView::Unknown);
+    }
+
+    #[test]
+    fn settled_pages_are_bounded() {
+        let hub = Hub::new(true, 8);
+        let first = hub.open_page("t".into()).id().to_owned();
+        for _ in 0..SETTLED_PAGES_KEPT {
+            drop(hub.open_page("t".into()));
+        }
+        assert_eq!(hub.view_page(&first), PageView::Unknown);
+        assert_eq!(
+            hub.inner.login.lock().unwrap().settled_pages.len(),
+            SETTLED_PAGES_KEPT
+        );
+    }
+
+    #[tokio::test]
+    async fn broadcast_skips_the_sender_and_drops_slow_consumers() {
+        let hub = Hub::new(true, 2);
+        let mut a = hub.join("a");
+        let mut b = hub.join("b");
+        assert_eq!(a.recv().await.unwrap(), r#"["join","b"]"#);
+        hub.broadcast(
+            a.id(),
+            &ServerFrame::Message {
+                from: "a".into(),
+                text: "1".into(),
+            },
+        );
+        assert!(a.try_recv().is_none());
+        assert_eq!(b.recv().await.unwrap(), r#"["message","a","1"]"#);
+        // b reads nothing more: its queue of 2 fills, and the third frame evicts it.
+        for i in 0..3 {
+            hub.broadcast(
+                a.id(),
+                &ServerFrame::Message {
+                    from: "a".into(),
+                    text: i.to_string(),
+                },
+            );
+        }
+        assert_eq!(a.recv().await.unwrap(), r#"["disconnect","b"]"#);
+        assert_eq!(hub.stats().members, 1);
+        assert!(b.recv().await.is_some());
+        assert!(b.recv().await.is_some());
+        assert!(b.recv().await.is_none(), "an evicted member's queue ends");
+        drop(b);
+        assert!(a.try_recv().is_none(), "the eviction was announced once");
+    }
+}

@@ -1,0 +1,106 @@
+//! CLIChat Secure Server: a chat room for the command line with SAUTH2 logins, bot logins and
+//! one user per token, serving its token pages (HTTP) and its chat (WebSocket) on one port.
+//!
+//! The binary (`secure-server`) parses arguments, loads the config, binds and calls [`run`];
+//! tests and benchmarks call the same [`run`] on `127.0.0.1:0`.
+//!
+//! # Layout
+//! - [`config`]: `secureconfig.json`, its defaults and its validation.
+//! - [`auth`]: tokens: generation (CSPRNG), constant-time checks, masking.
+//! - [`rules`]: what a username and a message must pass, and the refusals.
+//! - [`hub`]: state shared between connections (names, token holds, token pages, the room) and
+//!   fan-out; the seam for a distributed backend.
+//! - `session`: one connection's loop, login to close.
+//! - `http`: routes: WebSocket upgrade on any path, token pages, index.
+//! - [`shutdown`]: turning SIGINT/SIGTERM into a shutdown signal.
+
+pub mod auth;
+pub mod config;
+mod http;
+pub mod hub;
+pub mod rules;
+mod session;
+pub mod shutdown;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::Config;
+
+/// The version text sent in `["id", ID, VERSION]`.
+pub const VERSION: &str = concat!(
+    "secure-server ",
+    env!("CARGO_PKG_VERSION"),
+    " (CLIChat Secure Server in Rust)"
+);
+
+/// What can stop [`run`].
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The listener failed.
+    #[error("listener failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Everything the connections of one server share.
+#[derive(Debug)]
+pub(crate) struct Server {
+    config: Config,
+    tokens: auth::Tokens,
+    rules: rules::Rules,
+    hub: hub::Hub,
+    /// Cancelled when the server shuts down; every session watches it.
+    shutdown: CancellationToken,
+    /// Every live session, so that [`run`] can wait for them.
+    sessions: TaskTracker,
+    local_addr: SocketAddr,
+}
+
+/// Serves chat and token pages on `listener` until `shutdown` completes, then closes every
+/// session with WebSocket code 1001 and returns once all of them have ended.
+///
+/// # Errors
+/// [`Error::Io`] if the listener cannot report its address or serving fails.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let local_addr = listener.local_addr()?;
+    let server = Arc::new(Server {
+        tokens: auth::Tokens::new(&config),
+        rules: rules::Rules::new(&config),
+        hub: hub::Hub::new(config.one_user_per_token, config.outbound_queue),
+        shutdown: CancellationToken::new(),
+        sessions: TaskTracker::new(),
+        local_addr,
+        config,
+    });
+    tracing::info!(addr = %local_addr, "listening");
+
+    let cancel = server.shutdown.clone();
+    let app = http::router(Arc::clone(&server)).into_make_service_with_connect_info::<SocketAddr>();
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        // Chat frames are small and latency matters more than packet count.
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            cancel.cancel();
+        })
+        .await?;
+
+    // axum's graceful shutdown does not reach upgraded connections: the sessions watch the
+    // cancellation token themselves, and we wait for the last one here.
+    server.shutdown.cancel();
+    server.sessions.close();
+    server.sessions.wait().await;
+    tracing::info!("all sessions closed");
+    Ok(())
+}

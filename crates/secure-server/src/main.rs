@@ -1,0 +1,97 @@
+//! `secure-server`: runs a CLIChat Secure Server from `secureconfig.json`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use secure_server::config::{self, Config};
+use tracing_subscriber::EnvFilter;
+
+/// CLIChat Secure Server: chat over WebSocket with SAUTH2 logins, bots and one user per token,
+/// token pages and chat on one port.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// The config file. If there is none at this path, one is created with the defaults and a
+    /// freshly generated token, which is printed once.
+    #[arg(long, short, value_name = "PATH", default_value = "secureconfig.json")]
+    config: PathBuf,
+    /// Port to listen on (overrides `port` in the config; default 70).
+    #[arg(long, short)]
+    port: Option<u16>,
+    /// Address to listen on (overrides `bind` in the config; default 0.0.0.0).
+    #[arg(long, value_name = "ADDR")]
+    bind: Option<IpAddr>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    match start(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("secure-server: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn start(args: Args) -> anyhow::Result<()> {
+    let (mut config, created) = config::load_or_create(&args.config)?;
+    if let Some(created) = created {
+        println!(
+            "Created {} with the default settings and a new generic token:",
+            args.config.display()
+        );
+        println!();
+        println!("    {}", created.token);
+        println!();
+        println!("Users log in with it. It is printed only this once; it is kept in that file.");
+    }
+    let stale = config.tokens_with_runtime_fields();
+    if stale > 0 {
+        tracing::warn!(
+            tokens = stale,
+            "the original's runtime fields `inuse`/`count` are ignored"
+        );
+    }
+    if let Some(port) = args.port {
+        config.port = port;
+    }
+    if let Some(bind) = args.bind {
+        config.bind = bind;
+    }
+
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let listener = bind(&config).await?;
+        secure_server::run(listener, config, secure_server::shutdown::signal()).await?;
+        Ok(())
+    })
+}
+
+async fn bind(config: &Config) -> anyhow::Result<tokio::net::TcpListener> {
+    let addr = SocketAddr::new(config.bind, config.port);
+    tokio::net::TcpListener::bind(addr).await.map_err(|error| {
+        let hint = match error.kind() {
+            std::io::ErrorKind::AddrInUse => format!(
+                "port {} is already in use on {}; stop the other server or choose another port with --port",
+                config.port, config.bind
+            ),
+            std::io::ErrorKind::PermissionDenied => format!(
+                "no permission to listen on port {} (ports below 1024 need root or CAP_NET_BIND_SERVICE); \
+                 choose another port with --port, e.g. --port 7070",
+                config.port
+            ),
+            _ => format!("cannot listen on {addr}"),
+        };
+        anyhow::Error::new(error).context(hint)
+    })
+}

@@ -1,0 +1,372 @@
+//! One connection's life: login (SAUTH2 or bot), then chat, then a clean close.
+//!
+//! A session is one task that owns its socket. Everything it holds in the hub (its name, its
+//! token hold, its token page, its place in the room) is a lease, dropped before the session
+//! sends its last refusal or close frame, so that a client that was just refused may retry at
+//! once and others hear of a departure without waiting for the close handshake.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use clichat_proto::{ClientFrame, ServerFrame, refusal};
+use futures_util::{SinkExt, StreamExt};
+use tokio::time::timeout;
+use tracing::{debug, info};
+
+use crate::Server;
+use crate::auth;
+use crate::hub::{Membership, NameLease, Payload, TokenHold};
+use crate::rules::MessageRefusal;
+
+/// How long a closing session waits for the client's close frame before dropping the socket.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// The most queued frames written before one flush.
+const MAX_BATCH: usize = 64;
+
+/// WebSocket close codes this server sends.
+mod close_code {
+    pub const NORMAL: u16 = 1000;
+    pub const GOING_AWAY: u16 = 1001;
+    pub const PROTOCOL: u16 = 1002;
+    pub const INVALID_DATA: u16 = 1007;
+    pub const POLICY: u16 = 1008;
+    pub const TOO_BIG: u16 = 1009;
+}
+
+/// How a session ends.
+#[derive(Debug)]
+enum Exit {
+    /// Send `["refusal", reason]`, then close normally.
+    Refuse(Cow<'static, str>),
+    /// Close with this code and reason.
+    Close(u16, &'static str),
+    /// The client closed or the socket failed: finish the close handshake if possible.
+    Gone,
+}
+
+/// A data frame from the client. Ping, pong and close are handled below this level.
+enum Frame {
+    Text(Utf8Bytes),
+    Binary,
+}
+
+/// A client that passed login, with what it holds until it leaves.
+struct LoggedIn {
+    /// The display name (`[BOT] name` for bots).
+    name: String,
+    kind: &'static str,
+    _name: NameLease,
+    _hold: Option<TokenHold>,
+}
+
+/// One connection.
+pub(crate) struct Session {
+    ws: WebSocket,
+    server: Arc<Server>,
+    peer: SocketAddr,
+    /// `http://host:port` or the configured `public_url`: the `authmsg` link base.
+    link_base: String,
+}
+
+impl Session {
+    pub(crate) fn new(
+        ws: WebSocket,
+        server: Arc<Server>,
+        peer: SocketAddr,
+        link_base: String,
+    ) -> Session {
+        Session {
+            ws,
+            server,
+            peer,
+            link_base,
+        }
+    }
+
+    /// Runs the connection to its end.
+    pub(crate) async fn run(mut self) {
+        info!(peer = %self.peer, "connection opened");
+        let exit = match self.login().await {
+            Ok(login) => self.chat(login).await,
+            Err(exit) => exit,
+        };
+        self.finish(exit).await;
+        info!(peer = %self.peer, "connection closed");
+    }
+
+    /// Waits for `auth` or `botauth`; other frames are ignored until one comes.
+    async fn login(&mut self) -> Result<LoggedIn, Exit> {
+        loop {
+            let Frame::Text(text) = self.next_frame().await? else {
+                debug!(peer = %self.peer, "ignored binary frame before login");
+                continue;
+            };
+            match ClientFrame::decode(&text) {
+                Ok(ClientFrame::Auth { username, token }) => {
+                    return self.user_login(username, token).await;
+                }
+                Ok(ClientFrame::BotAuth { name, token }) => return self.bot_login(name, token),
+                Ok(other) => {
+                    debug!(peer = %self.peer, kind = other.kind(), "ignored frame before login")
+                }
+                Err(error) => debug!(peer = %self.peer, %error, "ignored malformed frame"),
+            }
+        }
+    }
+
+    /// SAUTH2: username rules, generic token, then the temporary token from the page.
+    async fn user_login(
+        &mut self,
+        username: Option<String>,
+        token: Option<String>,
+    ) -> Result<LoggedIn, Exit> {
+        let server = Arc::clone(&self.server);
+        let name = server.rules.check_username(username).map_err(refuse)?;
+        let name_lease = server
+            .hub
+            .reserve_name(&name)
+            .ok_or(refuse(refusal::USERNAME_TAKEN))?;
+        let key = token
+            .and_then(|t| server.tokens.check_user(&t))
+            .ok_or(refuse(refusal::TOKEN_REFUSED))?;
+        let hold = server
+            .hub
+            .hold_token(key)
+            .ok_or(refuse(refusal::TOKEN_REFUSED))?;
+
+        let temp_token = auth::generate_temp_token();
+        let page = server.hub.open_page(temp_token.clone());
+        let link = format!("{}/{}", self.link_base, page.id());
+        self.send(&ServerFrame::AuthMsg(link)).await?;
+
+        // The very next data frame decides; the page dies whatever it is.
+        let next = timeout(server.config.tokenauth_timeout(), self.next_frame()).await;
+        drop(page);
+        let frame = next.map_err(|_| refuse(refusal::TOKENAUTH_TIMEOUT))??;
+        let accepted = match &frame {
+            Frame::Text(text) => matches!(
+                ClientFrame::decode(text),
+                Ok(ClientFrame::TokenAuth(Some(presented))) if auth::secret_eq(&presented, &temp_token)
+            ),
+            Frame::Binary => false,
+        };
+        if !accepted {
+            return Err(refuse(refusal::TEMP_TOKEN_REFUSED));
+        }
+        Ok(LoggedIn {
+            name,
+            kind: "user",
+            _name: name_lease,
+            _hold: Some(hold),
+        })
+    }
+
+    /// Bot login: the name and token must match the owner's list.
+    fn bot_login(&mut self, name: Option<String>, token: Option<String>) -> Result<LoggedIn, Exit> {
+        let (Some(name), Some(token)) = (name, token) else {
+            return Err(refuse(refusal::BOT_REFUSED));
+        };
+        if !self.server.tokens.check_bot(&name, &token) {
+            return Err(refuse(refusal::BOT_REFUSED));
+        }
+        let display = format!("{} {name}", crate::rules::BOT_PREFIX);
+        let lease = self
+            .server
+            .hub
+            .reserve_name(&display)
+            .ok_or(refuse(refusal::USERNAME_TAKEN))?;
+        Ok(LoggedIn {
+            name: display,
+            kind: "bot",
+            _name: lease,
+            _hold: None,
+        })
+    }
+
+    /// Joins the room and chats until the connection ends. The room and the leases are left
+    /// before this returns.
+    async fn chat(&mut self, login: LoggedIn) -> Exit {
+        let mut member = self.server.hub.join(&login.name);
+        info!(peer = %self.peer, id = member.id(), name = %login.name, kind = login.kind, "logged in");
+        let exit = self.chat_loop(&mut member, &login.name).await;
+        info!(peer = %self.peer, id = member.id(), name = %login.name, "left the room");
+        drop(member);
+        drop(login);
+        exit
+    }
+
+    async fn chat_loop(&mut self, member: &mut Membership, name: &str) -> Exit {
+        let id = member.id();
+        let welcome = ServerFrame::Id {
+            id,
+            version: Some(crate::VERSION.to_owned()),
+        };
+        if let Err(exit) = self.send(&welcome).await {
+            return exit;
+        }
+        let server = Arc::clone(&self.server);
+        loop {
+            tokio::select! {
+                biased;
+                () = server.shutdown.cancelled() => return Exit::Close(close_code::GOING_AWAY, "server shutting down"),
+                out = member.recv() => match out {
+                    Some(payload) => {
+                        if let Err(exit) = self.write_batch(payload, member).await {
+                            return exit;
+                        }
+                    }
+                    None => return Exit::Close(close_code::POLICY, "outbound queue full"),
+                },
+                msg = self.ws.next() => {
+                    let text = match classify(msg) {
+                        Ok(Some(Frame::Text(text))) => text,
+                        Ok(Some(Frame::Binary) | None) => continue,
+                        Err(exit) => return exit,
+                    };
+                    match ClientFrame::decode(&text) {
+                        Ok(ClientFrame::Msg { id: Some(from), text: Some(text) }) if from == id => {
+                            match server.rules.check_message(&text) {
+                                Ok(()) => {
+                                    debug!(id, "message");
+                                    server.hub.broadcast(id, &ServerFrame::Message { from: name.to_owned(), text });
+                                }
+                                Err(MessageRefusal::TooLong(reason)) => {
+                                    info!(peer = %self.peer, id, %reason, "refused message");
+                                    if let Err(exit) = self.send(&ServerFrame::Refusal(reason)).await {
+                                        return exit;
+                                    }
+                                }
+                                Err(MessageRefusal::Close(reason)) => return refuse(reason),
+                            }
+                        }
+                        Ok(other) => debug!(id, kind = other.kind(), "ignored frame"),
+                        Err(error) => debug!(id, %error, "ignored malformed frame"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes `first` and whatever else is already queued, then flushes once.
+    async fn write_batch(&mut self, first: Payload, member: &mut Membership) -> Result<(), Exit> {
+        let ws = &mut self.ws;
+        let write = async {
+            ws.feed(Message::Text(first)).await?;
+            for _ in 1..MAX_BATCH {
+                let Some(next) = member.try_recv() else { break };
+                ws.feed(Message::Text(next)).await?;
+            }
+            ws.flush().await
+        };
+        match timeout(self.server.config.write_timeout(), write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => {
+                debug!(peer = %self.peer, %error, "write failed");
+                Err(Exit::Gone)
+            }
+            Err(_) => {
+                info!(peer = %self.peer, "write timed out; dropping the connection");
+                Err(Exit::Gone)
+            }
+        }
+    }
+
+    /// The next data frame, or how the session must end (shutdown, close, a read error).
+    async fn next_frame(&mut self) -> Result<Frame, Exit> {
+        loop {
+            let msg = tokio::select! {
+                biased;
+                () = self.server.shutdown.cancelled() => {
+                    return Err(Exit::Close(close_code::GOING_AWAY, "server shutting down"));
+                }
+                msg = self.ws.next() => msg,
+            };
+            if let Some(frame) = classify(msg)? {
+                return Ok(frame);
+            }
+        }
+    }
+
+    /// Sends one frame, bounded by the write timeout.
+    async fn send(&mut self, frame: &ServerFrame) -> Result<(), Exit> {
+        let message = Message::Text(frame.encode().into());
+        match timeout(self.server.config.write_timeout(), self.ws.send(message)).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(Exit::Gone),
+        }
+    }
+
+    /// Carries out the exit: the refusal and close frames, then the close handshake.
+    async fn finish(&mut self, exit: Exit) {
+        match exit {
+            Exit::Refuse(reason) => {
+                info!(peer = %self.peer, %reason, "refused");
+                if self
+                    .send(&ServerFrame::Refusal(reason.into_owned()))
+                    .await
+                    .is_ok()
+                {
+                    self.close(close_code::NORMAL, "").await;
+                }
+            }
+            Exit::Close(code, reason) => {
+                info!(peer = %self.peer, code, reason, "closing");
+                self.close(code, reason).await;
+            }
+            Exit::Gone => {
+                // Flushes a close reply tungstenite may have queued; bounded for dead peers.
+                let _ = timeout(CLOSE_GRACE, self.ws.close()).await;
+            }
+        }
+    }
+
+    /// Sends a close frame and waits briefly for the client's, so that the closing handshake
+    /// completes and the client reads everything sent before it.
+    async fn close(&mut self, code: u16, reason: &'static str) {
+        let frame = Message::Close(Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        }));
+        if self.ws.send(frame).await.is_ok() {
+            let _ = timeout(CLOSE_GRACE, async {
+                while let Some(Ok(_)) = self.ws.next().await {}
+            })
+            .await;
+        }
+    }
+}
+
+fn refuse(reason: impl Into<Cow<'static, str>>) -> Exit {
+    Exit::Refuse(reason.into())
+}
+
+/// Sorts what the socket yielded: a data frame, nothing of interest (`None`: ping, pong), or the
+/// end of the session.
+fn classify(msg: Option<Result<Message, axum::Error>>) -> Result<Option<Frame>, Exit> {
+    match msg {
+        Some(Ok(Message::Text(text))) => Ok(Some(Frame::Text(text))),
+        Some(Ok(Message::Binary(_))) => Ok(Some(Frame::Binary)),
+        Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(None),
+        Some(Ok(Message::Close(_))) | None => Err(Exit::Gone),
+        Some(Err(error)) => Err(read_error_exit(error)),
+    }
+}
+
+/// The close a read error calls for: 1009 for a frame over the limit, 1007 for a text frame
+/// that is not UTF-8, 1002 for other protocol violations; nothing for a broken socket.
+fn read_error_exit(error: axum::Error) -> Exit {
+    use tungstenite::Error as WsError;
+    let inner = error.into_inner();
+    match inner.downcast_ref::<WsError>() {
+        Some(WsError::Capacity(_)) => Exit::Close(close_code::TOO_BIG, "frame too large"),
+        Some(WsError::Utf8(_)) => Exit::Close(close_code::INVALID_DATA, "text frame is not UTF-8"),
+        Some(WsError::Protocol(_)) => Exit::Close(close_code::PROTOCOL, "protocol error"),
+        _ => {
+            debug!(error = %inner, "read failed");
+            Exit::Gone
+        }
+    }
+}
