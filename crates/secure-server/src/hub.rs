@@ -9,7 +9,8 @@
 //! broadcast over a broker, and session code would not change.
 //!
 //! Locks are `std::sync::Mutex`es held only for map operations and the fan-out loop, never
-//! across an `.await`.
+//! across an `.await`. Where both are taken, the room lock is taken before the login lock
+//! (a member leaving releases its leases inside the room's critical section).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -67,6 +68,17 @@ struct Room {
 struct Member {
     name: String,
     tx: mpsc::Sender<Payload>,
+    /// Released when the member leaves the room, before its disconnect is announced.
+    leases: Leases,
+}
+
+/// What a logged-in connection holds: its name, and for users its token.
+#[derive(Debug)]
+pub struct Leases {
+    /// The reserved display name.
+    pub name: NameLease,
+    /// The held generic token (`None` for bots).
+    pub token: Option<TokenHold>,
 }
 
 /// What a token page shows.
@@ -176,9 +188,12 @@ impl Hub {
     }
 
     /// Adds an authenticated connection called `name` to the room and tells everyone else
-    /// (`["join", name]`). Frames for it arrive on [`Membership::recv`]; dropping the
-    /// membership leaves the room and announces `["disconnect", name]`.
-    pub fn join(&self, name: &str) -> Membership {
+    /// (`["join", name]`). Frames for it arrive on [`Membership::recv`]. The room keeps
+    /// `leases` while the connection is in it; leaving (dropping the membership, or being
+    /// dropped as a slow consumer) releases them first and then announces
+    /// `["disconnect", name]`, so that whoever hears of the disconnect may take the name and
+    /// token at once.
+    pub fn join(&self, name: &str, leases: Leases) -> Membership {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(self.inner.queue_len);
         let payload = Payload::from(ServerFrame::Join(name.to_owned()).encode());
@@ -188,6 +203,7 @@ impl Hub {
             Member {
                 name: name.to_owned(),
                 tx,
+                leases,
             },
         );
         room.fan_out(id, payload);
@@ -234,7 +250,7 @@ impl Room {
         while let Some(id) = slow.pop() {
             if let Some(member) = self.members.remove(&id) {
                 tracing::warn!(id, name = %member.name, "outbound queue full; dropping slow consumer");
-                let bye = Payload::from(ServerFrame::Disconnect(member.name).encode());
+                let bye = Payload::from(ServerFrame::Disconnect(member.leave()).encode());
                 self.deliver(id, &bye, &mut slow);
             }
         }
@@ -251,6 +267,14 @@ impl Room {
                 Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
         }
+    }
+}
+
+impl Member {
+    /// Releases the member's leases and gives back its name for the announcement.
+    fn leave(self) -> String {
+        drop(self.leases);
+        self.name
     }
 }
 
@@ -345,7 +369,7 @@ impl Drop for Membership {
     fn drop(&mut self) {
         let mut room = self.hub.room();
         if let Some(member) = room.members.remove(&self.id) {
-            let bye = Payload::from(ServerFrame::Disconnect(member.name).encode());
+            let bye = Payload::from(ServerFrame::Disconnect(member.leave()).encode());
             room.fan_out(self.id, bye);
         }
     }
@@ -354,6 +378,13 @@ impl Drop for Membership {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn leases(hub: &Hub, name: &str) -> Leases {
+        Leases {
+            name: hub.reserve_name(name).unwrap(),
+            token: None,
+        }
+    }
 
     #[test]
     fn names_are_case_insensitive_and_released() {
@@ -407,8 +438,8 @@ mod tests {
     #[tokio::test]
     async fn broadcast_skips_the_sender_and_drops_slow_consumers() {
         let hub = Hub::new(true, 2);
-        let mut a = hub.join("a");
-        let mut b = hub.join("b");
+        let mut a = hub.join("a", leases(&hub, "a"));
+        let mut b = hub.join("b", leases(&hub, "b"));
         assert_eq!(a.recv().await.unwrap(), r#"["join","b"]"#);
         hub.broadcast(
             a.id(),
@@ -431,6 +462,10 @@ mod tests {
         }
         assert_eq!(a.recv().await.unwrap(), r#"["disconnect","b"]"#);
         assert_eq!(hub.stats().members, 1);
+        assert!(
+            hub.reserve_name("b").is_some(),
+            "the evicted member's name is free"
+        );
         assert!(b.recv().await.is_some());
         assert!(b.recv().await.is_some());
         assert!(b.recv().await.is_none(), "an evicted member's queue ends");

@@ -18,7 +18,7 @@ use tracing::{debug, info};
 
 use crate::Server;
 use crate::auth;
-use crate::hub::{Membership, NameLease, Payload, TokenHold};
+use crate::hub::{Leases, Membership, Payload};
 use crate::rules::MessageRefusal;
 
 /// How long a closing session waits for the client's close frame before dropping the socket.
@@ -58,8 +58,7 @@ struct LoggedIn {
     /// The display name (`[BOT] name` for bots).
     name: String,
     kind: &'static str,
-    _name: NameLease,
-    _hold: Option<TokenHold>,
+    leases: Leases,
 }
 
 /// One connection.
@@ -142,25 +141,35 @@ impl Session {
         let link = format!("{}/{}", self.link_base, page.id());
         self.send(&ServerFrame::AuthMsg(link)).await?;
 
-        // The very next data frame decides; the page dies whatever it is.
+        // The very next data frame decides, and the page dies whatever it is.
         let next = timeout(server.config.tokenauth_timeout(), self.next_frame()).await;
-        drop(page);
-        let frame = next.map_err(|_| refuse(refusal::TOKENAUTH_TIMEOUT))??;
-        let accepted = match &frame {
-            Frame::Text(text) => matches!(
+        let accepted = match &next {
+            Ok(Ok(Frame::Text(text))) => matches!(
                 ClientFrame::decode(text),
                 Ok(ClientFrame::TokenAuth(Some(presented))) if auth::secret_eq(&presented, &temp_token)
             ),
-            Frame::Binary => false,
+            _ => false,
+        };
+        let leases = Leases {
+            name: name_lease,
+            token: Some(hold),
         };
         if !accepted {
-            return Err(refuse(refusal::TEMP_TOKEN_REFUSED));
+            // Free the name and token before the page turns 410, so that whoever sees the
+            // page closed may log in again at once.
+            drop(leases);
+            drop(page);
+            return Err(match next {
+                Err(_elapsed) => refuse(refusal::TOKENAUTH_TIMEOUT),
+                Ok(Err(exit)) => exit,
+                Ok(Ok(_)) => refuse(refusal::TEMP_TOKEN_REFUSED),
+            });
         }
+        drop(page);
         Ok(LoggedIn {
             name,
             kind: "user",
-            _name: name_lease,
-            _hold: Some(hold),
+            leases,
         })
     }
 
@@ -173,28 +182,24 @@ impl Session {
             return Err(refuse(refusal::BOT_REFUSED));
         }
         let display = format!("{} {name}", crate::rules::BOT_PREFIX);
-        let lease = self
-            .server
-            .hub
-            .reserve_name(&display)
-            .ok_or(refuse(refusal::USERNAME_TAKEN))?;
+        let name = self.server.hub.reserve_name(&display);
+        let name = name.ok_or(refuse(refusal::USERNAME_TAKEN))?;
         Ok(LoggedIn {
             name: display,
             kind: "bot",
-            _name: lease,
-            _hold: None,
+            leases: Leases { name, token: None },
         })
     }
 
-    /// Joins the room and chats until the connection ends. The room and the leases are left
-    /// before this returns.
+    /// Joins the room and chats until the connection ends. The room, and with it the leases,
+    /// are left before this returns.
     async fn chat(&mut self, login: LoggedIn) -> Exit {
-        let mut member = self.server.hub.join(&login.name);
-        info!(peer = %self.peer, id = member.id(), name = %login.name, kind = login.kind, "logged in");
-        let exit = self.chat_loop(&mut member, &login.name).await;
-        info!(peer = %self.peer, id = member.id(), name = %login.name, "left the room");
+        let LoggedIn { name, kind, leases } = login;
+        let mut member = self.server.hub.join(&name, leases);
+        info!(peer = %self.peer, id = member.id(), %name, kind, "logged in");
+        let exit = self.chat_loop(&mut member, &name).await;
+        info!(peer = %self.peer, id = member.id(), %name, "left the room");
         drop(member);
-        drop(login);
         exit
     }
 
