@@ -53,7 +53,8 @@ pub(crate) fn router(server: Arc<Server>) -> Router {
         .with_state(server)
 }
 
-/// Hands WebSocket upgrade requests to a [`Session`]; lets every other request through to the
+/// Hands WebSocket upgrade requests to a [`Session`]; answers a broken upgrade request (wrong
+/// method, key or version) with axum's 4xx rejection; lets every other request through to the
 /// routes.
 async fn websocket_on_any_path(
     State(server): State<Arc<Server>>,
@@ -62,8 +63,10 @@ async fn websocket_on_any_path(
     request: Request,
     next: Next,
 ) -> Response {
-    let Ok(upgrade) = upgrade else {
-        return next.run(request).await;
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) if wants_websocket(request.headers()) => return rejection.into_response(),
+        Err(_) => return next.run(request).await,
     };
     let link_base = link_base(&server, request.headers());
     let max_frame = server.config.max_frame_bytes;
@@ -78,6 +81,13 @@ async fn websocket_on_any_path(
             Session::new(ws, server, peer, link_base).run().await;
             drop(session_guard);
         })
+}
+
+/// Whether a request asks for a WebSocket (`Upgrade: websocket`), well-formed or not.
+fn wants_websocket(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
 }
 
 /// The base of `authmsg` links: `public_url` when set, else `http://` and the `Host` the client

@@ -1,5 +1,6 @@
 //! `secure-server`: runs a CLIChat Secure Server from `secureconfig.json`.
 
+use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +33,10 @@ fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // A closed stderr must not take the server down: tracing would report the failed
+        // write with eprintln!, which panics when stderr is gone.
+        .log_internal_errors(false)
         .init();
     let args = Args::parse();
     match start(args) {
@@ -46,14 +51,15 @@ fn main() -> ExitCode {
 fn start(args: Args) -> anyhow::Result<()> {
     let (mut config, created) = config::load_or_create(&args.config)?;
     if let Some(created) = created {
-        println!(
-            "Created {} with the default settings and a new generic token:",
-            args.config.display()
+        // Written to the terminal, not the log, and only this once. A closed stdout loses
+        // nothing: the token is in the file.
+        let _ = writeln!(
+            std::io::stdout(),
+            "Created {} with the default settings and a new generic token:\n\n    {}\n\n\
+             Users log in with it. It is printed only this once; it is kept in that file.",
+            args.config.display(),
+            created.token
         );
-        println!();
-        println!("    {}", created.token);
-        println!();
-        println!("Users log in with it. It is printed only this once; it is kept in that file.");
     }
     let stale = config.tokens_with_runtime_fields();
     if stale > 0 {

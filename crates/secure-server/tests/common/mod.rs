@@ -1,0 +1,261 @@
+//! Test harness: a real server on `127.0.0.1:0`, and WebSocket/HTTP clients that speak to it.
+//!
+//! Every wait is bounded by [`WAIT`], so a missing frame fails the test instead of hanging it.
+
+#![allow(dead_code)] // Each test binary uses its own part of the harness.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use secure_server::Config;
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// The longest any single expected event may take.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Generic tokens in the default test config.
+pub const TOKENS: [&str; 4] = ["token-one", "token-two", "token-three", "token-four"];
+/// The bot in the default test config.
+pub const BOT_NAME: &str = "botusr";
+pub const BOT_TOKEN: &str = "bot-token-secret";
+
+/// The default test config, with `overrides` merged over it.
+pub fn config(overrides: Value) -> Config {
+    let mut base = json!({
+        "tokens": Value::Object(TOKENS.iter().map(|t| (t.to_string(), json!({}))).collect()),
+        "bots": { BOT_TOKEN: BOT_NAME },
+        "filter": ["badword"],
+    });
+    for (k, v) in overrides.as_object().expect("overrides are an object") {
+        base[k] = v.clone();
+    }
+    Config::parse(&base.to_string(), Path::new("test-config.json")).expect("test config is valid")
+}
+
+/// A running server.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), secure_server::Error>>,
+}
+
+impl TestServer {
+    pub async fn start(config: Config) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(secure_server::run(listener, config, async {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// A server on the default test config.
+    pub async fn default() -> TestServer {
+        TestServer::start(config(json!({}))).await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// A WebSocket connection that has not logged in.
+    pub async fn connect(&self) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/", self.addr))
+            .await
+            .unwrap();
+        Client { ws, id: None }
+    }
+
+    /// A user logged in through the whole SAUTH2 flow. Events before its `id` are consumed.
+    pub async fn login(&self, name: &str, token: &str) -> Client {
+        let mut client = self.connect().await;
+        let link = client.auth(name, token).await;
+        let temp = page_token(&link).await;
+        client.send(json!(["tokenauth", temp])).await;
+        client.expect_id().await;
+        client
+    }
+
+    /// A bot logged in.
+    pub async fn login_bot(&self) -> Client {
+        let mut client = self.connect().await;
+        client
+            .send(json!(["botauth", {"botusername": BOT_NAME, "bottoken": BOT_TOKEN}]))
+            .await;
+        client.expect_id().await;
+        client
+    }
+
+    /// Signals shutdown and waits for `run` to return.
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(WAIT, &mut self.task)
+            .await
+            .expect("run returns after shutdown")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// The temporary token shown on a token page; panics if the page does not show one.
+pub async fn page_token(link: &str) -> String {
+    let response = reqwest::get(link).await.unwrap();
+    assert_eq!(response.status(), 200, "token page {link}");
+    let body = response.text().await.unwrap();
+    let start = body
+        .find("<code id=\"token\">")
+        .expect("page shows a token")
+        + "<code id=\"token\">".len();
+    let end = body[start..].find("</code>").unwrap() + start;
+    body[start..end].to_owned()
+}
+
+/// The HTTP status of a page.
+pub async fn status(url: &str) -> u16 {
+    reqwest::get(url).await.unwrap().status().as_u16()
+}
+
+/// Polls `url` until it answers `want` (the server notices a dropped socket on its own time);
+/// bounded by [`WAIT`].
+pub async fn wait_for_status(url: &str, want: u16) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if status(url).await == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{url} never answered {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// One WebSocket client.
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// The id the server gave, once logged in.
+    pub id: Option<u64>,
+}
+
+/// What the server did to a connection that ended.
+#[derive(Debug, PartialEq)]
+pub enum Closed {
+    /// A close frame with this code.
+    Code(u16),
+    /// The socket ended without a close frame.
+    NoFrame,
+}
+
+impl Client {
+    pub async fn send(&mut self, frame: Value) {
+        self.ws
+            .send(Message::text(frame.to_string()))
+            .await
+            .unwrap();
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.unwrap();
+    }
+
+    pub async fn send_raw(&mut self, message: Message) {
+        self.ws.send(message).await.unwrap();
+    }
+
+    /// Sends a chat message with this client's id.
+    pub async fn say(&mut self, text: &str) {
+        let id = self.id.expect("logged in");
+        self.send(json!(["msg", {"id": id, "msg": text}])).await;
+    }
+
+    /// The next data frame as JSON; panics on close or timeout.
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let message = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a frame in time")
+                .expect("connection open")
+                .expect("no socket error");
+            match message {
+                Message::Text(text) => {
+                    return serde_json::from_str(&text).expect("server frames are JSON");
+                }
+                Message::Ping(_) | Message::Pong(_) => {}
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// Sends `auth` and returns the `authmsg` link.
+    pub async fn auth(&mut self, name: &str, token: &str) -> String {
+        self.send(json!(["auth", {"username": name, "token": token}]))
+            .await;
+        let frame = self.recv().await;
+        assert_eq!(frame[0], "authmsg", "{frame}");
+        frame[1].as_str().unwrap().to_owned()
+    }
+
+    /// Expects `["id", ID, VERSION]` and keeps the id.
+    pub async fn expect_id(&mut self) -> u64 {
+        let frame = self.recv().await;
+        assert_eq!(frame[0], "id", "{frame}");
+        assert!(frame[2].is_string(), "id carries the version: {frame}");
+        let id = frame[1].as_u64().expect("id is an integer");
+        self.id = Some(id);
+        id
+    }
+
+    pub async fn expect(&mut self, want: Value) {
+        assert_eq!(self.recv().await, want);
+    }
+
+    /// Expects the connection to end; returns how.
+    pub async fn closed(&mut self) -> Closed {
+        loop {
+            let next = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("close in time");
+            match next {
+                Some(Ok(Message::Close(Some(CloseFrame { code, .. })))) => {
+                    // Let tungstenite answer the close handshake.
+                    while let Some(Ok(_)) =
+                        tokio::time::timeout(WAIT, self.ws.next()).await.unwrap()
+                    {
+                    }
+                    return Closed::Code(code.into());
+                }
+                Some(Ok(Message::Close(None))) => return Closed::Code(1005),
+                Some(Ok(Message::Text(text))) => panic!("expected the close, got {text}"),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return Closed::NoFrame,
+            }
+        }
+    }
+
+    /// Expects `["refusal", text]` followed by a close.
+    pub async fn expect_refusal_and_close(&mut self, text: &str) {
+        self.expect(json!(["refusal", text])).await;
+        assert_eq!(self.closed().await, Closed::Code(1000));
+    }
+
+    /// Closes from the client side and waits for the server's close reply, by which time the
+    /// server has released what this connection held.
+    pub async fn close(mut self) {
+        self.ws.close(None).await.unwrap();
+        while let Some(Ok(_)) = tokio::time::timeout(WAIT, self.ws.next()).await.unwrap() {}
+    }
+}

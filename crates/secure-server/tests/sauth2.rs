@@ -1,0 +1,327 @@
+//! SAUTH2 user login over the real wire: the auth -> authmsg -> page -> tokenauth flow, the
+//! token page's life cycle, username and token refusals, and 1UPT holds released in every way a
+//! connection can end.
+
+mod common;
+
+use common::{Client, TOKENS, TestServer, config, page_token, status, wait_for_status};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+#[tokio::test]
+async fn full_login_then_the_page_stops_showing_the_token() {
+    let server = TestServer::default().await;
+    let mut client = server.connect().await;
+    let link = client.auth("alice", TOKENS[0]).await;
+
+    let prefix = format!("http://{}/", server.addr);
+    assert!(
+        link.starts_with(&prefix),
+        "link {link} uses the Host the client connected to"
+    );
+    let id = &link[prefix.len()..];
+    assert!(
+        id.len() >= 22 && id.bytes().all(|c| c.is_ascii_alphanumeric()),
+        "page id {id}"
+    );
+
+    let page = reqwest::get(&link).await.unwrap();
+    assert_eq!(page.status(), 200);
+    let headers = page.headers().clone();
+    assert_eq!(headers["cache-control"], "no-store");
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    assert!(
+        headers["x-robots-tag"]
+            .to_str()
+            .unwrap()
+            .contains("noindex")
+    );
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+
+    let temp = page_token(&link).await;
+    assert_eq!(temp.len(), 100);
+    assert!(
+        temp.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'.'),
+        "{temp}"
+    );
+    assert_eq!(
+        page_token(&link).await,
+        temp,
+        "a person may reload the page before using it"
+    );
+
+    // Spacing inside the frame does not matter (the original compared raw JSON text).
+    client
+        .send_text(&format!("[ \"tokenauth\" , \"{temp}\" ]"))
+        .await;
+    let frame = client.recv().await;
+    assert_eq!(frame[0], "id");
+    assert!(frame[1].is_u64());
+    assert!(frame[2].as_str().unwrap().contains("secure-server"));
+
+    let gone = reqwest::get(&link).await.unwrap();
+    assert_eq!(gone.status(), 410);
+    assert!(
+        !gone.text().await.unwrap().contains(&temp),
+        "the token is never shown again"
+    );
+}
+
+#[tokio::test]
+async fn unknown_page_is_404_and_index_answers() {
+    let server = TestServer::default().await;
+    assert_eq!(
+        status(&server.url("/0123456789abcdef0123456789abcdef")).await,
+        404
+    );
+    assert_eq!(status(&server.url("/a/b")).await, 404);
+    assert_eq!(status(&server.url("/")).await, 200);
+}
+
+#[tokio::test]
+async fn public_url_is_the_link_base() {
+    let server =
+        TestServer::start(config(json!({"public_url": "https://chat.example.com/"}))).await;
+    let mut client = server.connect().await;
+    let link = client.auth("alice", TOKENS[0]).await;
+    assert!(link.starts_with("https://chat.example.com/"), "{link}");
+    assert!(!link.starts_with("https://chat.example.com//"), "{link}");
+}
+
+#[tokio::test]
+async fn wrong_temporary_token_is_refused_and_the_page_dies() {
+    let server = TestServer::default().await;
+    let mut client = server.connect().await;
+    let link = client.auth("alice", TOKENS[0]).await;
+    let temp = page_token(&link).await;
+    let wrong = temp.replace(&temp[..1], if temp.starts_with('a') { "b" } else { "a" });
+    client.send(json!(["tokenauth", wrong])).await;
+    client.expect_refusal_and_close("refused").await;
+    assert_eq!(status(&link).await, 410);
+    // The name and the token are free again.
+    server.login("alice", TOKENS[0]).await;
+}
+
+#[tokio::test]
+async fn any_other_frame_after_authmsg_is_refused() {
+    let server = TestServer::default().await;
+    for frame in [
+        Message::text(r#"["msg",{"id":0,"msg":"hi"}]"#),
+        Message::text(r#"["tokenauth",5]"#),
+        Message::text(r#"["tokenauth"]"#),
+        Message::text("not json"),
+        Message::binary(vec![1, 2, 3]),
+        Message::text(r#"["auth",{"username":"again","token":"token-two"}]"#),
+    ] {
+        let mut client = server.connect().await;
+        let link = client.auth("alice", TOKENS[0]).await;
+        client.send_raw(frame.clone()).await;
+        client.expect_refusal_and_close("refused").await;
+        assert_eq!(status(&link).await, 410, "after {frame:?}");
+    }
+}
+
+#[tokio::test]
+async fn tokenauth_timeout_refuses_and_releases() {
+    let server = TestServer::start(config(json!({"tokenauth_timeout_secs": 1}))).await;
+    let mut client = server.connect().await;
+    let link = client.auth("alice", TOKENS[0]).await;
+    client
+        .expect_refusal_and_close("Token authentication timed out.")
+        .await;
+    assert_eq!(status(&link).await, 410);
+    server.login("alice", TOKENS[0]).await;
+}
+
+#[tokio::test]
+async fn token_refusals() {
+    let server = TestServer::default().await;
+    for auth in [
+        json!(["auth", {"username": "alice", "token": "no-such-token"}]),
+        json!(["auth", {"username": "alice"}]),
+        json!(["auth", {"username": "alice", "token": 12}]),
+        json!(["auth", {"username": "alice", "token": "token-one "}]),
+        json!(["auth", {"username": "alice", "token": BOT_TOKEN_TEXT}]),
+    ] {
+        let mut client = server.connect().await;
+        client.send(auth).await;
+        client.expect_refusal_and_close("Token refused").await;
+    }
+}
+
+const BOT_TOKEN_TEXT: &str = common::BOT_TOKEN;
+
+#[tokio::test]
+async fn username_refusals_come_before_the_token() {
+    let server = TestServer::start(config(json!({"max_username_length": 15}))).await;
+    let cases = [
+        (json!("abcdefghijklmnop"), "username is too long"),
+        (json!("xBADWORDx"), "No profanity allowed!"),
+        (json!("BadWord"), "No profanity allowed!"),
+        (json!(""), "Invalid username."),
+        (json!("   "), "Invalid username."),
+        (json!("tab\there"), "Invalid username."),
+        (json!("[BOT] fake"), "Invalid username."),
+        (json!(42), "Invalid username."),
+    ];
+    for (name, reason) in cases {
+        let mut client = server.connect().await;
+        // A wrong token too: the username rule is what is reported.
+        client
+            .send(json!(["auth", {"username": name, "token": "wrong"}]))
+            .await;
+        client.expect_refusal_and_close(reason).await;
+    }
+    // Fifteen scalar values is within the limit even when they are multi-byte.
+    server.login("ééééééééééééééé", TOKENS[0]).await;
+}
+
+#[tokio::test]
+async fn bare_auth_is_refused_not_a_crash() {
+    let server = TestServer::default().await;
+    let mut client = server.connect().await;
+    client.send(json!(["auth"])).await;
+    client.expect_refusal_and_close("Invalid username.").await;
+    server.login("alice", TOKENS[0]).await;
+}
+
+#[tokio::test]
+async fn usernames_are_unique_case_insensitively_including_mid_login() {
+    let server = TestServer::default().await;
+    let mut first = server.connect().await;
+    let link = first.auth("Alice", TOKENS[0]).await;
+
+    let mut second = server.connect().await;
+    second
+        .send(json!(["auth", {"username": "aLiCe", "token": TOKENS[1]}]))
+        .await;
+    second
+        .expect_refusal_and_close("Username already taken.")
+        .await;
+
+    let temp = page_token(&link).await;
+    first.send(json!(["tokenauth", temp])).await;
+    first.expect_id().await;
+
+    let mut third = server.connect().await;
+    third
+        .send(json!(["auth", {"username": "ALICE", "token": TOKENS[2]}]))
+        .await;
+    third
+        .expect_refusal_and_close("Username already taken.")
+        .await;
+}
+
+#[tokio::test]
+async fn one_user_per_token_holds_from_auth_until_close() {
+    let server = TestServer::default().await;
+    let mut first = server.connect().await;
+    let link = first.auth("alice", TOKENS[0]).await;
+
+    // Held mid-login...
+    let mut other = server.connect().await;
+    other
+        .send(json!(["auth", {"username": "bob", "token": TOKENS[0]}]))
+        .await;
+    other.expect_refusal_and_close("Token refused").await;
+
+    // ...and once logged in.
+    let temp = page_token(&link).await;
+    first.send(json!(["tokenauth", temp])).await;
+    first.expect_id().await;
+    let mut other = server.connect().await;
+    other
+        .send(json!(["auth", {"username": "bob", "token": TOKENS[0]}]))
+        .await;
+    other.expect_refusal_and_close("Token refused").await;
+
+    // A close releases it.
+    first.close().await;
+    server.login("bob", TOKENS[0]).await;
+}
+
+#[tokio::test]
+async fn without_1upt_a_token_serves_many() {
+    let server = TestServer::start(config(json!({"1UPT": false}))).await;
+    let _a = server.login("alice", TOKENS[0]).await;
+    let _b = server.login("bob", TOKENS[0]).await;
+}
+
+#[tokio::test]
+async fn hold_is_released_when_a_pending_login_drops_its_socket() {
+    let server = TestServer::default().await;
+    let mut client = server.connect().await;
+    let link = client.auth("alice", TOKENS[0]).await;
+    drop(client); // No close frame: the TCP connection just ends.
+    // The page closes only after the name and token are free again.
+    wait_for_status(&link, 410).await;
+    server.login("alice", TOKENS[0]).await;
+}
+
+#[tokio::test]
+async fn hold_is_released_when_a_pending_login_closes() {
+    let server = TestServer::default().await;
+    let mut client = server.connect().await;
+    let link = client.auth("alice", TOKENS[0]).await;
+    client.close().await;
+    assert_eq!(status(&link).await, 410);
+    server.login("alice", TOKENS[0]).await;
+}
+
+#[tokio::test]
+async fn hold_is_released_when_a_logged_in_socket_drops() {
+    let server = TestServer::default().await;
+    let mut watcher = server.login("watcher", TOKENS[1]).await;
+    let client = server.login("alice", TOKENS[0]).await;
+    watcher.expect(json!(["join", "alice"])).await;
+    drop(client);
+    // The disconnect is announced only after the name and token are free.
+    watcher.expect(json!(["disconnect", "alice"])).await;
+    server.login("alice", TOKENS[0]).await;
+}
+
+#[tokio::test]
+async fn hold_is_released_when_the_server_closes_the_connection() {
+    let server = TestServer::default().await;
+    let mut client = server.login("alice", TOKENS[0]).await;
+    client.say("   ").await;
+    client
+        .expect_refusal_and_close("No Empty Messages allowed!")
+        .await;
+    server.login("alice", TOKENS[0]).await;
+}
+
+#[tokio::test]
+async fn ids_are_unique_and_never_reused() {
+    let server = TestServer::default().await;
+    let a = server.login("alice", TOKENS[0]).await;
+    let a_id = a.id.unwrap();
+    a.close().await;
+    let b = server.login("alice", TOKENS[0]).await;
+    let bot = server.login_bot().await;
+    let ids = [a_id, b.id.unwrap(), bot.id.unwrap()];
+    assert!(ids[0] < ids[1] && ids[1] < ids[2], "{ids:?}");
+}
+
+#[tokio::test]
+async fn logins_do_not_interfere() {
+    let server = TestServer::default().await;
+    let mut clients: Vec<Client> = Vec::new();
+    let mut links = Vec::new();
+    for (i, token) in TOKENS.iter().enumerate() {
+        let mut client = server.connect().await;
+        links.push(client.auth(&format!("user{i}"), token).await);
+        clients.push(client);
+    }
+    // Finish them in reverse order: each page shows its own login's token.
+    for (client, link) in clients.iter_mut().zip(&links).rev() {
+        let temp = page_token(link).await;
+        client.send(json!(["tokenauth", temp])).await;
+        client.expect_id().await;
+    }
+}
