@@ -222,8 +222,10 @@ async fn protocol_violations_close_with_1002() {
     assert_eq!(client.closed().await, Closed::Code(1002));
     // A frame with a reserved bit set.
     let mut client = server.connect().await;
-    let mut header = FrameHeader::default();
-    header.rsv1 = true;
+    let header = FrameHeader {
+        rsv1: true,
+        ..FrameHeader::default()
+    };
     let frame = Frame::from_payload(header, b"[]".to_vec().into());
     futures_util::SinkExt::send(&mut client.ws, Message::Frame(frame))
         .await
