@@ -1,5 +1,7 @@
 //! Frames a client sends to a server.
 
+use std::fmt;
+
 use serde_json::{Map, Value, json};
 
 use crate::{DecodeError, encode_tuple, split, str_arg, str_field};
@@ -8,7 +10,9 @@ use crate::{DecodeError, encode_tuple, split, str_arg, str_field};
 ///
 /// Fields that the sender left out or gave the wrong JSON type decode to `None`; the server
 /// decides what such a frame means (usually a refusal or nothing at all).
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Its `Debug` output redacts every token, so that logging a frame never logs a secret.
+#[derive(Clone, PartialEq, Eq)]
 pub enum ClientFrame {
     /// `["auth", {"username": U, "token": T}]`: user login. Plain (non-secure) CLIChat servers
     /// take it without a token; Secure Servers answer with `authmsg` (SAUTH2).
@@ -102,6 +106,33 @@ impl ClientFrame {
                 encode_tuple(&("msg", args))
             }
             ClientFrame::Unknown(kind) => encode_tuple(&(kind,)),
+        }
+    }
+}
+
+impl fmt::Debug for ClientFrame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redacted = |token: &Option<String>| token.as_ref().map(|_| "<redacted>");
+        match self {
+            ClientFrame::Auth { username, token } => f
+                .debug_struct("Auth")
+                .field("username", username)
+                .field("token", &redacted(token))
+                .finish(),
+            ClientFrame::TokenAuth(token) => {
+                f.debug_tuple("TokenAuth").field(&redacted(token)).finish()
+            }
+            ClientFrame::BotAuth { name, token } => f
+                .debug_struct("BotAuth")
+                .field("name", name)
+                .field("token", &redacted(token))
+                .finish(),
+            ClientFrame::Msg { id, text } => f
+                .debug_struct("Msg")
+                .field("id", id)
+                .field("text", text)
+                .finish(),
+            ClientFrame::Unknown(kind) => f.debug_tuple("Unknown").field(kind).finish(),
         }
     }
 }
@@ -270,6 +301,26 @@ mod tests {
         ];
         for frame in frames {
             assert_eq!(ClientFrame::decode(&frame.encode()), Ok(frame));
+        }
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_token() {
+        let frames = [
+            ClientFrame::Auth {
+                username: some("alice"),
+                token: some("SECRET1"),
+            },
+            ClientFrame::TokenAuth(some("SECRET2")),
+            ClientFrame::BotAuth {
+                name: some("b"),
+                token: some("SECRET3"),
+            },
+        ];
+        for frame in frames {
+            let debug = format!("{frame:?}");
+            assert!(!debug.contains("SECRET"), "{debug}");
+            assert!(debug.contains("<redacted>"), "{debug}");
         }
     }
 

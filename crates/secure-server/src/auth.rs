@@ -32,8 +32,8 @@ impl TokenKey {
     }
 }
 
-/// The owner's tokens, ready for constant-time checks.
-#[derive(Debug, Default)]
+/// The owner's tokens, ready for constant-time checks. Its `Debug` output shows counts only.
+#[derive(Default)]
 pub struct Tokens {
     users: HashMap<TokenKey, String>,
     /// Bot token digest -> (token, bot name).
@@ -69,6 +69,15 @@ impl Tokens {
         self.bots
             .get(&TokenKey::of(presented))
             .is_some_and(|(stored, bot)| secret_eq(stored, presented) && bot == name)
+    }
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("users", &self.users.len())
+            .field("bots", &self.bots.len())
+            .finish()
     }
 }
 

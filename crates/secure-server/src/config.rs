@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use crate::auth;
 
 /// The server's configuration, as read from `secureconfig.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Its `Debug` output shows how many tokens and bots there are, never the tokens.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// TCP port for both the token pages (HTTP) and the chat (WebSocket). Default `70`, as in
@@ -52,6 +54,49 @@ pub struct Config {
     /// Seconds one write to a client may take before the client is dropped as dead. Default
     /// `10`.
     pub write_timeout_secs: u64,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured so that a new field cannot be forgotten here.
+        let Config {
+            port,
+            bind,
+            one_user_per_token,
+            tokens,
+            bots,
+            filter,
+            max_username_length,
+            max_message_length,
+            public_url,
+            tokenauth_timeout_secs,
+            max_frame_bytes,
+            outbound_queue,
+            write_timeout_secs,
+        } = self;
+        f.debug_struct("Config")
+            .field("port", port)
+            .field("bind", bind)
+            .field("1UPT", one_user_per_token)
+            .field("tokens", &format_args!("<{} tokens>", tokens.len()))
+            .field(
+                "bots",
+                &format_args!(
+                    "<{} bots: {:?}>",
+                    bots.len(),
+                    bots.values().collect::<Vec<_>>()
+                ),
+            )
+            .field("filter", filter)
+            .field("max_username_length", max_username_length)
+            .field("max_message_length", max_message_length)
+            .field("public_url", public_url)
+            .field("tokenauth_timeout_secs", tokenauth_timeout_secs)
+            .field("max_frame_bytes", max_frame_bytes)
+            .field("outbound_queue", outbound_queue)
+            .field("write_timeout_secs", write_timeout_secs)
+            .finish()
+    }
 }
 
 impl Default for Config {
@@ -268,8 +313,7 @@ impl Config {
     }
 }
 
-/// A config file freshly written with the defaults.
-#[derive(Debug)]
+/// A config file freshly written with the defaults. Deliberately not `Debug`: it holds a token.
 pub struct Created {
     /// The config as written.
     pub config: Config,
@@ -418,6 +462,15 @@ mod tests {
             let err = parse(text).unwrap_err().to_string();
             assert!(err.contains(&format!("key `{key}`")), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_token() {
+        let config =
+            parse(r#"{"tokens": {"USER-SECRET": {}}, "bots": {"BOT-SECRET": "echo"}}"#).unwrap();
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("SECRET"), "{debug}");
+        assert!(debug.contains("echo"), "{debug}");
     }
 
     #[test]
