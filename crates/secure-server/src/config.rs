@@ -200,7 +200,7 @@ impl Config {
         let de = &mut serde_json::Deserializer::from_str(text);
         let config: Config = serde_path_to_error::deserialize(de).map_err(|err| {
             let inner = err.inner();
-            let key = masked_key(&err.path().to_string());
+            let key = key_path(err.path());
             if inner.is_syntax() || inner.is_eof() {
                 ConfigError::Syntax {
                     path: path.to_owned(),
@@ -234,20 +234,39 @@ impl Config {
                 message: message.to_owned(),
             })
         };
-        let positive = [
-            ("max_username_length", self.max_username_length as u64),
-            ("max_message_length", self.max_message_length as u64),
-            ("tokenauth_timeout_secs", self.tokenauth_timeout_secs),
-            ("outbound_queue", self.outbound_queue as u64),
-            ("write_timeout_secs", self.write_timeout_secs),
+        // (key, value, least, most): the most keeps memory and timers sane.
+        let ranges = [
+            (
+                "max_username_length",
+                self.max_username_length as u64,
+                1,
+                1_000,
+            ),
+            (
+                "max_message_length",
+                self.max_message_length as u64,
+                1,
+                1_000_000,
+            ),
+            (
+                "tokenauth_timeout_secs",
+                self.tokenauth_timeout_secs,
+                1,
+                86_400,
+            ),
+            (
+                "max_frame_bytes",
+                self.max_frame_bytes as u64,
+                256,
+                16 << 20,
+            ),
+            ("outbound_queue", self.outbound_queue as u64, 1, 1 << 20),
+            ("write_timeout_secs", self.write_timeout_secs, 1, 3_600),
         ];
-        for (key, value) in positive {
-            if value == 0 {
-                return fail(key, "must be at least 1");
+        for (key, value, least, most) in ranges {
+            if !(least..=most).contains(&value) {
+                return fail(key, &format!("must be from {least} to {most}"));
             }
-        }
-        if self.max_frame_bytes < 256 {
-            return fail("max_frame_bytes", "must be at least 256");
         }
         for token in self.tokens.keys().chain(self.bots.keys()) {
             if token.trim().is_empty() || token.chars().any(char::is_control) {
@@ -352,30 +371,38 @@ fn create(path: &Path) -> Result<Created, ConfigError> {
     };
     let mut text = serde_json::to_string_pretty(&config).expect("a Config always serializes");
     text.push('\n');
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(io_err)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        // It holds secrets: readable by its owner only.
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(io_err)?;
     file.write_all(text.as_bytes()).map_err(io_err)?;
     file.sync_all().map_err(io_err)?;
     Ok(Created { config, token })
 }
 
-/// Masks the token in a `tokens.<token>` or `bots.<token>` key path so that errors never print
-/// a token.
-fn masked_key(path: &str) -> String {
-    let mut parts = path.splitn(3, '.');
-    match (parts.next(), parts.next(), parts.next()) {
-        (Some(section @ ("tokens" | "bots")), Some(token), rest) => {
-            let mut key = format!("{section}.{}", auth::mask(token));
-            if let Some(rest) = rest {
-                key.push('.');
-                key.push_str(rest);
-            }
-            key
-        }
-        _ => path.to_owned(),
+/// The dotted key path of a deserialization error, with the token in `tokens.<token>` or
+/// `bots.<token>` masked, so that errors never print a token (even one holding dots).
+fn key_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut parts: Vec<String> = Vec::new();
+    for segment in path.iter() {
+        let in_token_map = parts.len() == 1 && matches!(parts[0].as_str(), "tokens" | "bots");
+        parts.push(match segment {
+            Segment::Map { key } if in_token_map => auth::mask(key),
+            Segment::Map { key } | Segment::Enum { variant: key } => key.clone(),
+            Segment::Seq { index } => index.to_string(),
+            Segment::Unknown => "?".to_owned(),
+        });
+    }
+    if parts.is_empty() {
+        ".".to_owned()
+    } else {
+        parts.join(".")
     }
 }
 
@@ -444,6 +471,38 @@ mod tests {
     }
 
     #[test]
+    fn errors_mask_tokens_holding_dots() {
+        let err = parse(r#"{"bots": {"abcd.efgh.SECRETSECRETSECRET": 5}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("key `bots.abcd…`"), "{err}");
+        assert!(!err.contains("SECRET"), "{err}");
+        let err = parse(r#"{"tokens": {"abcd.efgh.SECRETSECRET": {"inuse": 1}}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("key `tokens.abcd….inuse`"), "{err}");
+        assert!(!err.contains("SECRET"), "{err}");
+    }
+
+    #[test]
+    fn huge_values_are_refused() {
+        for (text, key) in [
+            (r#"{"outbound_queue": 1000000000000}"#, "outbound_queue"),
+            (
+                r#"{"max_frame_bytes": 18446744073709551615}"#,
+                "max_frame_bytes",
+            ),
+            (
+                r#"{"tokenauth_timeout_secs": 18446744073709551615}"#,
+                "tokenauth_timeout_secs",
+            ),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(&format!("key `{key}`")), "{text}: {err}");
+        }
+    }
+
+    #[test]
     fn broken_json_names_the_line() {
         let err = parse("{\n\"port\": 70,\n").unwrap_err();
         assert!(matches!(err, ConfigError::Syntax { line: 3, .. }), "{err}");
@@ -493,6 +552,12 @@ mod tests {
         let path = dir.path().join("secureconfig.json");
         let (config, created) = load_or_create(&path).unwrap();
         let created = created.expect("a new file");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "only its owner may read it: {mode:o}");
+        }
         assert!(created.token.len() >= 32);
         assert!(config.tokens.contains_key(&created.token));
         assert_eq!(Config::load(&path).unwrap(), config);

@@ -13,12 +13,13 @@
 //! (a member leaving releases its leases inside the room's critical section).
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::ws::Utf8Bytes;
 use clichat_proto::ServerFrame;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::{self, TokenKey};
 
@@ -43,6 +44,9 @@ struct Inner {
     /// Who is in the room: touched by every broadcast.
     room: Mutex<Room>,
     next_id: AtomicU64,
+    /// Set when the server shuts down: everyone is being closed, so departures are not
+    /// announced (that would be N² deliveries for nobody).
+    closing: AtomicBool,
     one_user_per_token: bool,
     queue_len: usize,
 }
@@ -70,6 +74,8 @@ struct Member {
     tx: mpsc::Sender<Payload>,
     /// Released when the member leaves the room, before its disconnect is announced.
     leases: Leases,
+    /// Cancelled when the hub drops the member as a slow consumer.
+    evicted: CancellationToken,
 }
 
 /// What a logged-in connection holds: its name, and for users its token.
@@ -114,6 +120,7 @@ impl Hub {
                 login: Mutex::default(),
                 room: Mutex::default(),
                 next_id: AtomicU64::new(0),
+                closing: AtomicBool::new(false),
                 one_user_per_token,
                 queue_len,
             }),
@@ -168,10 +175,11 @@ impl Hub {
                 break id;
             }
         };
-        login.pending_pages.insert(id.clone(), temp_token);
+        login.pending_pages.insert(id.clone(), temp_token.clone());
         PageLease {
             hub: self.clone(),
             id,
+            token: temp_token,
         }
     }
 
@@ -196,29 +204,37 @@ impl Hub {
     pub fn join(&self, name: &str, leases: Leases) -> Membership {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(self.inner.queue_len);
+        let evicted = CancellationToken::new();
+        let member = Member {
+            name: name.to_owned(),
+            tx,
+            leases,
+            evicted: evicted.clone(),
+        };
         let payload = Payload::from(ServerFrame::Join(name.to_owned()).encode());
         let mut room = self.room();
-        room.members.insert(
-            id,
-            Member {
-                name: name.to_owned(),
-                tx,
-                leases,
-            },
-        );
-        room.fan_out(id, payload);
+        room.members.insert(id, member);
+        let dropped = room.fan_out(id, payload);
         drop(room);
+        log_dropped(dropped);
         Membership {
             hub: self.clone(),
             id,
             rx,
+            evicted,
         }
     }
 
     /// Sends `frame` to every member but `from`. The frame is serialized once.
     pub fn broadcast(&self, from: u64, frame: &ServerFrame) {
         let payload = Payload::from(frame.encode());
-        self.room().fan_out(from, payload);
+        let dropped = self.room().fan_out(from, payload);
+        log_dropped(dropped);
+    }
+
+    /// Marks the server as shutting down: from now on departures are not announced.
+    pub fn close(&self) {
+        self.inner.closing.store(true, Ordering::Relaxed);
     }
 
     /// What the hub holds now.
@@ -242,18 +258,24 @@ impl Hub {
 
 impl Room {
     /// Queues `payload` for every member but `except`. A member whose queue is full is a slow
-    /// consumer: it is removed from the room at once (its session sees its queue closed and
-    /// closes the socket with 1008) and its disconnect is announced like any other.
-    fn fan_out(&mut self, except: u64, payload: Payload) {
+    /// consumer: it is removed from the room at once (its leases released, its session told
+    /// through its eviction token) and its disconnect is announced like any other. Returns the
+    /// dropped members' ids and names, to be logged once the room is unlocked.
+    #[must_use]
+    fn fan_out(&mut self, except: u64, payload: Payload) -> Vec<(u64, String)> {
         let mut slow = Vec::new();
+        let mut dropped = Vec::new();
         self.deliver(except, &payload, &mut slow);
         while let Some(id) = slow.pop() {
             if let Some(member) = self.members.remove(&id) {
-                tracing::warn!(id, name = %member.name, "outbound queue full; dropping slow consumer");
-                let bye = Payload::from(ServerFrame::Disconnect(member.leave()).encode());
+                member.evicted.cancel();
+                let name = member.leave();
+                let bye = Payload::from(ServerFrame::Disconnect(name.clone()).encode());
                 self.deliver(id, &bye, &mut slow);
+                dropped.push((id, name));
             }
         }
+        dropped
     }
 
     fn deliver(&self, except: u64, payload: &Payload, slow: &mut Vec<u64>) {
@@ -267,6 +289,14 @@ impl Room {
                 Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
         }
+    }
+}
+
+/// Logs slow consumers dropped by a fan-out; called with the room unlocked, so that a slow log
+/// never stalls the room.
+fn log_dropped(dropped: Vec<(u64, String)>) {
+    for (id, name) in dropped {
+        tracing::warn!(id, %name, "outbound queue full; dropped a slow consumer");
     }
 }
 
@@ -315,12 +345,18 @@ impl Drop for TokenHold {
 pub struct PageLease {
     hub: Hub,
     id: String,
+    token: String,
 }
 
 impl PageLease {
     /// The page's id, the last segment of the `authmsg` link.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The temporary token the page shows.
+    pub fn token(&self) -> &str {
+        &self.token
     }
 }
 
@@ -345,6 +381,7 @@ pub struct Membership {
     hub: Hub,
     id: u64,
     rx: mpsc::Receiver<Payload>,
+    evicted: CancellationToken,
 }
 
 impl Membership {
@@ -354,9 +391,15 @@ impl Membership {
     }
 
     /// The next frame queued for this connection; `None` once the hub removed it as a slow
-    /// consumer.
+    /// consumer and the queue is empty.
     pub async fn recv(&mut self) -> Option<Payload> {
         self.rx.recv().await
+    }
+
+    /// Completes when the hub drops this connection as a slow consumer. The session should then
+    /// close at once (code 1008), without writing its backlog.
+    pub fn evicted(&self) -> CancellationToken {
+        self.evicted.clone()
     }
 
     /// A frame already queued, without waiting; used to batch writes.
@@ -368,10 +411,17 @@ impl Membership {
 impl Drop for Membership {
     fn drop(&mut self) {
         let mut room = self.hub.room();
-        if let Some(member) = room.members.remove(&self.id) {
-            let bye = Payload::from(ServerFrame::Disconnect(member.leave()).encode());
-            room.fan_out(self.id, bye);
+        let Some(member) = room.members.remove(&self.id) else {
+            return; // Dropped as a slow consumer; that was announced then.
+        };
+        let name = member.leave();
+        if self.hub.inner.closing.load(Ordering::Relaxed) {
+            return;
         }
+        let bye = Payload::from(ServerFrame::Disconnect(name).encode());
+        let dropped = room.fan_out(self.id, bye);
+        drop(room);
+        log_dropped(dropped);
     }
 }
 
@@ -384,6 +434,18 @@ mod tests {
             name: hub.reserve_name(name).unwrap(),
             token: None,
         }
+    }
+
+    #[tokio::test]
+    async fn departures_are_not_announced_while_closing() {
+        let hub = Hub::new(true, 8);
+        let mut a = hub.join("a", leases(&hub, "a"));
+        let b = hub.join("b", leases(&hub, "b"));
+        assert_eq!(a.recv().await.unwrap(), r#"["join","b"]"#);
+        hub.close();
+        drop(b);
+        assert!(a.try_recv().is_none());
+        assert!(hub.reserve_name("b").is_some(), "leases are still released");
     }
 
     #[test]
@@ -466,6 +528,7 @@ mod tests {
             hub.reserve_name("b").is_some(),
             "the evicted member's name is free"
         );
+        assert!(b.evicted().is_cancelled(), "the session is told");
         assert!(b.recv().await.is_some());
         assert!(b.recv().await.is_some());
         assert!(b.recv().await.is_none(), "an evicted member's queue ends");

@@ -39,6 +39,9 @@ pub const VERSION: &str = concat!(
     " (CLIChat Secure Server in Rust)"
 );
 
+/// How long open HTTP requests may take to finish once shutdown begins.
+const HTTP_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What can stop [`run`].
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -83,22 +86,34 @@ pub async fn run(
     });
     tracing::info!(addr = %local_addr, "listening");
 
-    let cancel = server.shutdown.clone();
     let app = http::router(Arc::clone(&server)).into_make_service_with_connect_info::<SocketAddr>();
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         // Chat frames are small and latency matters more than packet count.
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
+    let signal = {
+        let server = Arc::clone(&server);
+        async move {
             shutdown.await;
-            cancel.cancel();
-        })
-        .await?;
+            server.hub.close();
+            server.shutdown.cancel();
+        }
+    };
+    let serving = axum::serve(listener, app).with_graceful_shutdown(signal);
+    // Graceful shutdown waits for open HTTP requests; one that never completes (a client that
+    // sent half its headers) must not keep the process alive.
+    let grace_over = async {
+        server.shutdown.cancelled().await;
+        tokio::time::sleep(HTTP_SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        result = serving => result?,
+        () = grace_over => tracing::warn!("HTTP requests still open {HTTP_SHUTDOWN_GRACE:?} after shutdown began; leaving them"),
+    }
 
     // axum's graceful shutdown does not reach upgraded connections: the sessions watch the
-    // cancellation token themselves, and we wait for the last one here.
-    server.shutdown.cancel();
+    // cancellation token themselves (each closes with 1001 within a bounded time), and we wait
+    // for the last one here.
     server.sessions.close();
     server.sessions.wait().await;
     tracing::info!("all sessions closed");

@@ -36,7 +36,9 @@ impl Rules {
     }
 
     /// Checks a username a user asked for, in this order: present and well-formed (not blank,
-    /// no control characters, not starting with `[BOT]`), not too long, not filtered.
+    /// no white space at either end, no control or invisible characters, not starting with
+    /// `[BOT]`), not too long, not filtered. The well-formedness rules keep one name from
+    /// passing for another (`alice` and `alice `, or a user and a bot).
     /// Uniqueness is the hub's business.
     ///
     /// # Errors
@@ -46,7 +48,8 @@ impl Rules {
             return Err(refusal::INVALID_USERNAME);
         };
         if name.trim().is_empty()
-            || name.chars().any(char::is_control)
+            || name.trim() != name
+            || name.chars().any(|c| c.is_control() || is_invisible(c))
             || name.to_uppercase().starts_with(BOT_PREFIX)
         {
             return Err(refusal::INVALID_USERNAME);
@@ -91,6 +94,17 @@ impl Rules {
     }
 }
 
+/// Invisible characters that would let one name pass for another: Unicode format characters
+/// (zero-width spaces and joiners, bidirectional controls, the soft hyphen, the byte-order
+/// mark, tag characters) and the Hangul fillers that render as blanks.
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,6 +128,11 @@ mod tests {
         assert_eq!(check(Some(" \t")), Err(refusal::INVALID_USERNAME));
         assert_eq!(check(Some("a\u{7}b")), Err(refusal::INVALID_USERNAME));
         assert_eq!(check(Some("[bot] x")), Err(refusal::INVALID_USERNAME));
+        assert_eq!(check(Some(" [BOT] x")), Err(refusal::INVALID_USERNAME));
+        assert_eq!(check(Some("alice ")), Err(refusal::INVALID_USERNAME));
+        assert_eq!(check(Some("al\u{200B}ice")), Err(refusal::INVALID_USERNAME));
+        assert_eq!(check(Some("\u{202E}ecila")), Err(refusal::INVALID_USERNAME));
+        assert_eq!(check(Some("two words")), Ok(()));
         assert_eq!(check(Some("xDARNx")), Err(refusal::PROFANITY));
     }
 

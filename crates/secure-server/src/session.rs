@@ -18,7 +18,7 @@ use tracing::{debug, info};
 
 use crate::Server;
 use crate::auth;
-use crate::hub::{Leases, Membership, Payload};
+use crate::hub::{Leases, Membership, PageLease, Payload};
 use crate::rules::MessageRefusal;
 
 /// How long a closing session waits for the client's close frame before dropping the socket.
@@ -59,6 +59,13 @@ struct LoggedIn {
     name: String,
     kind: &'static str,
     leases: Leases,
+}
+
+/// A user login waiting for `tokenauth`. Fields drop in declaration order: the name and token
+/// are free before the page turns 410.
+struct Pending {
+    leases: Leases,
+    page: PageLease,
 }
 
 /// One connection.
@@ -136,35 +143,33 @@ impl Session {
             .hold_token(key)
             .ok_or(refuse(refusal::TOKEN_REFUSED))?;
 
-        let temp_token = auth::generate_temp_token();
-        let page = server.hub.open_page(temp_token.clone());
-        let link = format!("{}/{}", self.link_base, page.id());
+        // Field order matters: the leases drop before the page, on every path out of here,
+        // so that whoever sees the page closed (410) may log in again at once.
+        let pending = Pending {
+            leases: Leases {
+                name: name_lease,
+                token: Some(hold),
+            },
+            page: server.hub.open_page(auth::generate_temp_token()),
+        };
+        let link = format!("{}/{}", self.link_base, pending.page.id());
         self.send(&ServerFrame::AuthMsg(link)).await?;
 
         // The very next data frame decides, and the page dies whatever it is.
-        let next = timeout(server.config.tokenauth_timeout(), self.next_frame()).await;
-        let accepted = match &next {
-            Ok(Ok(Frame::Text(text))) => matches!(
+        let frame = timeout(server.config.tokenauth_timeout(), self.next_frame())
+            .await
+            .map_err(|_elapsed| refuse(refusal::TOKENAUTH_TIMEOUT))??;
+        let accepted = match &frame {
+            Frame::Text(text) => matches!(
                 ClientFrame::decode(text),
-                Ok(ClientFrame::TokenAuth(Some(presented))) if auth::secret_eq(&presented, &temp_token)
+                Ok(ClientFrame::TokenAuth(Some(presented))) if auth::secret_eq(&presented, pending.page.token())
             ),
-            _ => false,
-        };
-        let leases = Leases {
-            name: name_lease,
-            token: Some(hold),
+            Frame::Binary => false,
         };
         if !accepted {
-            // Free the name and token before the page turns 410, so that whoever sees the
-            // page closed may log in again at once.
-            drop(leases);
-            drop(page);
-            return Err(match next {
-                Err(_elapsed) => refuse(refusal::TOKENAUTH_TIMEOUT),
-                Ok(Err(exit)) => exit,
-                Ok(Ok(_)) => refuse(refusal::TEMP_TOKEN_REFUSED),
-            });
+            return Err(refuse(refusal::TEMP_TOKEN_REFUSED));
         }
+        let Pending { leases, page } = pending;
         drop(page);
         Ok(LoggedIn {
             name,
@@ -213,17 +218,19 @@ impl Session {
             return exit;
         }
         let server = Arc::clone(&self.server);
+        let evicted = member.evicted();
         loop {
+            // Unbiased: a busy room must not starve this client's own input, nor the reverse.
             tokio::select! {
-                biased;
                 () = server.shutdown.cancelled() => return Exit::Close(close_code::GOING_AWAY, "server shutting down"),
+                () = evicted.cancelled() => return EVICTED,
                 out = member.recv() => match out {
                     Some(payload) => {
                         if let Err(exit) = self.write_batch(payload, member).await {
                             return exit;
                         }
                     }
-                    None => return Exit::Close(close_code::POLICY, "outbound queue full"),
+                    None => return EVICTED,
                 },
                 msg = self.ws.next() => {
                     let text = match classify(msg) {
@@ -255,8 +262,10 @@ impl Session {
         }
     }
 
-    /// Writes `first` and whatever else is already queued, then flushes once.
+    /// Writes `first` and whatever else is already queued, then flushes once. Gives up at once
+    /// if the hub drops this connection as a slow consumer meanwhile.
     async fn write_batch(&mut self, first: Payload, member: &mut Membership) -> Result<(), Exit> {
+        let evicted = member.evicted();
         let ws = &mut self.ws;
         let write = async {
             ws.feed(Message::Text(first)).await?;
@@ -266,13 +275,20 @@ impl Session {
             }
             ws.flush().await
         };
-        match timeout(self.server.config.write_timeout(), write).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => {
+        let write = async {
+            tokio::select! {
+                result = timeout(self.server.config.write_timeout(), write) => Some(result),
+                () = evicted.cancelled() => None,
+            }
+        };
+        match write.await {
+            None => Err(EVICTED),
+            Some(Ok(Ok(()))) => Ok(()),
+            Some(Ok(Err(error))) => {
                 debug!(peer = %self.peer, %error, "write failed");
                 Err(Exit::Gone)
             }
-            Err(_) => {
+            Some(Err(_elapsed)) => {
                 info!(peer = %self.peer, "write timed out; dropping the connection");
                 Err(Exit::Gone)
             }
@@ -335,7 +351,7 @@ impl Session {
             code,
             reason: Utf8Bytes::from_static(reason),
         }));
-        if self.ws.send(frame).await.is_ok() {
+        if let Ok(Ok(())) = timeout(CLOSE_GRACE, self.ws.send(frame)).await {
             let _ = timeout(CLOSE_GRACE, async {
                 while let Some(Ok(_)) = self.ws.next().await {}
             })
@@ -343,6 +359,9 @@ impl Session {
         }
     }
 }
+
+/// The exit of a connection dropped as a slow consumer.
+const EVICTED: Exit = Exit::Close(close_code::POLICY, "outbound queue full");
 
 fn refuse(reason: impl Into<Cow<'static, str>>) -> Exit {
     Exit::Refuse(reason.into())

@@ -300,3 +300,24 @@ async fn shutdown_closes_every_session_with_1001() {
         "the port is closed"
     );
 }
+
+/// Shutdown completes even when some clients never cooperate: one sent half an HTTP request,
+/// one logged in and never reads, one is mid-login.
+#[tokio::test]
+async fn shutdown_completes_despite_stuck_clients() {
+    use tokio::io::AsyncWriteExt;
+    let server = TestServer::default().await;
+    let mut half = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    half.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let _deaf = server.login("deaf", TOKENS[0]).await;
+    let mut pending = server.connect().await;
+    let _link = pending.auth("pending", TOKENS[1]).await;
+    // The half request is in the server's hands before shutdown begins.
+    server.login("marker", TOKENS[2]).await;
+
+    let stopped = tokio::time::timeout(Duration::from_secs(20), server.stop()).await;
+    assert!(stopped.is_ok(), "run returned");
+    drop(half);
+}

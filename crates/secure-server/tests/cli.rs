@@ -236,3 +236,78 @@ async fn a_closed_log_pipe_does_not_crash_the_server() {
     client.expect_id().await;
     assert!(terminate(child).await.success());
 }
+
+/// Even at the most verbose log level, no token (generic, temporary or bot) and no page id
+/// reaches the log.
+#[tokio::test]
+async fn no_token_reaches_the_log_at_trace_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secureconfig.json");
+    let generic = "GENERIC-SECRET-TOKEN-1234567890";
+    let bot = "BOT-SECRET-TOKEN-1234567890";
+    std::fs::write(
+        &path,
+        json!({"tokens": {generic: {}}, "bots": {bot: "echo"}}).to_string(),
+    )
+    .unwrap();
+    let mut command = server_command(&path, &[]);
+    command.env("RUST_LOG", "trace");
+    let mut child = command.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let mut log = String::new();
+    let addr = loop {
+        let line = lines.next_line().await.unwrap().expect("a listening line");
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("listening") {
+            let at = line.find("addr=").unwrap() + 5;
+            break line[at..].split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    let collect = tokio::spawn(async move {
+        let mut rest = String::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            rest.push_str(&line);
+            rest.push('\n');
+        }
+        rest
+    });
+
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    let mut user = common::Client { ws, id: None };
+    let link = user.auth("alice", generic).await;
+    let temp = common::page_token(&link).await;
+    user.send(json!(["tokenauth", temp])).await;
+    user.expect_id().await;
+    user.say("hello").await;
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    let mut bot_client = common::Client { ws, id: None };
+    bot_client
+        .send(json!(["botauth", {"botusername": "echo", "bottoken": bot}]))
+        .await;
+    bot_client.expect_id().await;
+    let mut wrong = common::Client {
+        ws: tokio_tungstenite::connect_async(format!("ws://{addr}/"))
+            .await
+            .unwrap()
+            .0,
+        id: None,
+    };
+    wrong
+        .send(json!(["auth", {"username": "mallory", "token": "WRONG-SECRET-GUESS"}]))
+        .await;
+    wrong.expect_refusal_and_close("Token refused").await;
+
+    assert!(terminate(child).await.success());
+    log.push_str(&collect.await.unwrap());
+    assert!(log.contains("logged in"), "the log was captured: {log}");
+    let page_id = link.rsplit('/').next().unwrap();
+    for secret in [generic, bot, temp.as_str(), page_id, "WRONG-SECRET-GUESS"] {
+        assert!(!log.contains(secret), "{secret} is in the log");
+    }
+}

@@ -143,6 +143,15 @@ async fn frame_over_the_limit_closes_with_1009() {
     let server = TestServer::default().await;
     let (mut alice, mut bob) = pair(&server).await;
 
+    // Exactly at the limit is fine (and ignored: it is not JSON); one byte more is not.
+    let mut client = server.connect().await;
+    client.send_text(&"x".repeat(16 * 1024)).await;
+    still_chatting(&mut alice, &mut bob, 100).await;
+    let link = client.auth("carol", TOKENS[2]).await;
+    client.send_text(&"x".repeat(16 * 1024 + 1)).await;
+    assert_eq!(client.closed().await, Closed::Code(1009));
+    assert_eq!(common::status(&link).await, 410);
+
     let mut client = server.connect().await;
     client.send_text(&"x".repeat(17 * 1024)).await;
     assert_eq!(client.closed().await, Closed::Code(1009));

@@ -167,6 +167,9 @@ async fn username_refusals_come_before_the_token() {
         (json!("   "), "Invalid username."),
         (json!("tab\there"), "Invalid username."),
         (json!("[BOT] fake"), "Invalid username."),
+        (json!(" [BOT] botusr"), "Invalid username."),
+        (json!("alice "), "Invalid username."),
+        (json!("al\u{200B}ice"), "Invalid username."),
         (json!(42), "Invalid username."),
     ];
     for (name, reason) in cases {
@@ -324,4 +327,44 @@ async fn logins_do_not_interfere() {
         client.send(json!(["tokenauth", temp])).await;
         client.expect_id().await;
     }
+}
+
+#[tokio::test]
+async fn pings_between_authmsg_and_tokenauth_are_not_frames() {
+    let server = TestServer::default().await;
+    let mut client = server.connect().await;
+    let link = client.auth("alice", TOKENS[0]).await;
+    client
+        .send_raw(Message::Ping(b"still there?".to_vec().into()))
+        .await;
+    // The pong comes back, and the login goes on.
+    let pong = tokio::time::timeout(common::WAIT, futures_util::StreamExt::next(&mut client.ws))
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(pong, Message::Pong(b"still there?".to_vec().into()));
+    client
+        .send(json!(["tokenauth", page_token(&link).await]))
+        .await;
+    client.expect_id().await;
+}
+
+#[tokio::test]
+async fn a_host_header_that_is_not_a_plain_host_is_not_echoed() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let server = TestServer::default().await;
+    let mut request = format!("ws://{}/", server.addr)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("host", "user@evil.example".parse().unwrap());
+    let (ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let mut client = Client { ws, id: None };
+    let link = client.auth("alice", TOKENS[0]).await;
+    assert!(
+        link.starts_with(&format!("http://{}/", server.addr)),
+        "{link}"
+    );
 }
