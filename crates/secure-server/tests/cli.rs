@@ -1,24 +1,25 @@
-//! The `secure-server` binary: flags, config creation, config and bind errors, and a real login
-//! against the process it starts.
+//! The `secure-server` binary: flags, config creation, config and bind errors, logs, and real
+//! logins against the process it starts.
 
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
 
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
 
 const BIN: &str = env!("CARGO_BIN_EXE_secure-server");
 
-fn server_command(config: &Path, extra: &[&str]) -> Command {
+/// The binary on `config`, on an ephemeral loopback port, with its output piped.
+fn server_command(config: &Path) -> Command {
     let mut command = Command::new(BIN);
     command
         .arg("--config")
         .arg(config)
         .args(["--bind", "127.0.0.1", "--port", "0"])
-        .args(extra)
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -27,27 +28,73 @@ fn server_command(config: &Path, extra: &[&str]) -> Command {
     command
 }
 
-/// Reads log lines until the "listening" one and returns the address it names; the rest of the
-/// log is drained in the background so that the server never writes to a closed pipe.
-async fn listening_addr(stderr: impl AsyncRead + Unpin + Send + 'static) -> String {
-    let mut lines = BufReader::new(stderr).lines();
+/// The address in the server's "listening" log line, if this is that line.
+fn listening_addr(line: &str) -> Option<String> {
+    if !line.contains("listening") {
+        return None;
+    }
+    let at = line.find("addr=")? + "addr=".len();
+    Some(line[at..].split_whitespace().next()?.to_owned())
+}
+
+/// A `secure-server` process that has started listening.
+struct Running {
+    child: Child,
+    addr: String,
+    /// The whole log (stderr), complete once the process has exited. Reading it to the end also
+    /// keeps the server from writing to a closed pipe.
+    log: JoinHandle<String>,
+}
+
+/// Starts the binary on `config` at log level `rust_log` and waits for it to listen.
+async fn start(config: &Path, rust_log: &str) -> Running {
+    let mut child = server_command(config)
+        .env("RUST_LOG", rust_log)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = String::new();
     let find = async {
         while let Some(line) = lines.next_line().await.unwrap() {
-            if line.contains("listening") {
-                let at = line.find("addr=").expect("the line names the address") + 5;
-                return line[at..].split_whitespace().next().unwrap().to_owned();
+            log.push_str(&line);
+            log.push('\n');
+            if let Some(addr) = listening_addr(&line) {
+                return addr;
             }
         }
-        panic!("the server exited before listening");
+        panic!("the server exited before listening: {log}");
     };
     let addr = tokio::time::timeout(common::WAIT, find)
         .await
         .expect("listening in time");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    addr
+    let log = tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            log.push_str(&line);
+            log.push('\n');
+        }
+        log
+    });
+    Running { child, addr, log }
 }
 
-async fn terminate(mut child: Child) -> std::process::ExitStatus {
+impl Running {
+    async fn connect(&self) -> common::Client {
+        let url = format!("ws://{}/", self.addr);
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        common::Client { ws, id: None }
+    }
+
+    /// Sends SIGTERM; returns the exit status, what it printed on stdout, and its whole log.
+    async fn stop(mut self) -> (ExitStatus, String, String) {
+        let mut stdout = self.child.stdout.take().unwrap();
+        let status = terminate(self.child).await;
+        let mut printed = String::new();
+        stdout.read_to_string(&mut printed).await.unwrap();
+        (status, printed, self.log.await.unwrap())
+    }
+}
+
+async fn terminate(mut child: Child) -> ExitStatus {
     let pid = child.id().unwrap().to_string();
     let killed = Command::new("kill")
         .args(["-TERM", &pid])
@@ -55,10 +102,8 @@ async fn terminate(mut child: Child) -> std::process::ExitStatus {
         .await
         .unwrap();
     assert!(killed.success());
-    tokio::time::timeout(common::WAIT, child.wait())
-        .await
-        .expect("exits after SIGTERM")
-        .unwrap()
+    let exited = tokio::time::timeout(common::WAIT, child.wait()).await;
+    exited.expect("exits after SIGTERM").unwrap()
 }
 
 #[tokio::test]
@@ -78,61 +123,52 @@ async fn help_and_version() {
     );
 }
 
-/// No config file: one is made with a fresh token, printed once, and that token logs in through
-/// SAUTH2 against the running process. SIGTERM then ends it cleanly.
+/// No config file: one is made with a fresh token, printed once (not logged), and that token
+/// logs in through SAUTH2 against the running process. SIGTERM then ends it cleanly. A second
+/// start keeps the file as it is.
 #[tokio::test]
 async fn first_start_creates_the_config_and_its_token_works() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("secureconfig.json");
-    let mut child = server_command(&path, &[]).spawn().unwrap();
-    let addr = listening_addr(child.stderr.take().unwrap()).await;
+    let server = start(&path, "info").await;
 
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut printed = String::new();
-    let token = loop {
-        let line = stdout
-            .next_line()
-            .await
-            .unwrap()
-            .expect("the token is printed");
-        printed.push_str(&line);
-        let candidate = line.trim();
-        if candidate.len() >= 32 && candidate.chars().all(|c| c.is_ascii_alphanumeric()) {
-            break candidate.to_owned();
-        }
-    };
-    assert!(
-        printed.contains(&path.display().to_string()),
-        "the path is printed: {printed}"
-    );
     let written: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let tokens = written["tokens"].as_object().unwrap();
+    assert_eq!(tokens.len(), 1, "one generated token");
+    let token = tokens.keys().next().unwrap().clone();
     assert!(
-        written["tokens"][&token].is_object(),
-        "the printed token is in the file"
+        token.len() >= 32 && token.chars().all(|c| c.is_ascii_alphanumeric()),
+        "{token}"
     );
 
-    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
-        .await
-        .unwrap();
-    let mut client = common::Client { ws, id: None };
+    let mut client = server.connect().await;
     let link = client.auth("alice", &token).await;
     client
         .send(json!(["tokenauth", common::page_token(&link).await]))
         .await;
     client.expect_id().await;
 
-    let status = terminate(child).await;
+    let (status, printed, log) = server.stop().await;
     assert!(status.success(), "clean exit after SIGTERM: {status:?}");
+    assert!(
+        printed.contains(&path.display().to_string()),
+        "the path is printed: {printed}"
+    );
+    assert_eq!(
+        printed.matches(&token).count(),
+        1,
+        "the token is printed once: {printed}"
+    );
+    assert!(
+        !log.contains(&token),
+        "the token is printed, never logged: {log}"
+    );
 
-    // A second start uses the file as it is and prints no token.
     let before = std::fs::read_to_string(&path).unwrap();
-    let mut child = server_command(&path, &[]).spawn().unwrap();
-    listening_addr(child.stderr.take().unwrap()).await;
-    let stdout = child.stdout.take().unwrap();
-    assert!(terminate(child).await.success());
-    let rest = BufReader::new(stdout).lines().next_line().await.unwrap();
-    assert_eq!(rest, None, "no token printed on the second start");
+    let (status, printed, _) = start(&path, "info").await.stop().await;
+    assert!(status.success());
+    assert_eq!(printed, "", "no token printed on the second start");
     assert_eq!(
         std::fs::read_to_string(&path).unwrap(),
         before,
@@ -145,9 +181,8 @@ async fn the_original_config_file_loads() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("secureconfig.json");
     std::fs::write(&path, r#"{"1UPT": false}"#).unwrap();
-    let mut child = server_command(&path, &[]).spawn().unwrap();
-    listening_addr(child.stderr.take().unwrap()).await;
-    assert!(terminate(child).await.success());
+    let (status, _, _) = start(&path, "info").await.stop().await;
+    assert!(status.success());
 }
 
 /// Bad configs stop the server before it binds, with one message naming the file and the key
@@ -170,13 +205,11 @@ async fn bad_configs_are_named_and_nothing_binds() {
     for (text, want) in cases {
         let path = dir.path().join("bad.json");
         std::fs::write(&path, text).unwrap();
-        let output = server_command(&path, &[]).output().await.unwrap();
+        let output = server_command(&path).output().await.unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{text}: must fail");
-        assert!(
-            stderr.contains(&path.display().to_string()),
-            "{text}: names the file: {stderr}"
-        );
+        let file = path.display().to_string();
+        assert!(stderr.contains(&file), "{text}: names the file: {stderr}");
         assert!(stderr.contains(want), "{text}: says {want}: {stderr}");
         assert!(
             !stderr.contains("listening"),
@@ -215,12 +248,12 @@ async fn a_closed_log_pipe_does_not_crash_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("secureconfig.json");
     std::fs::write(&path, r#"{"tokens": {"a-token-for-this-test": {}}}"#).unwrap();
-    let mut child = server_command(&path, &[]).spawn().unwrap();
+    let mut child = server_command(&path).spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let addr = loop {
         let line = lines.next_line().await.unwrap().expect("a listening line");
-        if let Some(at) = line.find("addr=") {
-            break line[at + 5..].trim().to_owned();
+        if let Some(addr) = listening_addr(&line) {
+            break addr;
         }
     };
     drop(lines); // Every later log line now fails to write.
@@ -237,77 +270,41 @@ async fn a_closed_log_pipe_does_not_crash_the_server() {
     assert!(terminate(child).await.success());
 }
 
-/// Even at the most verbose log level, no token (generic, temporary or bot) and no page id
-/// reaches the log.
+/// Even at the most verbose log level, no token (generic, temporary, bot, or a wrong guess)
+/// and no page id reaches the log.
 #[tokio::test]
 async fn no_token_reaches_the_log_at_trace_level() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("secureconfig.json");
     let generic = "GENERIC-SECRET-TOKEN-1234567890";
     let bot = "BOT-SECRET-TOKEN-1234567890";
-    std::fs::write(
-        &path,
-        json!({"tokens": {generic: {}}, "bots": {bot: "echo"}}).to_string(),
-    )
-    .unwrap();
-    let mut command = server_command(&path, &[]);
-    command.env("RUST_LOG", "trace");
-    let mut child = command.spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let mut log = String::new();
-    let addr = loop {
-        let line = lines.next_line().await.unwrap().expect("a listening line");
-        log.push_str(&line);
-        log.push('\n');
-        if line.contains("listening") {
-            let at = line.find("addr=").unwrap() + 5;
-            break line[at..].split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    let collect = tokio::spawn(async move {
-        let mut rest = String::new();
-        while let Ok(Some(line)) = lines.next_line().await {
-            rest.push_str(&line);
-            rest.push('\n');
-        }
-        rest
-    });
+    let guess = "WRONG-SECRET-GUESS";
+    let config = json!({"tokens": {generic: {}}, "bots": {bot: "echo"}});
+    std::fs::write(&path, config.to_string()).unwrap();
+    let server = start(&path, "trace").await;
 
-    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
-        .await
-        .unwrap();
-    let mut user = common::Client { ws, id: None };
+    let mut user = server.connect().await;
     let link = user.auth("alice", generic).await;
     let temp = common::page_token(&link).await;
     user.send(json!(["tokenauth", temp])).await;
     user.expect_id().await;
     user.say("hello").await;
-    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
-        .await
-        .unwrap();
-    let mut bot_client = common::Client { ws, id: None };
+    let mut bot_client = server.connect().await;
     bot_client
         .send(json!(["botauth", {"botusername": "echo", "bottoken": bot}]))
         .await;
     bot_client.expect_id().await;
-    let mut wrong = common::Client {
-        ws: tokio_tungstenite::connect_async(format!("ws://{addr}/"))
-            .await
-            .unwrap()
-            .0,
-        id: None,
-    };
+    let mut wrong = server.connect().await;
     wrong
-        .send(json!(["auth", {"username": "mallory", "token": "WRONG-SECRET-GUESS"}]))
+        .send(json!(["auth", {"username": "mallory", "token": guess}]))
         .await;
     wrong.expect_refusal_and_close("Token refused").await;
 
-    assert!(terminate(child).await.success());
-    log.push_str(&collect.await.unwrap());
+    let (status, _, log) = server.stop().await;
+    assert!(status.success());
     assert!(log.contains("logged in"), "the log was captured: {log}");
     let page_id = link.rsplit('/').next().unwrap();
-    for secret in [generic, bot, temp.as_str(), page_id, "WRONG-SECRET-GUESS"] {
+    for secret in [generic, bot, temp.as_str(), page_id, guess] {
         assert!(!log.contains(secret), "{secret} is in the log");
     }
 }
