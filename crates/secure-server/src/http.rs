@@ -127,7 +127,8 @@ async fn token_page(State(server): State<Arc<Server>>, Path(id): Path<String>) -
             format!(
                 "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
                  <meta name=\"viewport\" content=\"width=device-width\"><title>CLIChat token</title></head>\
-                 <body><h1>CLIChat login</h1><p>your token is <code id=\"token\">{token}</code></p>\
+                 <body><h1>CLIChat login</h1><p><label for=\"token\">your token is</label></p>\
+                 <p><textarea id=\"token\" readonly rows=\"3\" cols=\"40\" spellcheck=\"false\">{token}</textarea></p>\
                  <p>Paste it into your client now. This page stops showing it once it is used, \
                  refused or expired.</p></body></html>"
             ),

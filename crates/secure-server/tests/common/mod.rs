@@ -115,11 +115,9 @@ pub async fn page_token(link: &str) -> String {
     let response = reqwest::get(link).await.unwrap();
     assert_eq!(response.status(), 200, "token page {link}");
     let body = response.text().await.unwrap();
-    let start = body
-        .find("<code id=\"token\">")
-        .expect("page shows a token")
-        + "<code id=\"token\">".len();
-    let end = body[start..].find("</code>").unwrap() + start;
+    let field = body.find("id=\"token\"").expect("page shows a token");
+    let start = body[field..].find('>').unwrap() + field + 1;
+    let end = body[start..].find("</textarea>").unwrap() + start;
     body[start..end].to_owned()
 }
 
