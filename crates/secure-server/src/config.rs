@@ -542,8 +542,20 @@ mod tests {
     fn example_config_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../secureconfig.example.json");
         let config = Config::load(&path).unwrap();
-        assert!(!config.tokens.is_empty());
-        assert!(!config.bots.is_empty());
+        assert_eq!(config.tokens.len(), 2);
+        assert_eq!(config.tokens_with_runtime_fields(), 1);
+        assert_eq!(config.bots.len(), 1);
+        assert_eq!(config.public_url(), Some("http://chat.example.com:70"));
+        // It shows every key: its values are the defaults but for tokens, bots, filter and
+        // public_url.
+        let defaults = Config {
+            tokens: config.tokens.clone(),
+            bots: config.bots.clone(),
+            filter: config.filter.clone(),
+            public_url: config.public_url.clone(),
+            ..Config::default()
+        };
+        assert_eq!(config, defaults);
     }
 
     #[test]
