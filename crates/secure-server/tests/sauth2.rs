@@ -368,3 +368,46 @@ async fn a_host_header_that_is_not_a_plain_host_is_not_echoed() {
         "{link}"
     );
 }
+
+/// Many clients racing for one token or one name: exactly one wins each race.
+#[tokio::test]
+async fn concurrent_logins_race_fairly() {
+    let server = TestServer::default().await;
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        clients.push(server.connect().await);
+    }
+    // Twenty names, one token.
+    let answers =
+        futures_util::future::join_all(clients.iter_mut().enumerate().map(|(i, c)| async move {
+            c.send(json!(["auth", {"username": format!("racer{i}"), "token": TOKENS[0]}]))
+                .await;
+            c.recv().await
+        }))
+        .await;
+    let winners = answers.iter().filter(|a| a[0] == "authmsg").count();
+    let refused = answers
+        .iter()
+        .filter(|a| **a == json!(["refusal", "Token refused"]))
+        .count();
+    assert_eq!((winners, refused), (1, 19), "{answers:?}");
+
+    // One name, twenty tokens (1UPT off so that tokens are not the limit).
+    let server = TestServer::start(config(json!({"1UPT": false}))).await;
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        clients.push(server.connect().await);
+    }
+    let answers = futures_util::future::join_all(clients.iter_mut().map(|c| async move {
+        c.send(json!(["auth", {"username": "SameName", "token": TOKENS[1]}]))
+            .await;
+        c.recv().await
+    }))
+    .await;
+    let winners = answers.iter().filter(|a| a[0] == "authmsg").count();
+    let taken = answers
+        .iter()
+        .filter(|a| **a == json!(["refusal", "Username already taken."]))
+        .count();
+    assert_eq!((winners, taken), (1, 19), "{answers:?}");
+}
