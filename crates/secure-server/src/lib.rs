@@ -12,7 +12,7 @@
 //!   fan-out; the seam for a distributed backend.
 //! - `session`: one connection's loop, login to close.
 //! - `http`: routes: WebSocket upgrade on any path, token pages, index.
-//! - [`shutdown`]: turning SIGINT/SIGTERM into a shutdown signal.
+//! - [`shutdown`]: SIGINT/SIGTERM handlers, installed before the server listens.
 
 pub mod auth;
 pub mod config;

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use secure_server::config::{self, Config};
+use secure_server::shutdown::Signals;
 use tracing_subscriber::EnvFilter;
 
 /// CLIChat Secure Server: chat over WebSocket with SAUTH2 logins, bots and one user per token,
@@ -85,8 +86,9 @@ fn start(args: Args) -> anyhow::Result<()> {
 
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
+        let signals = Signals::install().context("cannot install the SIGINT/SIGTERM handlers")?;
         let listener = bind(&config).await?;
-        secure_server::run(listener, config, secure_server::shutdown::signal()).await?;
+        secure_server::run(listener, config, signals.recv()).await?;
         Ok(())
     })
 }
