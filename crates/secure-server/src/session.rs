@@ -6,6 +6,7 @@
 //! once and others hear of a departure without waiting for the close handshake.
 
 use std::borrow::Cow;
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -202,63 +203,72 @@ impl Session {
         let LoggedIn { name, kind, leases } = login;
         let mut member = self.server.hub.join(&name, leases);
         info!(peer = %self.peer, id = member.id(), %name, kind, "logged in");
-        let exit = self.chat_loop(&mut member, &name).await;
+        let Err(exit) = self.chat_loop(&mut member, &name).await;
         info!(peer = %self.peer, id = member.id(), %name, "left the room");
         drop(member);
         exit
     }
 
-    async fn chat_loop(&mut self, member: &mut Membership, name: &str) -> Exit {
+    /// Sends the `id` frame, then relays the room to the client and the client's messages to
+    /// the room until the session must end.
+    async fn chat_loop(&mut self, member: &mut Membership, name: &str) -> Result<Infallible, Exit> {
         let id = member.id();
         let welcome = ServerFrame::Id {
             id,
             version: Some(crate::VERSION.to_owned()),
         };
-        if let Err(exit) = self.send(&welcome).await {
-            return exit;
-        }
-        let server = Arc::clone(&self.server);
+        self.send(&welcome).await?;
+        let shutdown = self.server.shutdown.clone();
         let evicted = member.evicted();
         loop {
             // Unbiased: a busy room must not starve this client's own input, nor the reverse.
             tokio::select! {
-                () = server.shutdown.cancelled() => return Exit::Close(close_code::GOING_AWAY, "server shutting down"),
-                () = evicted.cancelled() => return EVICTED,
-                out = member.recv() => match out {
-                    Some(payload) => {
-                        if let Err(exit) = self.write_batch(payload, member).await {
-                            return exit;
-                        }
-                    }
-                    None => return EVICTED,
-                },
+                () = shutdown.cancelled() => return Err(SHUTTING_DOWN),
+                () = evicted.cancelled() => return Err(EVICTED),
+                out = member.recv() => {
+                    let payload = out.ok_or(EVICTED)?;
+                    self.write_batch(payload, member).await?;
+                }
                 msg = self.ws.next() => {
-                    let text = match classify(msg) {
-                        Ok(Some(Frame::Text(text))) => text,
-                        Ok(Some(Frame::Binary) | None) => continue,
-                        Err(exit) => return exit,
-                    };
-                    match ClientFrame::decode(&text) {
-                        Ok(ClientFrame::Msg { id: Some(from), text: Some(text) }) if from == id => {
-                            match server.rules.check_message(&text) {
-                                Ok(()) => {
-                                    debug!(id, "message");
-                                    server.hub.broadcast(id, &ServerFrame::Message { from: name.to_owned(), text });
-                                }
-                                Err(MessageRefusal::TooLong(reason)) => {
-                                    info!(peer = %self.peer, id, %reason, "refused message");
-                                    if let Err(exit) = self.send(&ServerFrame::Refusal(reason)).await {
-                                        return exit;
-                                    }
-                                }
-                                Err(MessageRefusal::Close(reason)) => return refuse(reason),
-                            }
-                        }
-                        Ok(other) => debug!(id, kind = other.kind(), "ignored frame"),
-                        Err(error) => debug!(id, %error, "ignored malformed frame"),
+                    if let Some(Frame::Text(text)) = classify(msg)? {
+                        self.chat_frame(id, name, &text).await?;
                     }
                 }
             }
+        }
+    }
+
+    /// Handles one text frame from a logged-in client: a `msg` with its own id is checked and
+    /// broadcast; everything else is ignored.
+    async fn chat_frame(&mut self, id: u64, name: &str, text: &str) -> Result<(), Exit> {
+        let text = match ClientFrame::decode(text) {
+            Ok(ClientFrame::Msg {
+                id: Some(from),
+                text: Some(text),
+            }) if from == id => text,
+            Ok(other) => {
+                debug!(id, kind = other.kind(), "ignored frame");
+                return Ok(());
+            }
+            Err(error) => {
+                debug!(id, %error, "ignored malformed frame");
+                return Ok(());
+            }
+        };
+        match self.server.rules.check_message(&text) {
+            Ok(()) => {
+                debug!(id, "message");
+                let from = name.to_owned();
+                self.server
+                    .hub
+                    .broadcast(id, &ServerFrame::Message { from, text });
+                Ok(())
+            }
+            Err(MessageRefusal::TooLong(reason)) => {
+                info!(peer = %self.peer, id, %reason, "refused message");
+                self.send(&ServerFrame::Refusal(reason)).await
+            }
+            Err(MessageRefusal::Close(reason)) => Err(refuse(reason)),
         }
     }
 
@@ -275,20 +285,17 @@ impl Session {
             }
             ws.flush().await
         };
-        let write = async {
-            tokio::select! {
-                result = timeout(self.server.config.write_timeout(), write) => Some(result),
-                () = evicted.cancelled() => None,
-            }
+        let result = tokio::select! {
+            result = timeout(self.server.config.write_timeout(), write) => result,
+            () = evicted.cancelled() => return Err(EVICTED),
         };
-        match write.await {
-            None => Err(EVICTED),
-            Some(Ok(Ok(()))) => Ok(()),
-            Some(Ok(Err(error))) => {
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => {
                 debug!(peer = %self.peer, %error, "write failed");
                 Err(Exit::Gone)
             }
-            Some(Err(_elapsed)) => {
+            Err(_elapsed) => {
                 info!(peer = %self.peer, "write timed out; dropping the connection");
                 Err(Exit::Gone)
             }
@@ -300,9 +307,7 @@ impl Session {
         loop {
             let msg = tokio::select! {
                 biased;
-                () = self.server.shutdown.cancelled() => {
-                    return Err(Exit::Close(close_code::GOING_AWAY, "server shutting down"));
-                }
+                () = self.server.shutdown.cancelled() => return Err(SHUTTING_DOWN),
                 msg = self.ws.next() => msg,
             };
             if let Some(frame) = classify(msg)? {
@@ -360,6 +365,8 @@ impl Session {
     }
 }
 
+/// The exit of every session when the server shuts down.
+const SHUTTING_DOWN: Exit = Exit::Close(close_code::GOING_AWAY, "server shutting down");
 /// The exit of a connection dropped as a slow consumer.
 const EVICTED: Exit = Exit::Close(close_code::POLICY, "outbound queue full");
 
