@@ -12,6 +12,18 @@
 //! [`DecodeError`]. Unknown frame types decode to an `Unknown` variant, never an error, so that
 //! future frames do not break old peers.
 //!
+//! ```
+//! use clichat_proto::{ClientFrame, ServerFrame};
+//!
+//! // A bot's login, as it goes on the wire...
+//! let login = ClientFrame::BotAuth { name: Some("echo".into()), token: Some("t0ken".into()) };
+//! assert_eq!(login.encode(), r#"["botauth",{"bottoken":"t0ken","botusername":"echo"}]"#);
+//!
+//! // ...and what a server may answer; spacing and extra elements do not matter.
+//! let answer = ServerFrame::decode(r#"[ "id", 7, "v1", "extra" ]"#).unwrap();
+//! assert_eq!(answer, ServerFrame::Id { id: 7, version: Some("v1".into()) });
+//! ```
+//!
 //! # Layout
 //! - [`client`]: frames a client sends ([`ClientFrame`]).
 //! - [`server`]: frames a server sends ([`ServerFrame`]).

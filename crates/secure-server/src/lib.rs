@@ -4,6 +4,35 @@
 //! The binary (`secure-server`) parses arguments, loads the config, binds and calls [`run`];
 //! tests and benchmarks call the same [`run`] on `127.0.0.1:0`.
 //!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use secure_server::{Config, run, shutdown::Signals};
+//!
+//! let config = Config::load("secureconfig.json".as_ref())?;
+//! let listener = tokio::net::TcpListener::bind(("0.0.0.0", config.port)).await?;
+//! let signals = Signals::install()?;
+//! run(listener, config, signals.recv()).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! And in a test, on a port of the OS's choosing, stopped by a channel:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+//! let addr = listener.local_addr().unwrap();
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let server = tokio::spawn(secure_server::run(listener, Default::default(), async {
+//!     let _ = stopped.await;
+//! }));
+//! assert!(tokio::net::TcpStream::connect(addr).await.is_ok());
+//! stop.send(()).unwrap();
+//! server.await.unwrap().unwrap();
+//! # }
+//! ```
+//!
 //! # Layout
 //! - [`config`]: `secureconfig.json`, its defaults and its validation.
 //! - [`auth`]: tokens: generation (CSPRNG), constant-time checks, masking.
