@@ -182,9 +182,7 @@ async fn bot_refusals() {
         json!(["botauth", "nonsense"]),
         json!(["botauth"]),
     ] {
-        let mut client = server.connect().await;
-        client.send(frame).await;
-        client.expect_refusal_and_close("bot refused").await;
+        server.expect_refused(frame, "bot refused").await;
     }
 }
 
@@ -192,10 +190,11 @@ async fn bot_refusals() {
 async fn a_bot_name_is_unique_while_connected() {
     let server = TestServer::default().await;
     let bot = server.login_bot().await;
-    let mut twin = server.connect().await;
-    twin.send(json!(["botauth", {"botusername": BOT_NAME, "bottoken": BOT_TOKEN}]))
-        .await;
-    twin.expect_refusal_and_close("Username already taken.")
+    server
+        .expect_refused(
+            json!(["botauth", {"botusername": BOT_NAME, "bottoken": BOT_TOKEN}]),
+            "Username already taken.",
+        )
         .await;
     bot.close().await;
     server.login_bot().await;

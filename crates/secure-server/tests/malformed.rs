@@ -131,9 +131,8 @@ async fn malformed_logins_are_refused() {
         ),
     ];
     for (n, (text, reason)) in cases.into_iter().enumerate() {
-        let mut client = server.connect().await;
-        client.send_text(text).await;
-        client.expect_refusal_and_close(reason).await;
+        let frame = serde_json::from_str(text).expect("each case is JSON");
+        server.expect_refused(frame, reason).await;
         still_chatting(&mut alice, &mut bob, n).await;
     }
 }

@@ -148,9 +148,7 @@ async fn token_refusals() {
         json!(["auth", {"username": "alice", "token": "token-one "}]),
         json!(["auth", {"username": "alice", "token": BOT_TOKEN_TEXT}]),
     ] {
-        let mut client = server.connect().await;
-        client.send(auth).await;
-        client.expect_refusal_and_close("Token refused").await;
+        server.expect_refused(auth, "Token refused").await;
     }
 }
 
@@ -187,9 +185,9 @@ async fn username_refusals_come_before_the_token() {
 #[tokio::test]
 async fn bare_auth_is_refused_not_a_crash() {
     let server = TestServer::default().await;
-    let mut client = server.connect().await;
-    client.send(json!(["auth"])).await;
-    client.expect_refusal_and_close("Invalid username.").await;
+    server
+        .expect_refused(json!(["auth"]), "Invalid username.")
+        .await;
     server.login("alice", TOKENS[0]).await;
 }
 
@@ -199,24 +197,22 @@ async fn usernames_are_unique_case_insensitively_including_mid_login() {
     let mut first = server.connect().await;
     let link = first.auth("Alice", TOKENS[0]).await;
 
-    let mut second = server.connect().await;
-    second
-        .send(json!(["auth", {"username": "aLiCe", "token": TOKENS[1]}]))
-        .await;
-    second
-        .expect_refusal_and_close("Username already taken.")
+    server
+        .expect_refused(
+            json!(["auth", {"username": "aLiCe", "token": TOKENS[1]}]),
+            "Username already taken.",
+        )
         .await;
 
     let temp = page_token(&link).await;
     first.send(json!(["tokenauth", temp])).await;
     first.expect_id().await;
 
-    let mut third = server.connect().await;
-    third
-        .send(json!(["auth", {"username": "ALICE", "token": TOKENS[2]}]))
-        .await;
-    third
-        .expect_refusal_and_close("Username already taken.")
+    server
+        .expect_refused(
+            json!(["auth", {"username": "ALICE", "token": TOKENS[2]}]),
+            "Username already taken.",
+        )
         .await;
 }
 
@@ -227,21 +223,23 @@ async fn one_user_per_token_holds_from_auth_until_close() {
     let link = first.auth("alice", TOKENS[0]).await;
 
     // Held mid-login...
-    let mut other = server.connect().await;
-    other
-        .send(json!(["auth", {"username": "bob", "token": TOKENS[0]}]))
+    server
+        .expect_refused(
+            json!(["auth", {"username": "bob", "token": TOKENS[0]}]),
+            "Token refused",
+        )
         .await;
-    other.expect_refusal_and_close("Token refused").await;
 
     // ...and once logged in.
     let temp = page_token(&link).await;
     first.send(json!(["tokenauth", temp])).await;
     first.expect_id().await;
-    let mut other = server.connect().await;
-    other
-        .send(json!(["auth", {"username": "bob", "token": TOKENS[0]}]))
+    server
+        .expect_refused(
+            json!(["auth", {"username": "bob", "token": TOKENS[0]}]),
+            "Token refused",
+        )
         .await;
-    other.expect_refusal_and_close("Token refused").await;
 
     // A close releases it.
     first.close().await;

@@ -79,6 +79,13 @@ impl TestServer {
         Client { ws, id: None }
     }
 
+    /// A fresh connection sends `frame` first and must get `["refusal", reason]` and a close.
+    pub async fn expect_refused(&self, frame: Value, reason: &str) {
+        let mut client = self.connect().await;
+        client.send(frame).await;
+        client.expect_refusal_and_close(reason).await;
+    }
+
     /// A user logged in through the whole SAUTH2 flow. Events before its `id` are consumed.
     pub async fn login(&self, name: &str, token: &str) -> Client {
         let mut client = self.connect().await;
