@@ -222,9 +222,7 @@ async fn slow_consumer_is_disconnected_with_1008() {
     .unwrap();
     let mut slow = common::Client { ws, id: None };
     let link = slow.auth("slow", TOKENS[1]).await;
-    slow.send(json!(["tokenauth", common::page_token(&link).await]))
-        .await;
-    slow.expect_id().await;
+    slow.tokenauth(&link).await;
     sender.expect(json!(["join", "slow"])).await;
 
     // Send until the room announces the slow client gone (bounded: about 40 MB at most).

@@ -72,10 +72,7 @@ async fn meaningless_frames_before_login_are_ignored() {
     }
     // The same connection can still log in: nothing above was taken as a login.
     let link = client.auth("carol", TOKENS[2]).await;
-    client
-        .send(json!(["tokenauth", common::page_token(&link).await]))
-        .await;
-    client.expect_id().await;
+    client.tokenauth(&link).await;
 }
 
 #[tokio::test]
@@ -312,8 +309,5 @@ async fn websocket_upgrade_works_on_any_path() {
         .unwrap();
     let mut client = common::Client { ws, id: None };
     let link = client.auth("carol", TOKENS[2]).await;
-    client
-        .send(json!(["tokenauth", common::page_token(&link).await]))
-        .await;
-    client.expect_id().await;
+    client.tokenauth(&link).await;
 }

@@ -204,9 +204,7 @@ async fn usernames_are_unique_case_insensitively_including_mid_login() {
         )
         .await;
 
-    let temp = page_token(&link).await;
-    first.send(json!(["tokenauth", temp])).await;
-    first.expect_id().await;
+    first.tokenauth(&link).await;
 
     server
         .expect_refused(
@@ -231,9 +229,7 @@ async fn one_user_per_token_holds_from_auth_until_close() {
         .await;
 
     // ...and once logged in.
-    let temp = page_token(&link).await;
-    first.send(json!(["tokenauth", temp])).await;
-    first.expect_id().await;
+    first.tokenauth(&link).await;
     server
         .expect_refused(
             json!(["auth", {"username": "bob", "token": TOKENS[0]}]),
@@ -321,9 +317,7 @@ async fn logins_do_not_interfere() {
     }
     // Finish them in reverse order: each page shows its own login's token.
     for (client, link) in clients.iter_mut().zip(&links).rev() {
-        let temp = page_token(link).await;
-        client.send(json!(["tokenauth", temp])).await;
-        client.expect_id().await;
+        client.tokenauth(link).await;
     }
 }
 
@@ -342,10 +336,7 @@ async fn pings_between_authmsg_and_tokenauth_are_not_frames() {
         .unwrap()
         .unwrap();
     assert_eq!(pong, Message::Pong(b"still there?".to_vec().into()));
-    client
-        .send(json!(["tokenauth", page_token(&link).await]))
-        .await;
-    client.expect_id().await;
+    client.tokenauth(&link).await;
 }
 
 #[tokio::test]

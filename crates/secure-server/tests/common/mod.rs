@@ -90,9 +90,7 @@ impl TestServer {
     pub async fn login(&self, name: &str, token: &str) -> Client {
         let mut client = self.connect().await;
         let link = client.auth(name, token).await;
-        let temp = page_token(&link).await;
-        client.send(json!(["tokenauth", temp])).await;
-        client.expect_id().await;
+        client.tokenauth(&link).await;
         client
     }
 
@@ -212,6 +210,14 @@ impl Client {
         let frame = self.recv().await;
         assert_eq!(frame[0], "authmsg", "{frame}");
         frame[1].as_str().unwrap().to_owned()
+    }
+
+    /// Finishes a login after `auth`: reads the temporary token off the page at `link`, sends
+    /// it, and expects the `id` frame.
+    pub async fn tokenauth(&mut self, link: &str) {
+        let temp = page_token(link).await;
+        self.send(json!(["tokenauth", temp])).await;
+        self.expect_id().await;
     }
 
     /// Expects `["id", ID, VERSION]` and keeps the id.
