@@ -1,0 +1,414 @@
+//! Connecting, logging in, and the chat that follows.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clichat_proto::{ClientFrame, ServerFrame};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::Mutex;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::{Closed, Error, Event, ServerAddress};
+
+/// How long a client keeps reading after the server's close frame, so that its answer reaches
+/// the server and the server hangs up first.
+const CLOSE_ANSWER: Duration = Duration::from_secs(2);
+
+/// The WebSocket a [`Client`] talks over.
+pub type WebSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Opens a WebSocket to a CLIChat server. Nothing is sent yet: log in next.
+///
+/// # Errors
+/// [`Error::Connect`] when the TCP connection or the WebSocket handshake fails.
+pub async fn connect(address: &ServerAddress) -> Result<Connection, Error> {
+    let (ws, _response) = tokio_tungstenite::connect_async(address.as_str())
+        .await
+        .map_err(Error::Connect)?;
+    Ok(Connection {
+        ws: Box::new(ws),
+        address: address.clone(),
+    })
+}
+
+/// An open connection that has not logged in.
+#[derive(Debug)]
+pub struct Connection {
+    // Boxed: a socket is large, and a login step moves it around.
+    ws: Box<WebSocket>,
+    address: ServerAddress,
+}
+
+impl Connection {
+    /// Logs in as a user: `["auth", {"username": ..., "token": ...}]`.
+    ///
+    /// Plain CLIChat servers take no token and let the user straight in
+    /// ([`LoginStep::Joined`]). Secure Servers want a generic token and answer with a link
+    /// ([`LoginStep::TokenNeeded`]): a person opens it and reads the temporary token, which
+    /// [`PendingLogin::token_auth`] then sends.
+    ///
+    /// # Errors
+    /// [`Error::Refused`] with the server's exact text (`Token refused`,
+    /// `Username already taken.`, ...), [`Error::Closed`] or [`Error::WebSocket`].
+    pub async fn login(mut self, username: &str, token: Option<&str>) -> Result<LoginStep, Error> {
+        self.send(ClientFrame::Auth {
+            username: Some(username.to_owned()),
+            token: token.map(str::to_owned),
+        })
+        .await?;
+        match self.answer().await? {
+            Answer::Link(link) => {
+                let link = self.address.resolve_link(&link);
+                Ok(LoginStep::TokenNeeded(PendingLogin {
+                    connection: self,
+                    username: username.to_owned(),
+                    link,
+                }))
+            }
+            Answer::Id { id, version } => Ok(LoginStep::Joined(Client::new(
+                *self.ws,
+                Welcome {
+                    id,
+                    version,
+                    username: username.to_owned(),
+                },
+            ))),
+        }
+    }
+
+    /// Logs in as a bot: `["botauth", {"botusername": ..., "bottoken": ...}]`. Others see the
+    /// bot as `[BOT] name`.
+    ///
+    /// # Errors
+    /// [`Error::Refused`] (`bot refused` for a wrong name or token), [`Error::Closed`],
+    /// [`Error::WebSocket`], or [`Error::Unexpected`] if the server asks for a token page.
+    pub async fn login_bot(mut self, name: &str, token: &str) -> Result<Client, Error> {
+        self.send(ClientFrame::BotAuth {
+            name: Some(name.to_owned()),
+            token: Some(token.to_owned()),
+        })
+        .await?;
+        match self.answer().await? {
+            Answer::Id { id, version } => Ok(Client::new(
+                *self.ws,
+                Welcome {
+                    id,
+                    version,
+                    username: format!("[BOT] {name}"),
+                },
+            )),
+            Answer::Link(_) => Err(Error::Unexpected("authmsg".to_owned())),
+        }
+    }
+
+    async fn send(&mut self, frame: ClientFrame) -> Result<(), Error> {
+        self.ws
+            .send(Message::text(frame.encode()))
+            .await
+            .map_err(Error::WebSocket)
+    }
+
+    /// Waits for the server's answer to a login frame: a link, an id, or a refusal. Frames
+    /// that cannot answer a login (unknown types, chat from others) are skipped.
+    async fn answer(&mut self) -> Result<Answer, Error> {
+        loop {
+            let message = match self.ws.next().await {
+                Some(Ok(message)) => message,
+                Some(Err(e)) => return Err(Error::WebSocket(e)),
+                None => return Err(Error::Closed(Closed::default())),
+            };
+            let text = match message {
+                Message::Text(text) => text,
+                Message::Close(frame) => return Err(Error::Closed(Closed::from_frame(frame))),
+                _ => continue,
+            };
+            match ServerFrame::decode(&text) {
+                Ok(ServerFrame::AuthMsg(link)) => return Ok(Answer::Link(link)),
+                Ok(ServerFrame::Id { id, version }) => return Ok(Answer::Id { id, version }),
+                Ok(ServerFrame::Refusal(reason)) => return Err(Error::Refused(reason)),
+                Ok(_) | Err(_) => continue,
+            }
+        }
+    }
+}
+
+enum Answer {
+    Link(String),
+    Id { id: u64, version: Option<String> },
+}
+
+/// What happened after a user's `auth`.
+#[derive(Debug)]
+pub enum LoginStep {
+    /// A plain server let the user in.
+    Joined(Client),
+    /// A Secure Server wants the temporary token from the page at the link (SAUTH2).
+    TokenNeeded(PendingLogin),
+}
+
+/// A SAUTH2 login waiting for the temporary token a person reads off the web page.
+#[derive(Debug)]
+pub struct PendingLogin {
+    connection: Connection,
+    username: String,
+    link: String,
+}
+
+impl PendingLogin {
+    /// The page to open in a browser. The original server's `SERVERIPHERE/<id>` is already
+    /// rewritten to the server's own address (see [`ServerAddress::resolve_link`]).
+    pub fn link(&self) -> &str {
+        &self.link
+    }
+
+    /// Sends `["tokenauth", token]` with the token read off the page. Surrounding white space
+    /// (from a paste) is trimmed.
+    ///
+    /// # Errors
+    /// [`Error::Refused`] (`refused` for a wrong token), [`Error::Closed`],
+    /// [`Error::WebSocket`], or [`Error::Unexpected`] for a second link.
+    pub async fn token_auth(self, token: &str) -> Result<Client, Error> {
+        let PendingLogin {
+            mut connection,
+            username,
+            ..
+        } = self;
+        connection
+            .send(ClientFrame::TokenAuth(Some(token.trim().to_owned())))
+            .await?;
+        match connection.answer().await? {
+            Answer::Id { id, version } => Ok(Client::new(
+                *connection.ws,
+                Welcome {
+                    id,
+                    version,
+                    username,
+                },
+            )),
+            Answer::Link(_) => Err(Error::Unexpected("authmsg".to_owned())),
+        }
+    }
+}
+
+/// What the server said when it let us in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Welcome {
+    /// The id the server gave this connection; [`Sender::send`] puts it in every message.
+    pub id: u64,
+    /// The server's version text (the original sent bots none).
+    pub version: Option<String>,
+    /// The name others see: the username, or `[BOT] name` for a bot.
+    pub username: String,
+}
+
+/// A logged-in connection: read [`Event`]s with [`Client::next_event`], talk with
+/// [`Client::send`]. [`Client::split`] parts the two for use from different tasks.
+#[derive(Debug)]
+pub struct Client {
+    sender: Sender,
+    events: Events,
+}
+
+impl Client {
+    fn new(ws: WebSocket, welcome: Welcome) -> Client {
+        let (sink, stream) = ws.split();
+        let welcome = Arc::new(welcome);
+        Client {
+            sender: Sender {
+                sink: Arc::new(Mutex::new(sink)),
+                welcome: Arc::clone(&welcome),
+            },
+            events: Events {
+                stream,
+                welcome,
+                state: EventsState::Welcome,
+            },
+        }
+    }
+
+    /// What the server said when it let us in.
+    pub fn welcome(&self) -> &Welcome {
+        &self.events.welcome
+    }
+
+    /// Sends a chat message (the id is filled in).
+    ///
+    /// # Errors
+    /// [`Error::WebSocket`] when the connection is gone.
+    pub async fn send(&self, text: &str) -> Result<(), Error> {
+        self.sender.send(text).await
+    }
+
+    /// The next event; see [`Events::next_event`].
+    pub async fn next_event(&mut self) -> Option<Event> {
+        self.events.next_event().await
+    }
+
+    /// Closes the connection (code 1000). Events still arriving can be read until
+    /// [`Event::Closed`].
+    ///
+    /// # Errors
+    /// [`Error::WebSocket`] when the connection is already gone.
+    pub async fn close(&self) -> Result<(), Error> {
+        self.sender.close().await
+    }
+
+    /// Parts the sending and receiving halves, e.g. to read events in one task and send from
+    /// others.
+    pub fn split(self) -> (Sender, Events) {
+        (self.sender, self.events)
+    }
+
+    /// The raw WebSocket and the welcome, for tools that read frames themselves (such as a load
+    /// generator counting frames without decoding them). Events not yet read stay in the socket.
+    ///
+    /// # Panics
+    /// If a [`Sender`] cloned from this client is still alive.
+    pub fn into_websocket(self) -> (WebSocket, Welcome) {
+        let sink = Arc::into_inner(self.sender.sink)
+            .expect("no Sender clone outlives into_websocket")
+            .into_inner();
+        let ws = sink
+            .reunite(self.events.stream)
+            .expect("the halves come from one socket");
+        let welcome = Arc::unwrap_or_clone(self.events.welcome);
+        (ws, welcome)
+    }
+}
+
+/// The sending half of a [`Client`]; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Sender {
+    sink: Arc<Mutex<SplitSink<WebSocket, Message>>>,
+    welcome: Arc<Welcome>,
+}
+
+impl Sender {
+    /// Sends a chat message: `["msg", {"id": ID, "msg": text}]`.
+    ///
+    /// The server refuses texts over its limit (200 characters by default) with a
+    /// [`Event::Refusal`] and keeps the connection; see [`crate::message_length`].
+    ///
+    /// # Errors
+    /// [`Error::WebSocket`] when the connection is gone.
+    pub async fn send(&self, text: &str) -> Result<(), Error> {
+        let frame = ClientFrame::Msg {
+            id: Some(self.welcome.id),
+            text: Some(text.to_owned()),
+        };
+        self.sink
+            .lock()
+            .await
+            .send(Message::text(frame.encode()))
+            .await
+            .map_err(Error::WebSocket)
+    }
+
+    /// Closes the connection with code 1000.
+    ///
+    /// # Errors
+    /// [`Error::WebSocket`] when the connection is already gone.
+    pub async fn close(&self) -> Result<(), Error> {
+        let frame = CloseFrame {
+            code: CloseCode::Normal,
+            reason: "bye".into(),
+        };
+        self.sink
+            .lock()
+            .await
+            .send(Message::Close(Some(frame)))
+            .await
+            .map_err(Error::WebSocket)
+    }
+
+    /// What the server said when it let us in.
+    pub fn welcome(&self) -> &Welcome {
+        &self.welcome
+    }
+}
+
+/// The receiving half of a [`Client`].
+#[derive(Debug)]
+pub struct Events {
+    stream: SplitStream<WebSocket>,
+    welcome: Arc<Welcome>,
+    state: EventsState,
+}
+
+#[derive(Debug)]
+enum EventsState {
+    /// [`Event::Joined`] has not been handed out yet.
+    Welcome,
+    Open,
+    /// The connection ended this way; [`Event::Closed`] is next.
+    Closing(Closed),
+    /// [`Event::Closed`] has been handed out; nothing follows.
+    Done,
+}
+
+impl Events {
+    /// The next event: first [`Event::Joined`], then whatever the server sends, and last
+    /// [`Event::Closed`]; after that, `None`. Cancel-safe, so it may sit in a `select!`.
+    pub async fn next_event(&mut self) -> Option<Event> {
+        loop {
+            if let EventsState::Closing(_) = self.state {
+                // Reading on sends our answer to the close frame, then sees the server hang
+                // up, so the server is not left waiting for us.
+                let _ = tokio::time::timeout(CLOSE_ANSWER, async {
+                    while self.stream.next().await.is_some() {}
+                })
+                .await;
+            }
+            match std::mem::replace(&mut self.state, EventsState::Open) {
+                EventsState::Open => {}
+                EventsState::Welcome => {
+                    return Some(Event::Joined {
+                        id: self.welcome.id,
+                        version: self.welcome.version.clone(),
+                    });
+                }
+                EventsState::Closing(closed) => {
+                    self.state = EventsState::Done;
+                    return Some(Event::Closed(closed));
+                }
+                EventsState::Done => {
+                    self.state = EventsState::Done;
+                    return None;
+                }
+            }
+            let closed = match self.stream.next().await {
+                Some(Ok(Message::Text(text))) => return Some(Event::from_text(&text)),
+                Some(Ok(Message::Close(frame))) => Closed::from_frame(frame),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => Closed {
+                    code: None,
+                    reason: e.to_string(),
+                },
+                None => Closed::default(),
+            };
+            self.state = EventsState::Closing(closed);
+        }
+    }
+
+    /// What the server said when it let us in.
+    pub fn welcome(&self) -> &Welcome {
+        &self.welcome
+    }
+}
+
+impl Closed {
+    fn from_frame(frame: Option<CloseFrame>) -> Closed {
+        match frame {
+            Some(frame) => Closed {
+                code: Some(frame.code.into()),
+                reason: frame.reason.to_string(),
+            },
+            None => Closed::default(),
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! A client and bot library for CLIChat servers: the plain server, the Secure Server (SAUTH2),
+//! and bots, over one typed API.
+//!
+//! A bot in a few lines, answering every message:
+//!
+//! ```no_run
+//! # async fn bot() -> Result<(), clichat_client::Error> {
+//! use clichat_client::{Event, ServerAddress, connect};
+//!
+//! let address = ServerAddress::parse("localhost:70")?;
+//! let mut bot = connect(&address).await?.login_bot("echo", "BOT_TOKEN").await?;
+//! while let Some(event) = bot.next_event().await {
+//!     if let Event::Message { from, text } = event {
+//!         bot.send(&format!("{from} said: {text}")).await?;
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A user on a Secure Server: the server answers `auth` with a link, a **person** opens it in a
+//! browser and types the temporary token back. This library never fetches the page itself;
+//! that step is the point of SAUTH2.
+//!
+//! ```no_run
+//! # async fn user(read_line: impl Fn() -> String) -> Result<(), clichat_client::Error> {
+//! use clichat_client::{LoginStep, ServerAddress, connect};
+//!
+//! let address = ServerAddress::parse("chat.example.com")?;
+//! let connection = connect(&address).await?;
+//! let client = match connection.login("alice", Some("GENERIC_TOKEN")).await? {
+//!     LoginStep::Joined(client) => client, // a plain server: no page
+//!     LoginStep::TokenNeeded(pending) => {
+//!         println!("open {} and paste the token:", pending.link());
+//!         pending.token_auth(&read_line()).await?
+//!     }
+//! };
+//! client.send("hello").await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! `examples/echo_bot.rs` is a complete bot.
+//!
+//! # Layout
+//! - [`ServerAddress`]: addresses as people type them, and token-page links (including the
+//!   original server's `SERVERIPHERE/<id>`).
+//! - [`connect`], [`Connection`], [`PendingLogin`]: the ways in.
+//! - [`Client`], [`Sender`], [`Events`]: the chat, as a typed stream of [`Event`]s.
+//! - [`page`]: reading a token page, for tools that play the person's part.
+
+mod address;
+mod client;
+pub mod page;
+
+use clichat_proto::{DecodeError, ServerFrame};
+use serde_json::Value;
+
+pub use address::{DEFAULT_PORT, ServerAddress};
+pub use clichat_proto::refusal;
+pub use client::{
+    Client, Connection, Events, LoginStep, PendingLogin, Sender, WebSocket, Welcome, connect,
+};
+
+/// The longest message a server takes unless its owner configured another limit.
+pub const DEFAULT_MAX_MESSAGE_LENGTH: usize = 200;
+
+/// A message's length as servers count it against their limit (Unicode scalar values), so a
+/// client can warn before sending a text the server would refuse.
+pub fn message_length(text: &str) -> usize {
+    text.chars().count()
+}
+
+/// Something that happened in the room, or to the connection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// We are in: always the first event.
+    Joined {
+        /// Our connection's id.
+        id: u64,
+        /// The server's version text, if it sent one.
+        version: Option<String>,
+    },
+    /// Someone joined (bots appear as `[BOT] name`).
+    Join(String),
+    /// Someone said something. We never get our own messages back.
+    Message {
+        /// Who said it.
+        from: String,
+        /// What they said.
+        text: String,
+    },
+    /// Someone left.
+    Disconnect(String),
+    /// The server refused something, in its exact words (see [`refusal`]). Most refusals are
+    /// followed by [`Event::Closed`]; `message is too long [N/200]` is not.
+    Refusal(String),
+    /// A frame this library does not know, passed through so that newer servers do not break
+    /// older clients.
+    Unknown {
+        /// The frame type.
+        kind: String,
+        /// The elements after the type.
+        args: Vec<Value>,
+    },
+    /// A text frame that is not a CLIChat frame at all (not a JSON array starting with a type).
+    Invalid {
+        /// The frame's text.
+        text: String,
+        /// Why it could not be read.
+        error: DecodeError,
+    },
+    /// The connection is over; no events follow.
+    Closed(Closed),
+}
+
+impl Event {
+    fn from_text(text: &str) -> Event {
+        match ServerFrame::decode(text) {
+            Ok(ServerFrame::Join(name)) => Event::Join(name),
+            Ok(ServerFrame::Message { from, text }) => Event::Message { from, text },
+            Ok(ServerFrame::Disconnect(name)) => Event::Disconnect(name),
+            Ok(ServerFrame::Refusal(reason)) => Event::Refusal(reason),
+            Ok(ServerFrame::Unknown { kind, args }) => Event::Unknown { kind, args },
+            // Login frames after login mean nothing to a client: passed on as unknown.
+            Ok(ServerFrame::AuthMsg(link)) => Event::Unknown {
+                kind: "authmsg".to_owned(),
+                args: vec![Value::String(link)],
+            },
+            Ok(ServerFrame::Id { id, version }) => Event::Unknown {
+                kind: "id".to_owned(),
+                args: std::iter::once(Value::from(id))
+                    .chain(version.map(Value::String))
+                    .collect(),
+            },
+            Err(error) => Event::Invalid {
+                text: text.to_owned(),
+                error,
+            },
+        }
+    }
+}
+
+/// How a connection ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Closed {
+    /// The WebSocket close code, when the server sent one (1000 normal, 1001 server going away,
+    /// 1008 policy, 1009 too big, ...).
+    pub code: Option<u16>,
+    /// The close reason, or what went wrong when the connection broke without a close frame.
+    pub reason: String,
+}
+
+/// What can go wrong talking to a server.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The address could not be understood.
+    #[error("invalid server address {address:?}: {reason}")]
+    InvalidAddress {
+        /// The address as given.
+        address: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The server could not be reached, or did not speak WebSocket.
+    #[error("could not connect: {0}")]
+    Connect(#[source] tokio_tungstenite::tungstenite::Error),
+    /// The server refused the login, in its exact words (see [`refusal`]).
+    #[error("refused by the server: {0}")]
+    Refused(String),
+    /// The server closed the connection before the login finished.
+    #[error("the server closed the connection{}", close_suffix(.0))]
+    Closed(Closed),
+    /// The server sent a frame that makes no sense at this point of the login.
+    #[error("unexpected {0:?} frame during login")]
+    Unexpected(String),
+    /// The connection failed.
+    #[error("connection error: {0}")]
+    WebSocket(#[source] tokio_tungstenite::tungstenite::Error),
+}
+
+fn close_suffix(closed: &Closed) -> String {
+    match (closed.code, closed.reason.as_str()) {
+        (None, "") => String::new(),
+        (Some(code), "") => format!(" (code {code})"),
+        (None, reason) => format!(" ({reason})"),
+        (Some(code), reason) => format!(" (code {code}: {reason})"),
+    }
+}
