@@ -29,3 +29,14 @@ pub fn message_too_long(len: usize, max: usize) -> String {
 pub const INVALID_USERNAME: &str = "Invalid username.";
 /// Not in the original: no `tokenauth` arrived in time after `authmsg`.
 pub const TOKENAUTH_TIMEOUT: &str = "Token authentication timed out.";
+/// Not in the original: too many login attempts from one address (the connection is closed).
+pub const TOO_MANY_LOGINS: &str = "Too many login attempts; try again later.";
+/// Not in the original: no `auth` or `botauth` arrived in time after connecting (the connection is
+/// closed).
+pub const AUTH_TIMEOUT: &str = "Authentication timed out.";
+/// Not in the original: messages sent faster than the server's rate; this one was dropped and the
+/// connection stays.
+pub const SLOW_DOWN: &str = "You are sending messages too fast; slow down.";
+/// Not in the original: messages sent far faster than the server's rate, again and again (the
+/// connection is closed).
+pub const FLOOD: &str = "Flooding; disconnected.";

@@ -54,6 +54,72 @@ pub struct Config {
     /// Seconds one write to a client may take before the client is dropped as dead. Default
     /// `10`.
     pub write_timeout_secs: u64,
+    /// Abuse limits: connections, login and message rates, timeouts, page views.
+    pub limits: Limits,
+}
+
+/// Abuse limits, the `limits` object of `secureconfig.json`. Every key is optional.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Most open connections (HTTP and WebSocket together). Default `null`: as many as the
+    /// process's open-file limit allows, less 64 descriptors kept for the server itself; a
+    /// larger number is lowered to that, with a warning. Over the limit, a new connection gets
+    /// HTTP 503 before any upgrade.
+    pub max_connections: Option<usize>,
+    /// Most open connections from one IP address. Default `64`. Over it: HTTP 503.
+    pub max_connections_per_ip: usize,
+    /// Login attempts (`auth`, `botauth`) one IP address may make per minute, on average.
+    /// Default `60`.
+    pub logins_per_ip_per_minute: u32,
+    /// Login attempts one IP address may make at once before the per-minute rate applies.
+    /// Default `20`.
+    pub login_burst: u32,
+    /// What a wrong generic token, bot token or temporary token costs, in login attempts, so
+    /// that guessing tokens is slow. Default `5`.
+    pub failed_login_cost: u32,
+    /// Messages one connection may send per second, on average. Over it, the message is
+    /// refused with a request to slow down and the connection stays. Default `5`.
+    pub messages_per_second: u32,
+    /// Messages one connection may send at once before the per-second rate applies. Default
+    /// `20`.
+    pub message_burst: u32,
+    /// "Slow down" refusals a connection may earn per minute; one more is a flood, and the
+    /// connection is closed. Default `10`.
+    pub slow_downs_per_minute: u32,
+    /// Seconds a new WebSocket has to send `auth` or `botauth`. Default `10`.
+    pub auth_timeout_secs: u64,
+    /// Seconds a client has to send a whole HTTP request head (pages and WebSocket upgrades).
+    /// Default `10`.
+    pub http_timeout_secs: u64,
+    /// Seconds between pings to a quiet chat connection; one that has not answered (or sent
+    /// anything) by the next ping is closed. Default `30`.
+    pub ping_interval_secs: u64,
+    /// How often one pending token page may be viewed (a person may reload it). Default `10`.
+    pub max_page_views: u32,
+    /// Page requests one IP address may make per minute; a request for an unknown or closed
+    /// page costs 5. Over it: HTTP 429. Default `120`.
+    pub page_requests_per_ip_per_minute: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: None,
+            max_connections_per_ip: 64,
+            logins_per_ip_per_minute: 60,
+            login_burst: 20,
+            failed_login_cost: 5,
+            messages_per_second: 5,
+            message_burst: 20,
+            slow_downs_per_minute: 10,
+            auth_timeout_secs: 10,
+            http_timeout_secs: 10,
+            ping_interval_secs: 30,
+            max_page_views: 10,
+            page_requests_per_ip_per_minute: 120,
+        }
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -73,6 +139,7 @@ impl std::fmt::Debug for Config {
             max_frame_bytes,
             outbound_queue,
             write_timeout_secs,
+            limits,
         } = self;
         f.debug_struct("Config")
             .field("port", port)
@@ -95,6 +162,7 @@ impl std::fmt::Debug for Config {
             .field("max_frame_bytes", max_frame_bytes)
             .field("outbound_queue", outbound_queue)
             .field("write_timeout_secs", write_timeout_secs)
+            .field("limits", limits)
             .finish()
     }
 }
@@ -115,6 +183,7 @@ impl Default for Config {
             max_frame_bytes: 16 * 1024,
             outbound_queue: 1024,
             write_timeout_secs: 10,
+            limits: Limits::default(),
         }
     }
 }
@@ -262,6 +331,84 @@ impl Config {
             ),
             ("outbound_queue", self.outbound_queue as u64, 1, 1 << 20),
             ("write_timeout_secs", self.write_timeout_secs, 1, 3_600),
+            (
+                "limits.max_connections",
+                self.limits.max_connections.unwrap_or(1) as u64,
+                1,
+                10_000_000,
+            ),
+            (
+                "limits.max_connections_per_ip",
+                self.limits.max_connections_per_ip as u64,
+                1,
+                10_000_000,
+            ),
+            (
+                "limits.logins_per_ip_per_minute",
+                self.limits.logins_per_ip_per_minute.into(),
+                1,
+                10_000_000,
+            ),
+            (
+                "limits.login_burst",
+                self.limits.login_burst.into(),
+                1,
+                10_000_000,
+            ),
+            (
+                "limits.failed_login_cost",
+                self.limits.failed_login_cost.into(),
+                1,
+                1_000,
+            ),
+            (
+                "limits.messages_per_second",
+                self.limits.messages_per_second.into(),
+                1,
+                1_000_000,
+            ),
+            (
+                "limits.message_burst",
+                self.limits.message_burst.into(),
+                1,
+                1_000_000,
+            ),
+            (
+                "limits.slow_downs_per_minute",
+                self.limits.slow_downs_per_minute.into(),
+                1,
+                1_000_000,
+            ),
+            (
+                "limits.auth_timeout_secs",
+                self.limits.auth_timeout_secs,
+                1,
+                3_600,
+            ),
+            (
+                "limits.http_timeout_secs",
+                self.limits.http_timeout_secs,
+                1,
+                3_600,
+            ),
+            (
+                "limits.ping_interval_secs",
+                self.limits.ping_interval_secs,
+                1,
+                86_400,
+            ),
+            (
+                "limits.max_page_views",
+                self.limits.max_page_views.into(),
+                1,
+                1_000,
+            ),
+            (
+                "limits.page_requests_per_ip_per_minute",
+                self.limits.page_requests_per_ip_per_minute.into(),
+                1,
+                10_000_000,
+            ),
         ];
         for (key, value, least, most) in ranges {
             if !(least..=most).contains(&value) {
@@ -321,6 +468,21 @@ impl Config {
     /// How long one write to a client may take.
     pub fn write_timeout(&self) -> Duration {
         Duration::from_secs(self.write_timeout_secs)
+    }
+
+    /// How long a new WebSocket may take to send its first `auth` or `botauth`.
+    pub fn auth_timeout(&self) -> Duration {
+        Duration::from_secs(self.limits.auth_timeout_secs)
+    }
+
+    /// How long a client may take to send an HTTP request head.
+    pub fn http_timeout(&self) -> Duration {
+        Duration::from_secs(self.limits.http_timeout_secs)
+    }
+
+    /// How often a quiet chat connection is pinged.
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_secs(self.limits.ping_interval_secs)
     }
 
     /// How many tokens carry the original's ignored runtime fields (`inuse`, `count`).

@@ -1,20 +1,32 @@
-//! The HTTP side of the one port: WebSocket upgrades (on any path, as the original accepted),
-//! the SAUTH2 token pages under `/{id}`, and a short index at `/`.
+//! The HTTP side of the one port: each accepted socket is served as HTTP/1.1 (with a time limit
+//! on request heads), and routed: WebSocket upgrades (on any path, as the original accepted),
+//! the SAUTH2 token pages under `/{id}`, a short index at `/`, and `/_status` for local tools.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::Arc;
 
-use axum::Router;
+use axum::body::Body;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header, uri::Authority};
 use axum::middleware::{self, Next};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Json, Response};
 use axum::routing::get;
+use axum::{Extension, Router};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+use tower::ServiceExt;
 
 use crate::Server;
 use crate::hub::PageView;
+use crate::limits::{ConnectionSlot, UNKNOWN_PAGE_COST};
 use crate::session::Session;
+
+/// Largest HTTP request head (request line and headers); a larger one is answered 431.
+const MAX_REQUEST_HEAD: usize = 16 * 1024;
 
 /// Read buffer per WebSocket: small, because chat frames are small and idle connections are
 /// many; larger frames are read in several chunks.
@@ -40,10 +52,66 @@ const PAGE_HEADERS: [(header::HeaderName, &str); 6] = [
     (header::X_FRAME_OPTIONS, "DENY"),
 ];
 
+/// Serves one accepted socket: HTTP/1.1 requests through `router` while it holds a connection
+/// `slot`, or a single 503 when it got none. A client must send each request head within
+/// `limits.http_timeout_secs`. On shutdown, a request in progress may finish; the socket then
+/// closes. A WebSocket upgrade takes the socket (and the slot) away from HTTP for good.
+pub(crate) async fn serve_connection(
+    server: Arc<Server>,
+    router: Router,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    slot: Option<ConnectionSlot>,
+) {
+    // Chat frames are small and latency matters more than packet count.
+    let _ = tcp.set_nodelay(true);
+    let io = TokioIo::new(tcp);
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(server.config.http_timeout())
+        .max_buf_size(MAX_REQUEST_HEAD);
+
+    let Some(slot) = slot else {
+        builder.keep_alive(false);
+        let busy = hyper::service::service_fn(|_request| async { Ok::<_, Infallible>(busy()) });
+        let _ = builder.serve_connection(io, busy).await;
+        return;
+    };
+    let slot = Arc::new(slot);
+    let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+        let mut request = request.map(Body::new);
+        request.extensions_mut().insert(ConnectInfo(peer));
+        request.extensions_mut().insert(Arc::clone(&slot));
+        router.clone().oneshot(request)
+    });
+    let mut connection = pin!(builder.serve_connection(io, service).with_upgrades());
+    tokio::select! {
+        _ = connection.as_mut() => return,
+        () = server.shutdown.cancelled() => connection.as_mut().graceful_shutdown(),
+    }
+    let _ = connection.await;
+}
+
+/// The answer to a socket over the connection limits.
+fn busy() -> Response {
+    let mut response = page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Busy</title></head>\
+         <body><h1>Server busy</h1><p>Too many connections; try again later.</p></body></html>"
+            .to_owned(),
+    );
+    let headers = response.headers_mut();
+    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
 /// The server's routes. WebSocket upgrades are taken on any path before routing.
 pub(crate) fn router(server: Arc<Server>) -> Router {
     Router::new()
         .route("/", get(index))
+        .route("/_status", get(status))
         .route("/{id}", get(token_page))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
@@ -59,6 +127,7 @@ pub(crate) fn router(server: Arc<Server>) -> Router {
 async fn websocket_on_any_path(
     State(server): State<Arc<Server>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(slot): Extension<Arc<ConnectionSlot>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     request: Request,
     next: Next,
@@ -79,7 +148,7 @@ async fn websocket_on_any_path(
         .max_message_size(max_frame)
         .on_upgrade(move |ws| async move {
             Session::new(ws, server, peer, link_base).run().await;
-            drop(session_guard);
+            drop((slot, session_guard));
         })
 }
 
@@ -118,10 +187,48 @@ async fn index() -> Response {
     page(StatusCode::OK, body)
 }
 
-/// `GET /{id}`: the temporary token while the login waits for it; 410 once settled; 404 for
-/// ids never issued.
-async fn token_page(State(server): State<Arc<Server>>, Path(id): Path<String>) -> Response {
-    match server.hub.view_page(&id) {
+/// `GET /_status`, for tools on the same machine (soak tests, benchmarks): what the server holds
+/// now, as JSON. Other addresses get 404.
+async fn status(
+    State(server): State<Arc<Server>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    if !peer.ip().is_loopback() {
+        return not_found().await;
+    }
+    let hub = server.hub.stats();
+    Json(serde_json::json!({
+        "version": crate::VERSION,
+        "connections": server.limits.open_connections(),
+        "max_connections": server.limits.max_connections(),
+        "sessions": server.sessions.len(),
+        "members": hub.members,
+        "names": hub.names,
+        "held_tokens": hub.held_tokens,
+        "pending_pages": hub.pending_pages,
+    }))
+    .into_response()
+}
+
+/// `GET /{id}`: the temporary token while the login waits for it (a few views at most); 410
+/// once settled; 404 for ids never issued. Each request spends the address's page budget, a
+/// miss five times as much, so ids cannot be guessed at speed; past the budget, 429.
+async fn token_page(
+    State(server): State<Arc<Server>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+) -> Response {
+    if !server.limits.page_request(peer.ip(), 1) {
+        return too_many_requests();
+    }
+    let view = server
+        .hub
+        .view_page(&id, server.config.limits.max_page_views);
+    if matches!(view, PageView::Settled | PageView::Unknown) {
+        // A miss costs more; an address that cannot pay is refused from its next request on.
+        let _ = server.limits.page_request(peer.ip(), UNKNOWN_PAGE_COST - 1);
+    }
+    match view {
         PageView::Pending(token) => page(
             StatusCode::OK,
             format!(
@@ -140,8 +247,28 @@ async fn token_page(State(server): State<Arc<Server>>, Path(id): Path<String>) -
              refused, or expired. Log in again for a new one.</p></body></html>"
                 .to_owned(),
         ),
+        PageView::TooManyViews => page(
+            StatusCode::TOO_MANY_REQUESTS,
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>CLIChat token</title></head>\
+             <body><h1>Viewed too often</h1><p>This token page has been viewed too many times to \
+             show its token again. Log in again for a new one.</p></body></html>"
+                .to_owned(),
+        ),
         PageView::Unknown => not_found().await,
     }
+}
+
+fn too_many_requests() -> Response {
+    let mut response = page(
+        StatusCode::TOO_MANY_REQUESTS,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Slow down</title></head>\
+         <body><h1>Too many requests</h1><p>Try again in a minute.</p></body></html>"
+            .to_owned(),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+    response
 }
 
 async fn not_found() -> Response {

@@ -51,14 +51,20 @@ struct Inner {
     queue_len: usize,
 }
 
+#[derive(Debug)]
+struct PendingPage {
+    token: String,
+    views: u32,
+}
+
 #[derive(Debug, Default)]
 struct LoginState {
     /// Case-folded names of everyone connected or mid-login.
     names: HashSet<String>,
     /// Connections holding each token.
     holds: HashMap<TokenKey, u32>,
-    /// Page id -> temporary token, while the login waits for `tokenauth`.
-    pending_pages: HashMap<String, String>,
+    /// Page id -> temporary token and views so far, while the login waits for `tokenauth`.
+    pending_pages: HashMap<String, PendingPage>,
     settled_pages: HashSet<String>,
     settled_order: VecDeque<String>,
 }
@@ -92,6 +98,8 @@ pub struct Leases {
 pub enum PageView {
     /// The login is waiting: show this temporary token.
     Pending(String),
+    /// The login is waiting, but the page has been viewed too often to show the token again.
+    TooManyViews,
     /// The token was used, refused, or expired.
     Settled,
     /// No such page (or settled too long ago to be remembered).
@@ -99,7 +107,7 @@ pub enum PageView {
 }
 
 /// Counts of what the hub holds, for status reports and tests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct HubStats {
     /// Authenticated connections in the room.
     pub members: usize,
@@ -175,7 +183,11 @@ impl Hub {
                 break id;
             }
         };
-        login.pending_pages.insert(id.clone(), temp_token.clone());
+        let page = PendingPage {
+            token: temp_token.clone(),
+            views: 0,
+        };
+        login.pending_pages.insert(id.clone(), page);
         PageLease {
             hub: self.clone(),
             id,
@@ -183,11 +195,16 @@ impl Hub {
         }
     }
 
-    /// What the page `id` shows now.
-    pub fn view_page(&self, id: &str) -> PageView {
-        let login = self.login();
-        if let Some(token) = login.pending_pages.get(id) {
-            PageView::Pending(token.clone())
+    /// What the page `id` shows now; a pending page shows its token `max_views` times, so that
+    /// a person may reload it but nobody can scrape it endlessly.
+    pub fn view_page(&self, id: &str, max_views: u32) -> PageView {
+        let mut login = self.login();
+        if let Some(page) = login.pending_pages.get_mut(id) {
+            if page.views >= max_views {
+                return PageView::TooManyViews;
+            }
+            page.views += 1;
+            PageView::Pending(page.token.clone())
         } else if login.settled_pages.contains(id) {
             PageView::Settled
         } else {
@@ -477,10 +494,12 @@ mod tests {
         let hub = Hub::new(true, 8);
         let page = hub.open_page("tok".into());
         let id = page.id().to_owned();
-        assert_eq!(hub.view_page(&id), PageView::Pending("tok".into()));
+        assert_eq!(hub.view_page(&id, 2), PageView::Pending("tok".into()));
+        assert_eq!(hub.view_page(&id, 2), PageView::Pending("tok".into()));
+        assert_eq!(hub.view_page(&id, 2), PageView::TooManyViews);
         drop(page);
-        assert_eq!(hub.view_page(&id), PageView::Settled);
-        assert_eq!(hub.view_page("nope"), PageView::Unknown);
+        assert_eq!(hub.view_page(&id, 2), PageView::Settled);
+        assert_eq!(hub.view_page("nope", 2), PageView::Unknown);
     }
 
     #[test]
@@ -490,7 +509,7 @@ mod tests {
         for _ in 0..SETTLED_PAGES_KEPT {
             drop(hub.open_page("t".into()));
         }
-        assert_eq!(hub.view_page(&first), PageView::Unknown);
+        assert_eq!(hub.view_page(&first, 1), PageView::Unknown);
         assert_eq!(
             hub.inner.login.lock().unwrap().settled_pages.len(),
             SETTLED_PAGES_KEPT

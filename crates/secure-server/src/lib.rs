@@ -37,16 +37,19 @@
 //! - [`config`]: `secureconfig.json`, its defaults and its validation.
 //! - [`auth`]: tokens: generation (CSPRNG), constant-time checks, masking.
 //! - [`rules`]: what a username and a message must pass, and the refusals.
+//! - [`limits`]: connection caps, login, page and message rates, and the open-file limit.
 //! - [`hub`]: state shared between connections (names, token holds, token pages, the room) and
 //!   fan-out; the seam for a distributed backend.
 //! - `session`: one connection's loop, login to close.
-//! - `http`: routes: WebSocket upgrade on any path, token pages, index.
+//! - `http`: each accepted socket (HTTP/1.1 with a header timeout), and the routes: WebSocket
+//!   upgrade on any path, token pages, index, and a status report for local tools.
 //! - [`shutdown`]: SIGINT/SIGTERM handlers, installed before the server listens.
 
 pub mod auth;
 pub mod config;
 mod http;
 pub mod hub;
+pub mod limits;
 pub mod rules;
 mod session;
 pub mod shutdown;
@@ -70,6 +73,8 @@ pub const VERSION: &str = concat!(
 
 /// How long open HTTP requests may take to finish once shutdown begins.
 const HTTP_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long the listener rests after a failed accept (typically: out of file descriptors).
+const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// What can stop [`run`].
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +91,8 @@ pub(crate) struct Server {
     tokens: auth::Tokens,
     rules: rules::Rules,
     hub: hub::Hub,
-    /// Cancelled when the server shuts down; every session watches it.
+    limits: limits::Limits,
+    /// Cancelled when the server shuts down; every connection watches it.
     shutdown: CancellationToken,
     /// Every live session, so that [`run`] can wait for them.
     sessions: TaskTracker,
@@ -96,8 +102,12 @@ pub(crate) struct Server {
 /// Serves chat and token pages on `listener` until `shutdown` completes, then closes every
 /// session with WebSocket code 1001 and returns once all of them have ended.
 ///
+/// Each accepted socket takes a place under `limits.max_connections` (by default what the
+/// open-file limit allows) and `limits.max_connections_per_ip`; a socket over either limit is
+/// answered HTTP 503 and closed.
+///
 /// # Errors
-/// [`Error::Io`] if the listener cannot report its address or serving fails.
+/// [`Error::Io`] if the listener cannot report its address.
 pub async fn run(
     listener: TcpListener,
     config: Config,
@@ -108,43 +118,89 @@ pub async fn run(
         tokens: auth::Tokens::new(&config),
         rules: rules::Rules::new(&config),
         hub: hub::Hub::new(config.one_user_per_token, config.outbound_queue),
+        limits: limits::Limits::new(&config.limits, limits::open_file_capacity()),
         shutdown: CancellationToken::new(),
         sessions: TaskTracker::new(),
         local_addr,
         config,
     });
-    tracing::info!(addr = %local_addr, "listening");
-
-    let app = http::router(Arc::clone(&server)).into_make_service_with_connect_info::<SocketAddr>();
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        // Chat frames are small and latency matters more than packet count.
-        let _ = tcp.set_nodelay(true);
-    });
-    let signal = {
+    tracing::info!(
+        addr = %local_addr,
+        max_connections = server.limits.max_connections(),
+        "listening"
+    );
+    tokio::spawn({
         let server = Arc::clone(&server);
         async move {
             shutdown.await;
             server.hub.close();
             server.shutdown.cancel();
         }
-    };
-    let serving = axum::serve(listener, app).with_graceful_shutdown(signal);
-    // Graceful shutdown waits for open HTTP requests; one that never completes (a client that
-    // sent half its headers) must not keep the process alive.
-    let grace_over = async {
-        server.shutdown.cancelled().await;
-        tokio::time::sleep(HTTP_SHUTDOWN_GRACE).await;
-    };
-    tokio::select! {
-        result = serving => result?,
-        () = grace_over => tracing::warn!("HTTP requests still open {HTTP_SHUTDOWN_GRACE:?} after shutdown began; leaving them"),
-    }
+    });
+    tokio::spawn(forget_idle_addresses(Arc::clone(&server)));
 
-    // axum's graceful shutdown does not reach upgraded connections: the sessions watch the
-    // cancellation token themselves (each closes with 1001 within a bounded time), and we wait
-    // for the last one here.
+    let router = http::router(Arc::clone(&server));
+    let connections = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            () = server.shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((tcp, peer)) => {
+                let slot = server.limits.admit(peer.ip());
+                let server = Arc::clone(&server);
+                connections.spawn(http::serve_connection(
+                    server,
+                    router.clone(),
+                    tcp,
+                    peer,
+                    slot,
+                ));
+            }
+            Err(error) => accept_failed(&error).await,
+        }
+    }
+    drop(listener);
+
+    // Open HTTP requests may finish; one that never completes (a client that sent half its
+    // headers) must not keep the process alive.
+    connections.close();
+    if tokio::time::timeout(HTTP_SHUTDOWN_GRACE, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "HTTP requests still open {HTTP_SHUTDOWN_GRACE:?} after shutdown began; leaving them"
+        );
+    }
+    // Upgraded connections are not HTTP requests any more: the sessions watch the cancellation
+    // token themselves (each closes with 1001 within a bounded time), and we wait for the last
+    // one here.
     server.sessions.close();
     server.sessions.wait().await;
     tracing::info!("all sessions closed");
     Ok(())
+}
+
+/// An accept that failed: out of file descriptors (wait for some to close rather than spin),
+/// or a connection that died before it was accepted (nothing to do).
+async fn accept_failed(error: &std::io::Error) {
+    static THROTTLE: std::sync::LazyLock<limits::LogThrottle> =
+        std::sync::LazyLock::new(limits::LogThrottle::default);
+    if let Some(failures) = THROTTLE.hit() {
+        tracing::warn!(%error, failures, "accept failed");
+    }
+    tokio::time::sleep(ACCEPT_BACKOFF).await;
+}
+
+/// Every minute, forgets the rate-limit state of addresses that have been quiet.
+async fn forget_idle_addresses(server: Arc<Server>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            () = server.shutdown.cancelled() => return,
+            _ = every.tick() => server.limits.forget_idle(),
+        }
+    }
 }

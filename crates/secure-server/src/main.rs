@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use secure_server::config::{self, Config};
+use secure_server::limits;
 use secure_server::shutdown::Signals;
 use tracing_subscriber::EnvFilter;
 
@@ -84,6 +85,8 @@ fn start(args: Args) -> anyhow::Result<()> {
         config.bind = bind;
     }
 
+    report_connection_capacity(&config);
+
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let signals = Signals::install().context("cannot install the SIGINT/SIGTERM handlers")?;
@@ -91,6 +94,24 @@ fn start(args: Args) -> anyhow::Result<()> {
         secure_server::run(listener, config, signals.recv()).await?;
         Ok(())
     })
+}
+
+/// Raises the open-file limit as far as allowed and says how many connections it allows: each
+/// connection is one open file, and past the limit the server answers 503 instead of failing.
+fn report_connection_capacity(config: &Config) {
+    if let Err(error) = limits::raise_open_file_limit() {
+        tracing::warn!(%error, "cannot raise the open-file limit");
+    }
+    let configured = config.limits.max_connections;
+    match limits::open_file_capacity() {
+        Some(capacity) => tracing::info!(
+            capacity,
+            configured,
+            reserved = limits::RESERVED_FILES,
+            "the open-file limit allows {capacity} connections; more are refused with HTTP 503"
+        ),
+        None => tracing::info!(configured, "no open-file limit"),
+    }
 }
 
 async fn bind(config: &Config) -> anyhow::Result<tokio::net::TcpListener> {

@@ -20,6 +20,7 @@ use tracing::{debug, info};
 use crate::Server;
 use crate::auth;
 use crate::hub::{Leases, Membership, PageLease, Payload};
+use crate::limits::{MessageBudget, MessageVerdict};
 use crate::rules::MessageRefusal;
 
 /// How long a closing session waits for the client's close frame before dropping the socket.
@@ -52,6 +53,18 @@ enum Exit {
 enum Frame {
     Text(Utf8Bytes),
     Binary,
+}
+
+/// The frame that starts a login.
+enum LoginFrame {
+    User {
+        username: Option<String>,
+        token: Option<String>,
+    },
+    Bot {
+        name: Option<String>,
+        token: Option<String>,
+    },
 }
 
 /// A client that passed login, with what it holds until it leaves.
@@ -104,8 +117,29 @@ impl Session {
         info!(peer = %self.peer, "connection closed");
     }
 
-    /// Waits for `auth` or `botauth`; other frames are ignored until one comes.
+    /// Waits for `auth` or `botauth` (other frames are ignored until one comes, for at most
+    /// `limits.auth_timeout_secs`), then logs in, if the address has login attempts left.
     async fn login(&mut self) -> Result<LoggedIn, Exit> {
+        let first = timeout(self.server.config.auth_timeout(), self.first_login_frame())
+            .await
+            .map_err(|_elapsed| refuse(refusal::AUTH_TIMEOUT))??;
+        if !self.server.limits.login_attempt(self.peer.ip()) {
+            return Err(refuse(refusal::TOO_MANY_LOGINS));
+        }
+        match first {
+            LoginFrame::User { username, token } => self.user_login(username, token).await,
+            LoginFrame::Bot { name, token } => self.bot_login(name, token),
+        }
+    }
+
+    /// A wrong token (generic, bot or temporary): charged extra, so that guessing is slow.
+    fn wrong_token(&self, reason: &'static str) -> Exit {
+        self.server.limits.login_failed(self.peer.ip());
+        refuse(reason)
+    }
+
+    /// The first `auth` or `botauth` frame; everything before it is ignored.
+    async fn first_login_frame(&mut self) -> Result<LoginFrame, Exit> {
         loop {
             let Frame::Text(text) = self.next_frame().await? else {
                 debug!(peer = %self.peer, "ignored binary frame before login");
@@ -113,9 +147,11 @@ impl Session {
             };
             match ClientFrame::decode(&text) {
                 Ok(ClientFrame::Auth { username, token }) => {
-                    return self.user_login(username, token).await;
+                    return Ok(LoginFrame::User { username, token });
                 }
-                Ok(ClientFrame::BotAuth { name, token }) => return self.bot_login(name, token),
+                Ok(ClientFrame::BotAuth { name, token }) => {
+                    return Ok(LoginFrame::Bot { name, token });
+                }
                 Ok(other) => {
                     debug!(peer = %self.peer, kind = other.kind(), "ignored frame before login")
                 }
@@ -136,9 +172,10 @@ impl Session {
             .hub
             .reserve_name(&name)
             .ok_or(refuse(refusal::USERNAME_TAKEN))?;
-        let key = token
-            .and_then(|t| server.tokens.check_user(&t))
-            .ok_or(refuse(refusal::TOKEN_REFUSED))?;
+        let Some(key) = token.and_then(|t| server.tokens.check_user(&t)) else {
+            return Err(self.wrong_token(refusal::TOKEN_REFUSED));
+        };
+        // A good token in use elsewhere (1UPT) is refused with the same text, but is no guess.
         let hold = server
             .hub
             .hold_token(key)
@@ -168,7 +205,7 @@ impl Session {
             Frame::Binary => false,
         };
         if !accepted {
-            return Err(refuse(refusal::TEMP_TOKEN_REFUSED));
+            return Err(self.wrong_token(refusal::TEMP_TOKEN_REFUSED));
         }
         let Pending { leases, page } = pending;
         drop(page);
@@ -182,10 +219,10 @@ impl Session {
     /// Bot login: the name and token must match the owner's list.
     fn bot_login(&mut self, name: Option<String>, token: Option<String>) -> Result<LoggedIn, Exit> {
         let (Some(name), Some(token)) = (name, token) else {
-            return Err(refuse(refusal::BOT_REFUSED));
+            return Err(self.wrong_token(refusal::BOT_REFUSED));
         };
         if !self.server.tokens.check_bot(&name, &token) {
-            return Err(refuse(refusal::BOT_REFUSED));
+            return Err(self.wrong_token(refusal::BOT_REFUSED));
         }
         let display = format!("{} {name}", crate::rules::BOT_PREFIX);
         let name = self.server.hub.reserve_name(&display);
@@ -220,6 +257,11 @@ impl Session {
         self.send(&welcome).await?;
         let shutdown = self.server.shutdown.clone();
         let evicted = member.evicted();
+        let budget = self.server.limits.message_budget();
+        let every = self.server.config.ping_interval();
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        // A ping went out and nothing has come back since.
+        let mut unanswered = false;
         loop {
             // Unbiased: a busy room must not starve this client's own input, nor the reverse.
             tokio::select! {
@@ -230,9 +272,18 @@ impl Session {
                     self.write_batch(payload, member).await?;
                 }
                 msg = self.ws.next() => {
+                    unanswered = false;
                     if let Some(Frame::Text(text)) = classify(msg)? {
-                        self.chat_frame(id, name, &text).await?;
+                        self.chat_frame(id, name, &text, &budget).await?;
                     }
+                }
+                _ = ping.tick() => {
+                    if unanswered {
+                        // Nothing since the last ping, not even its pong: the peer is gone.
+                        return Err(NO_PONG);
+                    }
+                    self.send_message(Message::Ping(Default::default())).await?;
+                    unanswered = true;
                 }
             }
         }
@@ -240,7 +291,13 @@ impl Session {
 
     /// Handles one text frame from a logged-in client: a `msg` with its own id is checked and
     /// broadcast; everything else is ignored.
-    async fn chat_frame(&mut self, id: u64, name: &str, text: &str) -> Result<(), Exit> {
+    async fn chat_frame(
+        &mut self,
+        id: u64,
+        name: &str,
+        text: &str,
+        budget: &MessageBudget,
+    ) -> Result<(), Exit> {
         let text = match ClientFrame::decode(text) {
             Ok(ClientFrame::Msg {
                 id: Some(from),
@@ -255,6 +312,16 @@ impl Session {
                 return Ok(());
             }
         };
+        match budget.spend() {
+            MessageVerdict::Send => {}
+            MessageVerdict::SlowDown => {
+                debug!(peer = %self.peer, id, "message over the rate");
+                return self
+                    .send(&ServerFrame::Refusal(refusal::SLOW_DOWN.to_owned()))
+                    .await;
+            }
+            MessageVerdict::Flood => return Err(refuse(refusal::FLOOD)),
+        }
         match self.server.rules.check_message(&text) {
             Ok(()) => {
                 debug!(id, "message");
@@ -318,7 +385,12 @@ impl Session {
 
     /// Sends one frame, bounded by the write timeout.
     async fn send(&mut self, frame: &ServerFrame) -> Result<(), Exit> {
-        let message = Message::Text(frame.encode().into());
+        self.send_message(Message::Text(frame.encode().into()))
+            .await
+    }
+
+    /// Sends one WebSocket message, bounded by the write timeout.
+    async fn send_message(&mut self, message: Message) -> Result<(), Exit> {
         match timeout(self.server.config.write_timeout(), self.ws.send(message)).await {
             Ok(Ok(())) => Ok(()),
             _ => Err(Exit::Gone),
@@ -367,6 +439,8 @@ impl Session {
 
 /// The exit of every session when the server shuts down.
 const SHUTTING_DOWN: Exit = Exit::Close(close_code::GOING_AWAY, "server shutting down");
+/// The exit of a connection that answered no ping for a whole interval.
+const NO_PONG: Exit = Exit::Close(close_code::GOING_AWAY, "no answer to ping");
 /// The exit of a connection dropped as a slow consumer.
 const EVICTED: Exit = Exit::Close(close_code::POLICY, "outbound queue full");
 

@@ -27,11 +27,24 @@ pub const TOKENS: [&str; 4] = ["token-one", "token-two", "token-three", "token-f
 pub const BOT_NAME: &str = "botusr";
 pub const BOT_TOKEN: &str = "bot-token-secret";
 
+/// Limits too generous for any test to meet by accident; the tests of the limits set their own.
+pub fn generous_limits() -> Value {
+    json!({
+        "max_connections_per_ip": 100_000,
+        "logins_per_ip_per_minute": 1_000_000,
+        "login_burst": 1_000_000,
+        "messages_per_second": 1_000_000,
+        "message_burst": 1_000_000,
+        "page_requests_per_ip_per_minute": 1_000_000,
+    })
+}
+
 /// The default test config, with `overrides` merged over it.
 pub fn config(overrides: Value) -> Config {
     let mut base = json!({
         "tokens": Value::Object(TOKENS.iter().map(|t| (t.to_string(), json!({}))).collect()),
         "bots": { BOT_TOKEN: BOT_NAME },
+        "limits": generous_limits(),
         "filter": ["badword"],
     });
     for (k, v) in overrides.as_object().expect("overrides are an object") {

@@ -1,0 +1,399 @@
+//! Abuse limits: how many connections the server and each IP address may have, how fast an
+//! address may try to log in or fetch pages, how fast a connection may talk, and a log of
+//! refusals that says how many there were instead of one line per socket.
+//!
+//! Rates are token buckets from `governor`. Per-address buckets forget addresses that have been
+//! quiet long enough to be full again (see [`Limits::forget_idle`]), so their memory follows the
+//! addresses seen recently, not all addresses ever seen.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::config;
+
+/// Descriptors kept back from the open-file limit for the listener, logs, the config file and
+/// the runtime itself, so that a connection over the limit can still be accepted and answered.
+pub const RESERVED_FILES: u64 = 64;
+
+/// What a request for an unknown or closed token page costs, in page requests.
+pub const UNKNOWN_PAGE_COST: u32 = 5;
+
+/// How often a throttled log line may repeat.
+const LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How many connections the process's open-file limit (its soft `RLIMIT_NOFILE`) allows, or
+/// `None` when it is unlimited.
+pub fn open_file_capacity() -> Option<usize> {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    limit
+        .current
+        .map(|files| usize::try_from(files.saturating_sub(RESERVED_FILES)).unwrap_or(usize::MAX))
+}
+
+/// Raises the soft open-file limit to the hard one, as servers holding many sockets do.
+/// Returns the new soft limit.
+///
+/// # Errors
+/// When the OS refuses.
+pub fn raise_open_file_limit() -> std::io::Result<Option<u64>> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        limit.current = limit.maximum;
+        setrlimit(Resource::Nofile, limit)?;
+    }
+    Ok(limit.current)
+}
+
+/// The server's limits and their state.
+#[derive(Debug)]
+pub(crate) struct Limits {
+    config: config::Limits,
+    connections: Arc<Connections>,
+    logins: DefaultKeyedRateLimiter<IpAddr>,
+    pages: DefaultKeyedRateLimiter<IpAddr>,
+    refused_connections: LogThrottle,
+}
+
+impl Limits {
+    /// Limits as configured, the connection cap lowered to what `file_capacity` allows.
+    pub(crate) fn new(config: &config::Limits, file_capacity: Option<usize>) -> Limits {
+        let max_total = match (config.max_connections, file_capacity) {
+            (Some(configured), Some(capacity)) if configured > capacity => {
+                tracing::warn!(
+                    configured,
+                    capacity,
+                    "limits.max_connections is more than the open-file limit allows; lowered"
+                );
+                capacity
+            }
+            (Some(configured), _) => configured,
+            (None, Some(capacity)) => capacity,
+            (None, None) => usize::MAX,
+        };
+        Limits {
+            connections: Arc::new(Connections {
+                max_total,
+                max_per_ip: config.max_connections_per_ip,
+                counts: Mutex::default(),
+            }),
+            logins: RateLimiter::keyed(
+                Quota::per_minute(nonzero(config.logins_per_ip_per_minute))
+                    .allow_burst(nonzero(config.login_burst)),
+            ),
+            pages: RateLimiter::keyed(
+                Quota::per_minute(nonzero(config.page_requests_per_ip_per_minute))
+                    .allow_burst(nonzero(config.page_requests_per_ip_per_minute)),
+            ),
+            refused_connections: LogThrottle::default(),
+            config: config.clone(),
+        }
+    }
+
+    /// The most connections the server takes at once.
+    pub(crate) fn max_connections(&self) -> usize {
+        self.connections.max_total
+    }
+
+    /// Open connections now.
+    pub(crate) fn open_connections(&self) -> usize {
+        self.connections.counts().total
+    }
+
+    /// Takes a connection slot for `ip`, held until the returned slot is dropped; `None` when
+    /// the server or the address is at its limit (logged, at most once per interval).
+    pub(crate) fn admit(&self, ip: IpAddr) -> Option<ConnectionSlot> {
+        let admitted = self.connections.admit(ip);
+        if admitted.is_none() {
+            if let Some(refused) = self.refused_connections.hit() {
+                tracing::warn!(
+                    refused,
+                    open = self.open_connections(),
+                    max = self.connections.max_total,
+                    max_per_ip = self.connections.max_per_ip,
+                    "refused connections over the limits (HTTP 503)"
+                );
+            }
+        }
+        admitted
+    }
+
+    /// Spends one login attempt of `ip`; `false` when it has none left.
+    pub(crate) fn login_attempt(&self, ip: IpAddr) -> bool {
+        self.logins.check_key(&ip).is_ok()
+    }
+
+    /// Charges `ip` the rest of a failed login's cost (the attempt itself was paid already).
+    pub(crate) fn login_failed(&self, ip: IpAddr) {
+        if let Some(extra) = NonZeroU32::new(self.config.failed_login_cost - 1) {
+            // Whatever is left is spent; an address that cannot pay is refused next time.
+            if self.logins.check_key_n(&ip, extra).is_err() {
+                let _ = self.logins.check_key(&ip);
+            }
+        }
+    }
+
+    /// Spends `cost` page requests of `ip`; `false` when it cannot.
+    pub(crate) fn page_request(&self, ip: IpAddr, cost: u32) -> bool {
+        matches!(self.pages.check_key_n(&ip, nonzero(cost)), Ok(Ok(())))
+    }
+
+    /// A fresh message budget for one connection.
+    pub(crate) fn message_budget(&self) -> MessageBudget {
+        MessageBudget {
+            messages: RateLimiter::direct(
+                Quota::per_second(nonzero(self.config.messages_per_second))
+                    .allow_burst(nonzero(self.config.message_burst)),
+            ),
+            slow_downs: RateLimiter::direct(Quota::per_minute(nonzero(
+                self.config.slow_downs_per_minute,
+            ))),
+        }
+    }
+
+    /// Drops the per-address state of addresses whose buckets are full again.
+    pub(crate) fn forget_idle(&self) {
+        for limiter in [&self.logins, &self.pages] {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+}
+
+fn nonzero(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
+}
+
+/// Open connections, in all and per address.
+#[derive(Debug)]
+struct Connections {
+    max_total: usize,
+    max_per_ip: usize,
+    counts: Mutex<Counts>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+impl Connections {
+    fn counts(&self) -> MutexGuard<'_, Counts> {
+        // Counts are updated in one step each, so a panic elsewhere cannot leave them torn.
+        self.counts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<ConnectionSlot> {
+        let mut counts = self.counts();
+        if counts.total >= self.max_total {
+            return None;
+        }
+        let for_ip = counts.per_ip.entry(ip).or_default();
+        if *for_ip >= self.max_per_ip {
+            return None;
+        }
+        *for_ip += 1;
+        counts.total += 1;
+        Some(ConnectionSlot {
+            connections: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+/// One admitted connection's place; dropping it frees the place.
+#[derive(Debug)]
+pub(crate) struct ConnectionSlot {
+    connections: Arc<Connections>,
+    ip: IpAddr,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut counts = self.connections.counts();
+        counts.total -= 1;
+        if let Some(for_ip) = counts.per_ip.get_mut(&self.ip) {
+            *for_ip -= 1;
+            if *for_ip == 0 {
+                counts.per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// One connection's message rate.
+#[derive(Debug)]
+pub(crate) struct MessageBudget {
+    messages: DefaultDirectRateLimiter,
+    slow_downs: DefaultDirectRateLimiter,
+}
+
+/// What the budget says about one more message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MessageVerdict {
+    /// Within the rate.
+    Send,
+    /// Over the rate: refuse this message, keep the connection.
+    SlowDown,
+    /// Over the rate again and again: close the connection.
+    Flood,
+}
+
+impl MessageBudget {
+    /// Spends one message.
+    pub(crate) fn spend(&self) -> MessageVerdict {
+        if self.messages.check().is_ok() {
+            MessageVerdict::Send
+        } else if self.slow_downs.check().is_ok() {
+            MessageVerdict::SlowDown
+        } else {
+            MessageVerdict::Flood
+        }
+    }
+}
+
+/// Lets a repeated log line through once per interval, counting the ones it held back.
+#[derive(Debug)]
+pub(crate) struct LogThrottle {
+    state: Mutex<(Option<Instant>, u64)>,
+}
+
+impl Default for LogThrottle {
+    fn default() -> Self {
+        LogThrottle {
+            state: Mutex::new((None, 0)),
+        }
+    }
+}
+
+impl LogThrottle {
+    /// Records one event; `Some(n)` when the line is due, `n` being the events since the last
+    /// line (this one included).
+    pub(crate) fn hit(&self) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let (last, count) = &mut *state;
+        *count += 1;
+        let now = Instant::now();
+        if last.is_some_and(|at| now.duration_since(at) < LOG_INTERVAL) {
+            return None;
+        }
+        *last = Some(now);
+        Some(std::mem::take(count))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(config: config::Limits) -> Limits {
+        Limits::new(&config, None)
+    }
+
+    #[test]
+    fn connection_slots_count_per_address_and_in_all() {
+        let limits = limits(config::Limits {
+            max_connections: Some(3),
+            max_connections_per_ip: 2,
+            ..Default::default()
+        });
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let a1 = limits.admit(a).unwrap();
+        let _a2 = limits.admit(a).unwrap();
+        assert!(limits.admit(a).is_none(), "per-address limit");
+        let _b1 = limits.admit(b).unwrap();
+        assert!(limits.admit(b).is_none(), "total limit");
+        assert_eq!(limits.open_connections(), 3);
+        drop(a1);
+        assert_eq!(limits.open_connections(), 2);
+        assert!(limits.admit(b).is_some(), "a freed place is taken again");
+    }
+
+    #[test]
+    fn the_open_file_limit_caps_connections() {
+        let config = config::Limits {
+            max_connections: Some(50_000),
+            ..Default::default()
+        };
+        assert_eq!(Limits::new(&config, Some(19_936)).max_connections(), 19_936);
+        assert_eq!(Limits::new(&config, None).max_connections(), 50_000);
+        let auto = config::Limits::default();
+        assert_eq!(Limits::new(&auto, Some(1_000)).max_connections(), 1_000);
+        assert!(open_file_capacity().is_none_or(|n| n > 0));
+    }
+
+    #[test]
+    fn failed_logins_cost_more_than_good_ones() {
+        let limits = limits(config::Limits {
+            login_burst: 10,
+            logins_per_ip_per_minute: 1,
+            failed_login_cost: 5,
+            ..Default::default()
+        });
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let other: IpAddr = "10.0.0.2".parse().unwrap();
+        assert!(limits.login_attempt(ip));
+        limits.login_failed(ip);
+        assert!(limits.login_attempt(ip));
+        limits.login_failed(ip);
+        assert!(
+            !limits.login_attempt(ip),
+            "two failures spent the burst of ten"
+        );
+        for _ in 0..10 {
+            assert!(
+                limits.login_attempt(other),
+                "other addresses are not affected"
+            );
+        }
+    }
+
+    #[test]
+    fn messages_over_the_rate_slow_down_then_flood() {
+        let limits = limits(config::Limits {
+            messages_per_second: 1,
+            message_burst: 3,
+            slow_downs_per_minute: 2,
+            ..Default::default()
+        });
+        let budget = limits.message_budget();
+        let verdicts: Vec<_> = (0..7).map(|_| budget.spend()).collect();
+        use MessageVerdict::*;
+        assert_eq!(
+            verdicts,
+            [Send, Send, Send, SlowDown, SlowDown, Flood, Flood],
+            "three at once, then two refusals, then a flood"
+        );
+    }
+
+    #[test]
+    fn page_requests_are_charged_by_cost() {
+        let limits = limits(config::Limits {
+            page_requests_per_ip_per_minute: 10,
+            ..Default::default()
+        });
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        assert!(limits.page_request(ip, UNKNOWN_PAGE_COST));
+        assert!(limits.page_request(ip, UNKNOWN_PAGE_COST));
+        assert!(!limits.page_request(ip, 1));
+    }
+
+    #[test]
+    fn the_log_throttle_counts_what_it_held_back() {
+        let throttle = LogThrottle::default();
+        assert_eq!(throttle.hit(), Some(1));
+        assert_eq!(throttle.hit(), None);
+        assert_eq!(throttle.hit(), None);
+        let mut state = throttle.state.lock().unwrap();
+        state.0 = Some(Instant::now() - LOG_INTERVAL);
+        drop(state);
+        assert_eq!(throttle.hit(), Some(3));
+    }
+}
