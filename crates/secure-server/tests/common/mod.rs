@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // Each test binary uses its own part of the harness.
 
+pub mod process;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -132,11 +134,15 @@ impl TestServer {
 pub async fn page_token(link: &str) -> String {
     let response = reqwest::get(link).await.unwrap();
     assert_eq!(response.status(), 200, "token page {link}");
-    let body = response.text().await.unwrap();
-    let field = body.find("id=\"token\"").expect("page shows a token");
-    let start = body[field..].find('>').unwrap() + field + 1;
-    let end = body[start..].find("</textarea>").unwrap() + start;
-    body[start..end].to_owned()
+    token_in(&response.text().await.unwrap())
+}
+
+/// The temporary token in a token page's HTML; panics if it shows none.
+pub fn token_in(page: &str) -> String {
+    let field = page.find("id=\"token\"").expect("page shows a token");
+    let start = page[field..].find('>').unwrap() + field + 1;
+    let end = page[start..].find("</textarea>").unwrap() + start;
+    page[start..end].to_owned()
 }
 
 /// The HTTP status of a page.

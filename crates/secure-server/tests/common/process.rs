@@ -1,0 +1,104 @@
+//! A `secure-server` process for the tests that need the real binary (its flags, its log, its
+//! memory): started on an ephemeral loopback port, its log collected.
+
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_secure-server");
+
+/// The binary on `config`, on an ephemeral loopback port, with its output piped.
+pub fn server_command(config: &Path) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .arg("--config")
+        .arg(config)
+        .args(["--bind", "127.0.0.1", "--port", "0"])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// The address in the server's "listening" log line, if this is that line.
+pub fn listening_addr(line: &str) -> Option<String> {
+    if !line.contains("listening") {
+        return None;
+    }
+    let at = line.find("addr=")? + "addr=".len();
+    Some(line[at..].split_whitespace().next()?.to_owned())
+}
+
+/// A `secure-server` process that has started listening.
+pub struct Running {
+    pub child: Child,
+    pub addr: String,
+    /// The whole log (stderr), complete once the process has exited. Reading it to the end also
+    /// keeps the server from writing to a closed pipe.
+    pub log: JoinHandle<String>,
+}
+
+/// Starts the binary on `config` at log level `rust_log` and waits for it to listen.
+pub async fn start(config: &Path, rust_log: &str) -> Running {
+    let mut child = server_command(config)
+        .env("RUST_LOG", rust_log)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = String::new();
+    let find = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            log.push_str(&line);
+            log.push('\n');
+            if let Some(addr) = listening_addr(&line) {
+                return addr;
+            }
+        }
+        panic!("the server exited before listening: {log}");
+    };
+    let addr = tokio::time::timeout(super::WAIT, find)
+        .await
+        .expect("listening in time");
+    let log = tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            log.push_str(&line);
+            log.push('\n');
+        }
+        log
+    });
+    Running { child, addr, log }
+}
+
+impl Running {
+    pub async fn connect(&self) -> super::Client {
+        let url = format!("ws://{}/", self.addr);
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        super::Client { ws, id: None }
+    }
+
+    /// Sends SIGTERM; returns the exit status, what it printed on stdout, and its whole log.
+    pub async fn stop(mut self) -> (ExitStatus, String, String) {
+        let mut stdout = self.child.stdout.take().unwrap();
+        let status = terminate(self.child).await;
+        let mut printed = String::new();
+        stdout.read_to_string(&mut printed).await.unwrap();
+        (status, printed, self.log.await.unwrap())
+    }
+}
+
+pub async fn terminate(mut child: Child) -> ExitStatus {
+    let pid = child.id().unwrap().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    let exited = tokio::time::timeout(super::WAIT, child.wait()).await;
+    exited.expect("exits after SIGTERM").unwrap()
+}
