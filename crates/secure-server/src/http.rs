@@ -110,7 +110,7 @@ fn busy() -> Response {
 /// The server's routes. WebSocket upgrades are taken on any path before routing.
 pub(crate) fn router(server: Arc<Server>) -> Router {
     Router::new()
-        .route("/", get(index))
+        .merge(crate::web::routes())
         .route("/_status", get(status))
         .route("/{id}", get(token_page))
         .fallback(not_found)
@@ -175,16 +175,6 @@ fn link_base(server: &Server, headers: &HeaderMap) -> String {
         Some(host) => format!("http://{host}"),
         None => format!("http://{}", server.local_addr),
     }
-}
-
-async fn index() -> Response {
-    let body = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>CLIChat Secure Server</title></head>\
-         <body><h1>CLIChat Secure Server</h1><p>{}. Connect with a CLIChat client to this address \
-         (WebSocket, same port).</p></body></html>",
-        crate::VERSION
-    );
-    page(StatusCode::OK, body)
 }
 
 /// `GET /_status`, for tools on the same machine (soak tests, benchmarks): what the server holds
@@ -280,7 +270,7 @@ async fn not_found() -> Response {
     )
 }
 
-fn page(status: StatusCode, body: String) -> Response {
+pub(crate) fn page(status: StatusCode, body: String) -> Response {
     let mut response = (status, Html(body)).into_response();
     let headers = response.headers_mut();
     for (name, value) in PAGE_HEADERS {

@@ -43,6 +43,7 @@
 //! - `session`: one connection's loop, login to close.
 //! - `http`: each accepted socket (HTTP/1.1 with a header timeout), and the routes: WebSocket
 //!   upgrade on any path, token pages, index, and a status report for local tools.
+//! - `web`: the browser client served at `/`.
 //! - [`shutdown`]: SIGINT/SIGTERM handlers, installed before the server listens.
 
 pub mod auth;
@@ -53,6 +54,7 @@ pub mod limits;
 pub mod rules;
 mod session;
 pub mod shutdown;
+mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;
