@@ -12,7 +12,7 @@ use rand::Rng;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::Config;
+use crate::config::{Config, Role};
 
 /// The characters of a temporary token: letters, digits and `.` (as the original).
 const TEMP_TOKEN_CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.";
@@ -35,9 +35,28 @@ impl TokenKey {
 /// The owner's tokens, ready for constant-time checks. Its `Debug` output shows counts only.
 #[derive(Default)]
 pub struct Tokens {
-    users: HashMap<TokenKey, String>,
-    /// Bot token digest -> (token, bot name).
-    bots: HashMap<TokenKey, (String, String)>,
+    users: HashMap<TokenKey, Stored>,
+    bots: HashMap<TokenKey, Stored>,
+}
+
+/// A configured token, kept for the constant-time comparison, with what it grants.
+struct Stored {
+    token: String,
+    /// The bot's name (bots only).
+    name: String,
+    label: Option<String>,
+    role: Role,
+}
+
+/// A configured token that was presented correctly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// The token's identity.
+    pub key: TokenKey,
+    /// The owner's label for the token, if any.
+    pub label: Option<String>,
+    /// What its holder may do.
+    pub role: Role,
 }
 
 impl Tokens {
@@ -46,29 +65,60 @@ impl Tokens {
         Tokens {
             users: config
                 .tokens
-                .keys()
-                .map(|t| (TokenKey::of(t), t.clone()))
+                .iter()
+                .map(|(t, entry)| {
+                    let stored = Stored {
+                        token: t.clone(),
+                        name: String::new(),
+                        label: entry.label.clone(),
+                        role: entry.role,
+                    };
+                    (TokenKey::of(t), stored)
+                })
                 .collect(),
             bots: config
                 .bots
                 .iter()
-                .map(|(t, name)| (TokenKey::of(t), (t.clone(), name.clone())))
+                .map(|(t, bot)| {
+                    let stored = Stored {
+                        token: t.clone(),
+                        name: bot.name().to_owned(),
+                        label: None,
+                        role: bot.role(),
+                    };
+                    (TokenKey::of(t), stored)
+                })
                 .collect(),
         }
     }
 
-    /// The key of a configured generic token, or `None` if `presented` is not one.
-    pub fn check_user(&self, presented: &str) -> Option<TokenKey> {
+    /// What a configured generic token grants, or `None` if `presented` is not one.
+    pub fn check_user(&self, presented: &str) -> Option<Grant> {
         let key = TokenKey::of(presented);
         let stored = self.users.get(&key)?;
-        secret_eq(stored, presented).then_some(key)
+        secret_eq(&stored.token, presented).then(|| stored.grant(key))
     }
 
-    /// Whether `presented` is the token of the bot called `name`.
-    pub fn check_bot(&self, name: &str, presented: &str) -> bool {
-        self.bots
-            .get(&TokenKey::of(presented))
-            .is_some_and(|(stored, bot)| secret_eq(stored, presented) && bot == name)
+    /// What the token of the bot called `name` grants, or `None` if `presented` is not it.
+    pub fn check_bot(&self, name: &str, presented: &str) -> Option<Grant> {
+        let key = TokenKey::of(presented);
+        let stored = self.bots.get(&key)?;
+        (secret_eq(&stored.token, presented) && stored.name == name).then(|| stored.grant(key))
+    }
+
+    /// Whether the token with this key is still configured (as a user or bot token).
+    pub fn contains(&self, key: &TokenKey) -> bool {
+        self.users.contains_key(key) || self.bots.contains_key(key)
+    }
+}
+
+impl Stored {
+    fn grant(&self, key: TokenKey) -> Grant {
+        Grant {
+            key,
+            label: self.label.clone(),
+            role: self.role,
+        }
     }
 }
 
@@ -149,16 +199,33 @@ mod tests {
 
     #[test]
     fn checks_tokens() {
-        let config: Config =
-            serde_json::from_str(r#"{"tokens":{"user-token":{}},"bots":{"bot-token":"echo"}}"#)
-                .unwrap();
+        let config: Config = serde_json::from_str(
+            r#"{"tokens": {"user-token": {}, "mod-token": {"label": "m", "role": "mod"}},
+                "bots": {"bot-token": "echo", "admin-bot": {"name": "boss", "role": "admin"}}}"#,
+        )
+        .unwrap();
         let tokens = Tokens::new(&config);
-        assert!(tokens.check_user("user-token").is_some());
+        let user = tokens.check_user("user-token").unwrap();
+        assert_eq!((user.role, user.label), (Role::User, None));
+        let moderator = tokens.check_user("mod-token").unwrap();
+        assert_eq!(
+            (moderator.role, moderator.label.as_deref()),
+            (Role::Mod, Some("m"))
+        );
         assert!(tokens.check_user("user-toke").is_none());
         assert!(tokens.check_user("bot-token").is_none());
-        assert!(tokens.check_bot("echo", "bot-token"));
-        assert!(!tokens.check_bot("other", "bot-token"));
-        assert!(!tokens.check_bot("echo", "user-token"));
+        assert_eq!(
+            tokens.check_bot("echo", "bot-token").unwrap().role,
+            Role::User
+        );
+        assert_eq!(
+            tokens.check_bot("boss", "admin-bot").unwrap().role,
+            Role::Admin
+        );
+        assert!(tokens.check_bot("other", "bot-token").is_none());
+        assert!(tokens.check_bot("echo", "user-token").is_none());
+        assert!(tokens.contains(&TokenKey::of("admin-bot")));
+        assert!(!tokens.contains(&TokenKey::of("nope")));
     }
 
     #[test]

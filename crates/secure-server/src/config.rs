@@ -32,8 +32,9 @@ pub struct Config {
     /// Generic user tokens, the key being the token. Default: none (a new config file gets one
     /// freshly generated token).
     pub tokens: BTreeMap<String, TokenEntry>,
-    /// Bot tokens: token -> bot username. Default: none.
-    pub bots: BTreeMap<String, String>,
+    /// Bot tokens: token -> bot username (`"TOKEN": "name"`, the original's form) or
+    /// `"TOKEN": {"name": "name", "role": "mod"}`. Default: none.
+    pub bots: BTreeMap<String, BotEntry>,
     /// Words refused in usernames and messages (case-insensitive substring match). Default: none.
     pub filter: Vec<String>,
     /// Longest username, in Unicode scalar values. Default `15`.
@@ -56,6 +57,8 @@ pub struct Config {
     pub write_timeout_secs: u64,
     /// Abuse limits: connections, login and message rates, timeouts, page views.
     pub limits: Limits,
+    /// Bearer key of the owner API under `/admin/`. Default `null`: the API is off (404).
+    pub admin_key: Option<String>,
 }
 
 /// Abuse limits, the `limits` object of `secureconfig.json`. Every key is optional.
@@ -140,6 +143,7 @@ impl std::fmt::Debug for Config {
             outbound_queue,
             write_timeout_secs,
             limits,
+            admin_key,
         } = self;
         f.debug_struct("Config")
             .field("port", port)
@@ -151,7 +155,7 @@ impl std::fmt::Debug for Config {
                 &format_args!(
                     "<{} bots: {:?}>",
                     bots.len(),
-                    bots.values().collect::<Vec<_>>()
+                    bots.values().map(BotEntry::name).collect::<Vec<_>>()
                 ),
             )
             .field("filter", filter)
@@ -163,6 +167,7 @@ impl std::fmt::Debug for Config {
             .field("outbound_queue", outbound_queue)
             .field("write_timeout_secs", write_timeout_secs)
             .field("limits", limits)
+            .field("admin_key", &admin_key.as_ref().map(|_| "<set>"))
             .finish()
     }
 }
@@ -184,6 +189,33 @@ impl Default for Config {
             outbound_queue: 1024,
             write_timeout_secs: 10,
             limits: Limits::default(),
+            admin_key: None,
+        }
+    }
+}
+
+/// What a token (or bot) may do in the room.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Chat only.
+    #[default]
+    User,
+    /// May also kick, ban and unban users (not admins), and list who is in.
+    Mod,
+    /// May do what a mod may, to mods as well.
+    Admin,
+}
+
+impl Role {
+    /// The role's name as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Mod => "mod",
+            Role::Admin => "admin",
         }
     }
 }
@@ -195,12 +227,83 @@ impl Default for Config {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenEntry {
+    /// A name for the token, so that the owner can tell tokens apart (and revoke one) without
+    /// writing the token itself. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// What the token's holder may do. Default `user`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub role: Role,
     /// The original's "token is in use" flag. Ignored: holds are tracked at run time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inuse: Option<bool>,
     /// The original's use counter. Ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+
+/// A bot: `"name"` (the original's form) or `{"name": "name", "role": "mod"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum BotEntry {
+    /// Just the bot's name; its role is `user`.
+    Name(String),
+    /// The bot's name and role.
+    Full(BotSpec),
+}
+
+/// A bot written out in full.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BotSpec {
+    /// The bot's name (shown as `[BOT] name`).
+    pub name: String,
+    /// What the bot may do. Default `user`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub role: Role,
+}
+
+impl BotEntry {
+    /// The bot's name.
+    pub fn name(&self) -> &str {
+        match self {
+            BotEntry::Name(name) | BotEntry::Full(BotSpec { name, .. }) => name,
+        }
+    }
+
+    /// The bot's role.
+    pub fn role(&self) -> Role {
+        match self {
+            BotEntry::Name(_) => Role::User,
+            BotEntry::Full(spec) => spec.role,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for BotEntry {
+    // By hand rather than `untagged`, so that a mistake inside the object form is reported
+    // precisely (which key, what is wrong) instead of "matched no variant".
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = BotEntry;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a bot name, or {\"name\": ..., \"role\": ...}")
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<BotEntry, E> {
+                Ok(BotEntry::Name(name.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<BotEntry, A::Error> {
+                BotSpec::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(BotEntry::Full)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 impl TokenEntry {
@@ -425,7 +528,8 @@ impl Config {
                 return fail(section, "a token is blank or holds control characters");
             }
         }
-        for (token, name) in &self.bots {
+        for (token, bot) in &self.bots {
+            let name = bot.name();
             if name.trim().is_empty() || name.chars().any(char::is_control) {
                 return fail(
                     &format!("bots.{}", auth::mask(token)),

@@ -172,13 +172,13 @@ impl Session {
             .hub
             .reserve_name(&name)
             .ok_or(refuse(refusal::USERNAME_TAKEN))?;
-        let Some(key) = token.and_then(|t| server.tokens.check_user(&t)) else {
+        let Some(grant) = token.and_then(|t| server.tokens.check_user(&t)) else {
             return Err(self.wrong_token(refusal::TOKEN_REFUSED));
         };
         // A good token in use elsewhere (1UPT) is refused with the same text, but is no guess.
         let hold = server
             .hub
-            .hold_token(key)
+            .hold_token(grant.key)
             .ok_or(refuse(refusal::TOKEN_REFUSED))?;
 
         // Field order matters: the leases drop before the page, on every path out of here,
@@ -221,7 +221,7 @@ impl Session {
         let (Some(name), Some(token)) = (name, token) else {
             return Err(self.wrong_token(refusal::BOT_REFUSED));
         };
-        if !self.server.tokens.check_bot(&name, &token) {
+        if self.server.tokens.check_bot(&name, &token).is_none() {
             return Err(self.wrong_token(refusal::BOT_REFUSED));
         }
         let display = format!("{} {name}", crate::rules::BOT_PREFIX);
