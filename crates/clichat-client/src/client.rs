@@ -301,6 +301,14 @@ impl Sender {
             id: Some(self.welcome.id),
             text: Some(text.to_owned()),
         };
+        self.send_frame(&frame).await
+    }
+
+    /// Sends any frame, e.g. the moderation frames of APIv2 (`kick`, `ban`, `unban`, `who`).
+    ///
+    /// # Errors
+    /// [`Error::WebSocket`] when the connection is gone.
+    pub async fn send_frame(&self, frame: &ClientFrame) -> Result<(), Error> {
         self.sink
             .lock()
             .await

@@ -95,6 +95,9 @@ pub enum Event {
     /// The server refused something, in its exact words (see [`refusal`]). Most refusals are
     /// followed by [`Event::Closed`]; `message is too long [N/200]` is not.
     Refusal(String),
+    /// Who is in the room: the answer to a `who` sent with [`Sender::send_frame`] (moderators
+    /// and admins only).
+    Users(Vec<String>),
     /// A frame this library does not know, passed through so that newer servers do not break
     /// older clients.
     Unknown {
@@ -121,6 +124,7 @@ impl Event {
             Ok(ServerFrame::Message { from, text }) => Event::Message { from, text },
             Ok(ServerFrame::Disconnect(name)) => Event::Disconnect(name),
             Ok(ServerFrame::Refusal(reason)) => Event::Refusal(reason),
+            Ok(ServerFrame::Users(names)) => Event::Users(names),
             Ok(ServerFrame::Unknown { kind, args }) => Event::Unknown { kind, args },
             // Login frames after login mean nothing to a client: passed on as unknown.
             Ok(ServerFrame::AuthMsg(link)) => Event::Unknown {

@@ -39,6 +39,33 @@ pub enum ClientFrame {
         /// The message text.
         text: Option<String>,
     },
+    /// `["kick", {"username": N, "reason": R}]` (APIv2, mods and admins): remove N from the
+    /// room.
+    Kick {
+        /// Who to remove.
+        username: Option<String>,
+        /// Why, shown to them.
+        reason: Option<String>,
+    },
+    /// `["ban", {"username": N, "reason": R, "minutes": M}]` (APIv2): remove N and refuse its
+    /// token at login for M minutes, or until lifted when `minutes` is absent.
+    Ban {
+        /// Who to ban.
+        username: Option<String>,
+        /// Why, shown to them.
+        reason: Option<String>,
+        /// How long; `None`: until lifted.
+        minutes: Option<u64>,
+    },
+    /// `["unban", {"username": N}]` or `["unban", {"token_label": L}]` (APIv2): lift bans.
+    Unban {
+        /// The banned user's name.
+        username: Option<String>,
+        /// The label of the banned token.
+        token_label: Option<String>,
+    },
+    /// `["who"]` (APIv2): asks for `["users", [names...]]`.
+    Who,
     /// A frame type this crate does not know; the type is kept.
     Unknown(String),
 }
@@ -66,6 +93,20 @@ impl ClientFrame {
                 id: arg.and_then(|a| a.get("id")).and_then(Value::as_u64),
                 text: str_field(arg, "msg"),
             },
+            "kick" => ClientFrame::Kick {
+                username: str_field(arg, "username"),
+                reason: str_field(arg, "reason"),
+            },
+            "ban" => ClientFrame::Ban {
+                username: str_field(arg, "username"),
+                reason: str_field(arg, "reason"),
+                minutes: arg.and_then(|a| a.get("minutes")).and_then(Value::as_u64),
+            },
+            "unban" => ClientFrame::Unban {
+                username: str_field(arg, "username"),
+                token_label: str_field(arg, "token_label"),
+            },
+            "who" => ClientFrame::Who,
             _ => ClientFrame::Unknown(kind),
         })
     }
@@ -78,6 +119,10 @@ impl ClientFrame {
             ClientFrame::TokenAuth(_) => "tokenauth",
             ClientFrame::BotAuth { .. } => "botauth",
             ClientFrame::Msg { .. } => "msg",
+            ClientFrame::Kick { .. } => "kick",
+            ClientFrame::Ban { .. } => "ban",
+            ClientFrame::Unban { .. } => "unban",
+            ClientFrame::Who => "who",
             ClientFrame::Unknown(kind) => kind,
         }
     }
@@ -105,6 +150,29 @@ impl ClientFrame {
                 }
                 encode_tuple(&("msg", args))
             }
+            ClientFrame::Kick { username, reason } => encode_tuple(&(
+                "kick",
+                object(&[("username", username), ("reason", reason)]),
+            )),
+            ClientFrame::Ban {
+                username,
+                reason,
+                minutes,
+            } => {
+                let mut args = object(&[("username", username), ("reason", reason)]);
+                if let Some(minutes) = minutes {
+                    args.insert("minutes".into(), json!(minutes));
+                }
+                encode_tuple(&("ban", args))
+            }
+            ClientFrame::Unban {
+                username,
+                token_label,
+            } => encode_tuple(&(
+                "unban",
+                object(&[("username", username), ("token_label", token_label)]),
+            )),
+            ClientFrame::Who => encode_tuple(&("who",)),
             ClientFrame::Unknown(kind) => encode_tuple(&(kind,)),
         }
     }
@@ -132,6 +200,30 @@ impl fmt::Debug for ClientFrame {
                 .field("id", id)
                 .field("text", text)
                 .finish(),
+            ClientFrame::Kick { username, reason } => f
+                .debug_struct("Kick")
+                .field("username", username)
+                .field("reason", reason)
+                .finish(),
+            ClientFrame::Ban {
+                username,
+                reason,
+                minutes,
+            } => f
+                .debug_struct("Ban")
+                .field("username", username)
+                .field("reason", reason)
+                .field("minutes", minutes)
+                .finish(),
+            ClientFrame::Unban {
+                username,
+                token_label,
+            } => f
+                .debug_struct("Unban")
+                .field("username", username)
+                .field("token_label", token_label)
+                .finish(),
+            ClientFrame::Who => f.write_str("Who"),
             ClientFrame::Unknown(kind) => f.debug_tuple("Unknown").field(kind).finish(),
         }
     }

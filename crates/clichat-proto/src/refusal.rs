@@ -40,3 +40,23 @@ pub const SLOW_DOWN: &str = "You are sending messages too fast; slow down.";
 /// Not in the original: messages sent far faster than the server's rate, again and again (the
 /// connection is closed).
 pub const FLOOD: &str = "Flooding; disconnected.";
+/// APIv2: a moderation frame from a connection whose role does not allow it, or against a
+/// member of equal or higher role (the connection stays).
+pub const NOT_PERMITTED: &str = "not permitted";
+/// The generic or bot token this connection logged in with was revoked by the owner (the
+/// connection is closed).
+pub const TOKEN_REVOKED: &str = "Your token was revoked.";
+
+/// APIv2: what a kicked member is told before it is closed.
+pub fn kicked(reason: &str) -> String {
+    format!("kicked: {reason}")
+}
+
+/// APIv2: what a banned member is told, at the ban and at each login attempt while it lasts;
+/// `until` is a UTC time (RFC 3339) or `None` for a ban until lifted.
+pub fn banned(reason: &str, until: Option<&str>) -> String {
+    match until {
+        Some(until) => format!("banned until {until}: {reason}"),
+        None => format!("banned until lifted: {reason}"),
+    }
+}

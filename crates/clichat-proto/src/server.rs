@@ -29,6 +29,8 @@ pub enum ServerFrame {
     Disconnect(String),
     /// `["refusal", REASON]`: the server refused something; see [`crate::refusal`].
     Refusal(String),
+    /// `["users", [NAME, ...]]` (APIv2): who is in the room, the answer to `["who"]`.
+    Users(Vec<String>),
     /// A frame type this crate does not know, or a known type whose arguments have the wrong
     /// shape; the type and arguments are kept so that callers can pass it on.
     Unknown {
@@ -61,6 +63,13 @@ impl ServerFrame {
                 .map(|(from, text)| ServerFrame::Message { from, text }),
             "disconnect" => str_arg(&args, 0).map(ServerFrame::Disconnect),
             "refusal" => str_arg(&args, 0).map(ServerFrame::Refusal),
+            "users" => args.first().and_then(Value::as_array).and_then(|names| {
+                names
+                    .iter()
+                    .map(|name| name.as_str().map(str::to_owned))
+                    .collect::<Option<Vec<_>>>()
+                    .map(ServerFrame::Users)
+            }),
             _ => None,
         };
         Ok(known.unwrap_or(ServerFrame::Unknown { kind, args }))
@@ -79,6 +88,7 @@ impl ServerFrame {
             ServerFrame::Message { from, text } => encode_tuple(&("message", from, text)),
             ServerFrame::Disconnect(name) => encode_tuple(&("disconnect", name)),
             ServerFrame::Refusal(reason) => encode_tuple(&("refusal", reason)),
+            ServerFrame::Users(names) => encode_tuple(&("users", names)),
             ServerFrame::Unknown { kind, args } => {
                 let mut items = Vec::with_capacity(args.len() + 1);
                 items.push(Value::from(kind.as_str()));

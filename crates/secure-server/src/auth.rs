@@ -27,8 +27,20 @@ const GENERIC_TOKEN_LEN: usize = 43;
 pub struct TokenKey([u8; 32]);
 
 impl TokenKey {
-    pub(crate) fn of(token: &str) -> TokenKey {
+    /// The key of a token text.
+    pub fn of(token: &str) -> TokenKey {
         TokenKey(Sha256::digest(token.as_bytes()).into())
+    }
+
+    /// The whole digest as 64 hex digits: how the ban list names a token without keeping it.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The first 16 hex digits of the digest: enough to tell the owner's tokens apart in
+    /// "in use" reports, useless for logging in.
+    pub fn fingerprint(&self) -> String {
+        self.to_hex()[..16].to_owned()
     }
 }
 
@@ -104,6 +116,11 @@ impl Tokens {
         let key = TokenKey::of(presented);
         let stored = self.bots.get(&key)?;
         (secret_eq(&stored.token, presented) && stored.name == name).then(|| stored.grant(key))
+    }
+
+    /// The keys of every configured token, user and bot.
+    pub fn keys(&self) -> impl Iterator<Item = &TokenKey> {
+        self.users.keys().chain(self.bots.keys())
     }
 
     /// Whether the token with this key is still configured (as a user or bot token).

@@ -21,6 +21,7 @@ use tokio::net::TcpStream;
 use tower::ServiceExt;
 
 use crate::Server;
+use crate::auth::TokenKey;
 use crate::hub::PageView;
 use crate::limits::{ConnectionSlot, UNKNOWN_PAGE_COST};
 use crate::session::Session;
@@ -69,7 +70,7 @@ pub(crate) async fn serve_connection(
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(server.config.http_timeout())
+        .header_read_timeout(server.settings().config.http_timeout())
         .max_buf_size(MAX_REQUEST_HEAD);
 
     let Some(slot) = slot else {
@@ -111,6 +112,7 @@ fn busy() -> Response {
 pub(crate) fn router(server: Arc<Server>) -> Router {
     Router::new()
         .merge(crate::web::routes())
+        .merge(crate::admin::routes(Arc::clone(&server)))
         .route("/_status", get(status))
         .route("/{id}", get(token_page))
         .fallback(not_found)
@@ -138,7 +140,7 @@ async fn websocket_on_any_path(
         Err(_) => return next.run(request).await,
     };
     let link_base = link_base(&server, request.headers());
-    let max_frame = server.config.max_frame_bytes;
+    let max_frame = server.settings().config.max_frame_bytes;
     let session_guard = server.sessions.token();
     upgrade
         .read_buffer_size(READ_BUFFER)
@@ -163,7 +165,7 @@ fn wants_websocket(headers: &HeaderMap) -> bool {
 /// connected to (falling back to the listening address when that header is missing or not a
 /// plain host\[:port\]).
 fn link_base(server: &Server, headers: &HeaderMap) -> String {
-    if let Some(url) = server.config.public_url() {
+    if let Some(url) = server.settings().config.public_url() {
         return url.to_owned();
     }
     let host = headers
@@ -189,13 +191,19 @@ async fn status(
     let hub = server.hub.stats();
     Json(serde_json::json!({
         "version": crate::VERSION,
-        "connections": server.limits.open_connections(),
-        "max_connections": server.limits.max_connections(),
+        "connections": server.connections.open(),
+        "max_connections": server.connections.max(),
         "sessions": server.sessions.len(),
         "members": hub.members,
         "names": hub.names,
         "held_tokens": hub.held_tokens,
         "pending_pages": hub.pending_pages,
+        "held": server
+            .hub
+            .held_tokens()
+            .iter()
+            .map(TokenKey::fingerprint)
+            .collect::<Vec<_>>(),
     }))
     .into_response()
 }
@@ -208,15 +216,18 @@ async fn token_page(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
 ) -> Response {
-    if !server.limits.page_request(peer.ip(), 1) {
+    let settings = server.settings();
+    if !settings.rates.page_request(peer.ip(), 1) {
         return too_many_requests();
     }
     let view = server
         .hub
-        .view_page(&id, server.config.limits.max_page_views);
+        .view_page(&id, settings.config.limits.max_page_views);
     if matches!(view, PageView::Settled | PageView::Unknown) {
         // A miss costs more; an address that cannot pay is refused from its next request on.
-        let _ = server.limits.page_request(peer.ip(), UNKNOWN_PAGE_COST - 1);
+        let _ = settings
+            .rates
+            .page_request(peer.ip(), UNKNOWN_PAGE_COST - 1);
     }
     match view {
         PageView::Pending(token) => page(

@@ -13,8 +13,9 @@
 //! (a member leaving releases its leases inside the room's critical section).
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use axum::extract::ws::Utf8Bytes;
 use clichat_proto::ServerFrame;
@@ -22,6 +23,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{self, TokenKey};
+use crate::config::Role;
 
 /// A serialized frame, shared by every receiver of a broadcast (cloning it is a reference-count
 /// increment).
@@ -77,11 +79,40 @@ struct Room {
 #[derive(Debug)]
 struct Member {
     name: String,
+    profile: Profile,
     tx: mpsc::Sender<Payload>,
     /// Released when the member leaves the room, before its disconnect is announced.
     leases: Leases,
-    /// Cancelled when the hub drops the member as a slow consumer.
+    /// Cancelled when the hub removes the member (slow consumer, kick, ban, revocation).
     evicted: CancellationToken,
+    /// Why the hub removed the member, when it was not for being slow: the refusal to send.
+    reason: Arc<OnceLock<String>>,
+}
+
+/// Who a member is, beyond its name: for moderation, the owner API and revocations.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Profile {
+    /// `"user"` or `"bot"`.
+    pub kind: &'static str,
+    /// What the member may do.
+    pub role: Role,
+    /// The token it logged in with (generic or bot).
+    pub token: Option<TokenKey>,
+    /// The owner's label for that token.
+    pub label: Option<String>,
+    /// Where it connected from.
+    pub peer: Option<SocketAddr>,
+}
+
+/// A member as the owner API and moderators see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberInfo {
+    /// The connection's id.
+    pub id: u64,
+    /// The display name.
+    pub name: String,
+    /// Who it is.
+    pub profile: Profile,
 }
 
 /// What a logged-in connection holds: its name, and for users its token.
@@ -218,15 +249,18 @@ impl Hub {
     /// dropped as a slow consumer) releases them first and then announces
     /// `["disconnect", name]`, so that whoever hears of the disconnect may take the name and
     /// token at once.
-    pub fn join(&self, name: &str, leases: Leases) -> Membership {
+    pub fn join(&self, name: &str, leases: Leases, profile: Profile) -> Membership {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(self.inner.queue_len);
         let evicted = CancellationToken::new();
+        let reason = Arc::new(OnceLock::new());
         let member = Member {
             name: name.to_owned(),
+            profile,
             tx,
             leases,
             evicted: evicted.clone(),
+            reason: Arc::clone(&reason),
         };
         let payload = Payload::from(ServerFrame::Join(name.to_owned()).encode());
         let mut room = self.room();
@@ -239,7 +273,63 @@ impl Hub {
             id,
             rx,
             evicted,
+            reason,
         }
+    }
+
+    /// Everyone in the room, in the order they joined.
+    pub fn members(&self) -> Vec<MemberInfo> {
+        let room = self.room();
+        let mut members: Vec<MemberInfo> = room
+            .members
+            .iter()
+            .map(|(&id, member)| MemberInfo {
+                id,
+                name: member.name.clone(),
+                profile: member.profile.clone(),
+            })
+            .collect();
+        drop(room);
+        members.sort_by_key(|member| member.id);
+        members
+    }
+
+    /// The member called `name` (compared case-insensitively, as names are reserved).
+    pub fn find(&self, name: &str) -> Option<MemberInfo> {
+        let folded = name.to_lowercase();
+        self.members()
+            .into_iter()
+            .find(|member| member.name.to_lowercase() == folded)
+    }
+
+    /// Removes member `id` from the room: its session is told to send `reason` as a refusal
+    /// and close; everyone else gets its disconnect. Returns its name, or `None` if it is not
+    /// in the room (any more).
+    pub fn expel(&self, id: u64, reason: &str) -> Option<String> {
+        let mut room = self.room();
+        let (name, dropped) = room.expel(id, Some(reason), &self.inner.closing)?;
+        drop(room);
+        log_dropped(dropped);
+        Some(name)
+    }
+
+    /// Removes every member that logged in with the token `key`, as [`Hub::expel`] does.
+    /// Returns their names.
+    pub fn expel_token(&self, key: &TokenKey, reason: &str) -> Vec<String> {
+        let ids: Vec<u64> = self
+            .members()
+            .into_iter()
+            .filter(|member| member.profile.token.as_ref() == Some(key))
+            .map(|member| member.id)
+            .collect();
+        ids.into_iter()
+            .filter_map(|id| self.expel(id, reason))
+            .collect()
+    }
+
+    /// The tokens held now (under 1UPT, or not), for "in use" reports.
+    pub fn held_tokens(&self) -> Vec<TokenKey> {
+        self.login().holds.keys().copied().collect()
     }
 
     /// Sends `frame` to every member but `from`. The frame is serialized once.
@@ -293,6 +383,29 @@ impl Room {
             }
         }
         dropped
+    }
+
+    /// Removes member `id` for `reason` (told to its session) and announces its departure
+    /// (unless the server is closing). Returns its name and any slow consumers dropped by the
+    /// announcement.
+    fn expel(
+        &mut self,
+        id: u64,
+        reason: Option<&str>,
+        closing: &AtomicBool,
+    ) -> Option<(String, Vec<(u64, String)>)> {
+        let member = self.members.remove(&id)?;
+        if let Some(reason) = reason {
+            let _ = member.reason.set(reason.to_owned());
+            member.evicted.cancel();
+        }
+        let name = member.leave();
+        if closing.load(Ordering::Relaxed) {
+            return Some((name, Vec::new()));
+        }
+        let bye = Payload::from(ServerFrame::Disconnect(name.clone()).encode());
+        let dropped = self.fan_out(id, bye);
+        Some((name, dropped))
     }
 
     fn deliver(&self, except: u64, payload: &Payload, slow: &mut Vec<u64>) {
@@ -399,6 +512,7 @@ pub struct Membership {
     id: u64,
     rx: mpsc::Receiver<Payload>,
     evicted: CancellationToken,
+    reason: Arc<OnceLock<String>>,
 }
 
 impl Membership {
@@ -413,10 +527,17 @@ impl Membership {
         self.rx.recv().await
     }
 
-    /// Completes when the hub drops this connection as a slow consumer. The session should then
-    /// close at once (code 1008), without writing its backlog.
+    /// Completes when the hub removes this connection: as a slow consumer (the session should
+    /// close at once with code 1008, without writing its backlog), or for a
+    /// [`Membership::removal_reason`] (kicked, banned, token revoked).
     pub fn evicted(&self) -> CancellationToken {
         self.evicted.clone()
+    }
+
+    /// Why the hub removed this connection, as a refusal to send it; `None` for a slow
+    /// consumer (or while it is still in the room).
+    pub fn removal_reason(&self) -> Option<&str> {
+        self.reason.get().map(String::as_str)
     }
 
     /// A frame already queued, without waiting; used to batch writes.
@@ -428,17 +549,11 @@ impl Membership {
 impl Drop for Membership {
     fn drop(&mut self) {
         let mut room = self.hub.room();
-        let Some(member) = room.members.remove(&self.id) else {
-            return; // Dropped as a slow consumer; that was announced then.
-        };
-        let name = member.leave();
-        if self.hub.inner.closing.load(Ordering::Relaxed) {
-            return;
+        // Not in the room any more: removed by the hub, which announced it then.
+        if let Some((_name, dropped)) = room.expel(self.id, None, &self.hub.inner.closing) {
+            drop(room);
+            log_dropped(dropped);
         }
-        let bye = Payload::from(ServerFrame::Disconnect(name).encode());
-        let dropped = room.fan_out(self.id, bye);
-        drop(room);
-        log_dropped(dropped);
     }
 }
 
@@ -456,8 +571,8 @@ mod tests {
     #[tokio::test]
     async fn departures_are_not_announced_while_closing() {
         let hub = Hub::new(true, 8);
-        let mut a = hub.join("a", leases(&hub, "a"));
-        let b = hub.join("b", leases(&hub, "b"));
+        let mut a = hub.join("a", leases(&hub, "a"), Profile::default());
+        let b = hub.join("b", leases(&hub, "b"), Profile::default());
         assert_eq!(a.recv().await.unwrap(), r#"["join","b"]"#);
         hub.close();
         drop(b);
@@ -519,8 +634,8 @@ mod tests {
     #[tokio::test]
     async fn broadcast_skips_the_sender_and_drops_slow_consumers() {
         let hub = Hub::new(true, 2);
-        let mut a = hub.join("a", leases(&hub, "a"));
-        let mut b = hub.join("b", leases(&hub, "b"));
+        let mut a = hub.join("a", leases(&hub, "a"), Profile::default());
+        let mut b = hub.join("b", leases(&hub, "b"), Profile::default());
         assert_eq!(a.recv().await.unwrap(), r#"["join","b"]"#);
         hub.broadcast(
             a.id(),

@@ -34,10 +34,13 @@
 //! ```
 //!
 //! # Layout
+//! - `admin`: the owner API under `/admin/`.
 //! - [`config`]: `secureconfig.json`, its defaults and its validation.
 //! - [`auth`]: tokens: generation (CSPRNG), constant-time checks, masking.
 //! - [`rules`]: what a username and a message must pass, and the refusals.
 //! - [`limits`]: connection caps, login, page and message rates, and the open-file limit.
+//! - [`bans`]: banned tokens, kept beside the config file.
+//! - `reload`: watching the config file (and SIGHUP) and applying changes live.
 //! - [`hub`]: state shared between connections (names, token holds, token pages, the room) and
 //!   fan-out; the seam for a distributed backend.
 //! - `session`: one connection's loop, login to close.
@@ -46,11 +49,16 @@
 //! - `web`: the browser client served at `/`.
 //! - [`shutdown`]: SIGINT/SIGTERM handlers, installed before the server listens.
 
+mod admin;
 pub mod auth;
+pub mod bans;
 pub mod config;
+pub mod config_file;
 mod http;
 pub mod hub;
 pub mod limits;
+pub mod owner;
+mod reload;
 pub mod rules;
 mod session;
 pub mod shutdown;
@@ -58,8 +66,10 @@ mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -84,16 +94,48 @@ pub enum Error {
     /// The listener failed.
     #[error("listener failed: {0}")]
     Io(#[from] std::io::Error),
+    /// The ban list beside the config file cannot be read.
+    #[error(transparent)]
+    Bans(#[from] bans::BansError),
+}
+
+/// What a config file (or an in-memory config) sets up; replaced whole by a reload.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    config: Config,
+    tokens: auth::Tokens,
+    rules: rules::Rules,
+    rates: Arc<limits::Rates>,
+}
+
+impl Settings {
+    /// Settings for `config`, keeping `previous` rates when the limits did not change (so that
+    /// a reload does not hand every address a fresh budget).
+    fn new(config: Config, previous: Option<&Settings>) -> Settings {
+        let rates = match previous {
+            Some(previous) if previous.rates.config() == &config.limits => {
+                Arc::clone(&previous.rates)
+            }
+            _ => Arc::new(limits::Rates::new(&config.limits)),
+        };
+        Settings {
+            tokens: auth::Tokens::new(&config),
+            rules: rules::Rules::new(&config),
+            rates,
+            config,
+        }
+    }
 }
 
 /// Everything the connections of one server share.
 #[derive(Debug)]
 pub(crate) struct Server {
-    config: Config,
-    tokens: auth::Tokens,
-    rules: rules::Rules,
+    settings: ArcSwap<Settings>,
+    /// The config file, when the server was started from one: watched, and reloaded.
+    config_file: Option<PathBuf>,
     hub: hub::Hub,
-    limits: limits::Limits,
+    connections: limits::Connections,
+    bans: bans::Bans,
     /// Cancelled when the server shuts down; every connection watches it.
     shutdown: CancellationToken,
     /// Every live session, so that [`run`] can wait for them.
@@ -101,8 +143,17 @@ pub(crate) struct Server {
     local_addr: SocketAddr,
 }
 
+impl Server {
+    /// The settings in force now. Hold them for one step (a login, a frame), not for a
+    /// connection's life, so that a reload takes effect.
+    fn settings(&self) -> Arc<Settings> {
+        self.settings.load_full()
+    }
+}
+
 /// Serves chat and token pages on `listener` until `shutdown` completes, then closes every
-/// session with WebSocket code 1001 and returns once all of them have ended.
+/// session with WebSocket code 1001 and returns once all of them have ended. Bans are kept in
+/// memory; see [`run_from_file`] for a server that owns a config file.
 ///
 /// Each accepted socket takes a place under `limits.max_connections` (by default what the
 /// open-file limit allows) and `limits.max_connections_per_ip`; a socket over either limit is
@@ -115,20 +166,50 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    serve(listener, config, None, shutdown).await
+}
+
+/// As [`run`], for a server started from the config file at `path` (already loaded as
+/// `config`): the file is watched, and reloaded on change and on SIGHUP (new tokens work at once,
+/// revoked tokens' holders are closed, a broken file is refused and the last good config kept);
+/// bans are kept beside it and survive restarts.
+///
+/// # Errors
+/// [`Error::Io`] if the listener cannot report its address; [`Error::Bans`] if the ban list
+/// beside the config exists but cannot be read.
+pub async fn run_from_file(
+    listener: TcpListener,
+    config: Config,
+    path: PathBuf,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    serve(listener, config, Some(path), shutdown).await
+}
+
+async fn serve(
+    listener: TcpListener,
+    config: Config,
+    config_file: Option<PathBuf>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
     let local_addr = listener.local_addr()?;
+    let bans = match &config_file {
+        Some(path) => bans::Bans::load(bans::Bans::file_for(path))?,
+        None => bans::Bans::in_memory(),
+    };
     let server = Arc::new(Server {
-        tokens: auth::Tokens::new(&config),
-        rules: rules::Rules::new(&config),
         hub: hub::Hub::new(config.one_user_per_token, config.outbound_queue),
-        limits: limits::Limits::new(&config.limits, limits::open_file_capacity()),
+        connections: limits::Connections::new(&config.limits, limits::open_file_capacity()),
+        settings: ArcSwap::from_pointee(Settings::new(config, None)),
+        config_file,
+        bans,
         shutdown: CancellationToken::new(),
         sessions: TaskTracker::new(),
         local_addr,
-        config,
     });
     tracing::info!(
         addr = %local_addr,
-        max_connections = server.limits.max_connections(),
+        max_connections = server.connections.max(),
         "listening"
     );
     tokio::spawn({
@@ -140,6 +221,9 @@ pub async fn run(
         }
     });
     tokio::spawn(forget_idle_addresses(Arc::clone(&server)));
+    if server.config_file.is_some() {
+        tokio::spawn(reload::watch(Arc::clone(&server)));
+    }
 
     let router = http::router(Arc::clone(&server));
     let connections = TaskTracker::new();
@@ -150,7 +234,7 @@ pub async fn run(
         };
         match accepted {
             Ok((tcp, peer)) => {
-                let slot = server.limits.admit(peer.ip());
+                let slot = server.connections.admit(peer.ip());
                 let server = Arc::clone(&server);
                 connections.spawn(http::serve_connection(
                     server,
@@ -202,7 +286,7 @@ async fn forget_idle_addresses(server: Arc<Server>) {
     loop {
         tokio::select! {
             () = server.shutdown.cancelled() => return,
-            _ = every.tick() => server.limits.forget_idle(),
+            _ = every.tick() => server.settings().rates.forget_idle(),
         }
     }
 }

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -50,20 +51,34 @@ pub fn raise_open_file_limit() -> std::io::Result<Option<u64>> {
     Ok(limit.current)
 }
 
-/// The server's limits and their state.
+/// The connection caps, with their counts. Lives as long as the server; a config reload
+/// changes the caps, not the counts.
 #[derive(Debug)]
-pub(crate) struct Limits {
-    config: config::Limits,
-    connections: Arc<Connections>,
-    logins: DefaultKeyedRateLimiter<IpAddr>,
-    pages: DefaultKeyedRateLimiter<IpAddr>,
-    refused_connections: LogThrottle,
+pub(crate) struct Connections {
+    max_total: AtomicUsize,
+    max_per_ip: AtomicUsize,
+    file_capacity: Option<usize>,
+    counts: Arc<Mutex<Counts>>,
+    refused: LogThrottle,
 }
 
-impl Limits {
-    /// Limits as configured, the connection cap lowered to what `file_capacity` allows.
-    pub(crate) fn new(config: &config::Limits, file_capacity: Option<usize>) -> Limits {
-        let max_total = match (config.max_connections, file_capacity) {
+impl Connections {
+    /// Caps as configured, the total lowered to what `file_capacity` allows.
+    pub(crate) fn new(config: &config::Limits, file_capacity: Option<usize>) -> Connections {
+        let connections = Connections {
+            max_total: AtomicUsize::new(0),
+            max_per_ip: AtomicUsize::new(0),
+            file_capacity,
+            counts: Arc::default(),
+            refused: LogThrottle::default(),
+        };
+        connections.configure(config);
+        connections
+    }
+
+    /// Applies the caps of a (re)loaded config.
+    pub(crate) fn configure(&self, config: &config::Limits) {
+        let max_total = match (config.max_connections, self.file_capacity) {
             (Some(configured), Some(capacity)) if configured > capacity => {
                 tracing::warn!(
                     configured,
@@ -76,12 +91,63 @@ impl Limits {
             (None, Some(capacity)) => capacity,
             (None, None) => usize::MAX,
         };
-        Limits {
-            connections: Arc::new(Connections {
-                max_total,
-                max_per_ip: config.max_connections_per_ip,
-                counts: Mutex::default(),
-            }),
+        self.max_total.store(max_total, Ordering::Relaxed);
+        self.max_per_ip
+            .store(config.max_connections_per_ip, Ordering::Relaxed);
+    }
+
+    /// The most connections the server takes at once.
+    pub(crate) fn max(&self) -> usize {
+        self.max_total.load(Ordering::Relaxed)
+    }
+
+    /// Open connections now.
+    pub(crate) fn open(&self) -> usize {
+        lock(&self.counts).total
+    }
+
+    /// Takes a connection slot for `ip`, held until the returned slot is dropped; `None` when
+    /// the server or the address is at its limit (logged, at most once per interval).
+    pub(crate) fn admit(&self, ip: IpAddr) -> Option<ConnectionSlot> {
+        let max_total = self.max();
+        let max_per_ip = self.max_per_ip.load(Ordering::Relaxed);
+        let mut counts = lock(&self.counts);
+        let for_ip = counts.per_ip.get(&ip).copied().unwrap_or(0);
+        if counts.total >= max_total || for_ip >= max_per_ip {
+            let open = counts.total;
+            drop(counts);
+            if let Some(refused) = self.refused.hit() {
+                tracing::warn!(
+                    refused,
+                    open,
+                    max = max_total,
+                    max_per_ip,
+                    "refused connections over the limits (HTTP 503)"
+                );
+            }
+            return None;
+        }
+        *counts.per_ip.entry(ip).or_default() += 1;
+        counts.total += 1;
+        Some(ConnectionSlot {
+            counts: Arc::clone(&self.counts),
+            ip,
+        })
+    }
+}
+
+/// Login, page and message rates: token buckets built from one config. A reload that changes
+/// `limits` builds new ones (and so forgets what addresses spent).
+#[derive(Debug)]
+pub(crate) struct Rates {
+    config: config::Limits,
+    logins: DefaultKeyedRateLimiter<IpAddr>,
+    pages: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+impl Rates {
+    pub(crate) fn new(config: &config::Limits) -> Rates {
+        Rates {
             logins: RateLimiter::keyed(
                 Quota::per_minute(nonzero(config.logins_per_ip_per_minute))
                     .allow_burst(nonzero(config.login_burst)),
@@ -90,37 +156,13 @@ impl Limits {
                 Quota::per_minute(nonzero(config.page_requests_per_ip_per_minute))
                     .allow_burst(nonzero(config.page_requests_per_ip_per_minute)),
             ),
-            refused_connections: LogThrottle::default(),
             config: config.clone(),
         }
     }
 
-    /// The most connections the server takes at once.
-    pub(crate) fn max_connections(&self) -> usize {
-        self.connections.max_total
-    }
-
-    /// Open connections now.
-    pub(crate) fn open_connections(&self) -> usize {
-        self.connections.counts().total
-    }
-
-    /// Takes a connection slot for `ip`, held until the returned slot is dropped; `None` when
-    /// the server or the address is at its limit (logged, at most once per interval).
-    pub(crate) fn admit(&self, ip: IpAddr) -> Option<ConnectionSlot> {
-        let admitted = self.connections.admit(ip);
-        if admitted.is_none() {
-            if let Some(refused) = self.refused_connections.hit() {
-                tracing::warn!(
-                    refused,
-                    open = self.open_connections(),
-                    max = self.connections.max_total,
-                    max_per_ip = self.connections.max_per_ip,
-                    "refused connections over the limits (HTTP 503)"
-                );
-            }
-        }
-        admitted
+    /// The limits these rates were built from.
+    pub(crate) fn config(&self) -> &config::Limits {
+        &self.config
     }
 
     /// Spends one login attempt of `ip`; `false` when it has none left.
@@ -165,58 +207,32 @@ impl Limits {
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Counts are updated in one step each, so a panic elsewhere cannot leave them torn.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 fn nonzero(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
 }
 
 /// Open connections, in all and per address.
-#[derive(Debug)]
-struct Connections {
-    max_total: usize,
-    max_per_ip: usize,
-    counts: Mutex<Counts>,
-}
-
 #[derive(Debug, Default)]
 struct Counts {
     total: usize,
     per_ip: HashMap<IpAddr, usize>,
 }
 
-impl Connections {
-    fn counts(&self) -> MutexGuard<'_, Counts> {
-        // Counts are updated in one step each, so a panic elsewhere cannot leave them torn.
-        self.counts.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<ConnectionSlot> {
-        let mut counts = self.counts();
-        if counts.total >= self.max_total {
-            return None;
-        }
-        let for_ip = counts.per_ip.entry(ip).or_default();
-        if *for_ip >= self.max_per_ip {
-            return None;
-        }
-        *for_ip += 1;
-        counts.total += 1;
-        Some(ConnectionSlot {
-            connections: Arc::clone(self),
-            ip,
-        })
-    }
-}
-
 /// One admitted connection's place; dropping it frees the place.
 #[derive(Debug)]
 pub(crate) struct ConnectionSlot {
-    connections: Arc<Connections>,
+    counts: Arc<Mutex<Counts>>,
     ip: IpAddr,
 }
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        let mut counts = self.connections.counts();
+        let mut counts = lock(&self.counts);
         counts.total -= 1;
         if let Some(for_ip) = counts.per_ip.get_mut(&self.ip) {
             *for_ip -= 1;
@@ -292,17 +308,14 @@ impl LogThrottle {
 mod tests {
     use super::*;
 
-    fn limits(config: config::Limits) -> Limits {
-        Limits::new(&config, None)
-    }
-
     #[test]
     fn connection_slots_count_per_address_and_in_all() {
-        let limits = limits(config::Limits {
+        let config = config::Limits {
             max_connections: Some(3),
             max_connections_per_ip: 2,
             ..Default::default()
-        });
+        };
+        let limits = Connections::new(&config, None);
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
         let a1 = limits.admit(a).unwrap();
@@ -310,10 +323,20 @@ mod tests {
         assert!(limits.admit(a).is_none(), "per-address limit");
         let _b1 = limits.admit(b).unwrap();
         assert!(limits.admit(b).is_none(), "total limit");
-        assert_eq!(limits.open_connections(), 3);
+        assert_eq!(limits.open(), 3);
         drop(a1);
-        assert_eq!(limits.open_connections(), 2);
-        assert!(limits.admit(b).is_some(), "a freed place is taken again");
+        assert_eq!(limits.open(), 2);
+        let b2 = limits.admit(b);
+        assert!(b2.is_some(), "a freed place is taken again");
+        limits.configure(&config::Limits {
+            max_connections: Some(4),
+            ..config
+        });
+        assert!(limits.admit(b).is_none(), "still two per address");
+        assert!(
+            limits.admit("10.0.0.3".parse().unwrap()).is_some(),
+            "a reload raised the cap"
+        );
     }
 
     #[test]
@@ -322,16 +345,16 @@ mod tests {
             max_connections: Some(50_000),
             ..Default::default()
         };
-        assert_eq!(Limits::new(&config, Some(19_936)).max_connections(), 19_936);
-        assert_eq!(Limits::new(&config, None).max_connections(), 50_000);
+        assert_eq!(Connections::new(&config, Some(19_936)).max(), 19_936);
+        assert_eq!(Connections::new(&config, None).max(), 50_000);
         let auto = config::Limits::default();
-        assert_eq!(Limits::new(&auto, Some(1_000)).max_connections(), 1_000);
+        assert_eq!(Connections::new(&auto, Some(1_000)).max(), 1_000);
         assert!(open_file_capacity().is_none_or(|n| n > 0));
     }
 
     #[test]
     fn failed_logins_cost_more_than_good_ones() {
-        let limits = limits(config::Limits {
+        let limits = Rates::new(&config::Limits {
             login_burst: 10,
             logins_per_ip_per_minute: 1,
             failed_login_cost: 5,
@@ -357,7 +380,7 @@ mod tests {
 
     #[test]
     fn messages_over_the_rate_slow_down_then_flood() {
-        let limits = limits(config::Limits {
+        let limits = Rates::new(&config::Limits {
             messages_per_second: 1,
             message_burst: 3,
             slow_downs_per_minute: 2,
@@ -375,7 +398,7 @@ mod tests {
 
     #[test]
     fn page_requests_are_charged_by_cost() {
-        let limits = limits(config::Limits {
+        let limits = Rates::new(&config::Limits {
             page_requests_per_ip_per_minute: 10,
             ..Default::default()
         });

@@ -15,11 +15,13 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use clichat_proto::{ClientFrame, ServerFrame, refusal};
 use futures_util::{SinkExt, StreamExt};
 use tokio::time::timeout;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::Server;
-use crate::auth;
-use crate::hub::{Leases, Membership, PageLease, Payload};
+use crate::auth::{self, Grant};
+use crate::bans::{self, Ban};
+use crate::config::Role;
+use crate::hub::{Leases, MemberInfo, Membership, PageLease, Payload, Profile};
 use crate::limits::{MessageBudget, MessageVerdict};
 use crate::rules::MessageRefusal;
 
@@ -47,6 +49,9 @@ enum Exit {
     Close(u16, &'static str),
     /// The client closed or the socket failed: finish the close handshake if possible.
     Gone,
+    /// The hub removed the connection from the room: a slow consumer (close 1008), or kicked,
+    /// banned or revoked (a refusal saying so).
+    Removed,
 }
 
 /// A data frame from the client. Ping, pong and close are handled below this level.
@@ -71,8 +76,8 @@ enum LoginFrame {
 struct LoggedIn {
     /// The display name (`[BOT] name` for bots).
     name: String,
-    kind: &'static str,
     leases: Leases,
+    profile: Profile,
 }
 
 /// A user login waiting for `tokenauth`. Fields drop in declaration order: the name and token
@@ -120,10 +125,11 @@ impl Session {
     /// Waits for `auth` or `botauth` (other frames are ignored until one comes, for at most
     /// `limits.auth_timeout_secs`), then logs in, if the address has login attempts left.
     async fn login(&mut self) -> Result<LoggedIn, Exit> {
-        let first = timeout(self.server.config.auth_timeout(), self.first_login_frame())
+        let settings = self.server.settings();
+        let first = timeout(settings.config.auth_timeout(), self.first_login_frame())
             .await
             .map_err(|_elapsed| refuse(refusal::AUTH_TIMEOUT))??;
-        if !self.server.limits.login_attempt(self.peer.ip()) {
+        if !settings.rates.login_attempt(self.peer.ip()) {
             return Err(refuse(refusal::TOO_MANY_LOGINS));
         }
         match first {
@@ -134,7 +140,7 @@ impl Session {
 
     /// A wrong token (generic, bot or temporary): charged extra, so that guessing is slow.
     fn wrong_token(&self, reason: &'static str) -> Exit {
-        self.server.limits.login_failed(self.peer.ip());
+        self.server.settings().rates.login_failed(self.peer.ip());
         refuse(reason)
     }
 
@@ -167,14 +173,16 @@ impl Session {
         token: Option<String>,
     ) -> Result<LoggedIn, Exit> {
         let server = Arc::clone(&self.server);
-        let name = server.rules.check_username(username).map_err(refuse)?;
+        let settings = server.settings();
+        let name = settings.rules.check_username(username).map_err(refuse)?;
         let name_lease = server
             .hub
             .reserve_name(&name)
             .ok_or(refuse(refusal::USERNAME_TAKEN))?;
-        let Some(grant) = token.and_then(|t| server.tokens.check_user(&t)) else {
+        let Some(grant) = token.and_then(|t| settings.tokens.check_user(&t)) else {
             return Err(self.wrong_token(refusal::TOKEN_REFUSED));
         };
+        self.check_ban(&grant)?;
         // A good token in use elsewhere (1UPT) is refused with the same text, but is no guess.
         let hold = server
             .hub
@@ -194,7 +202,7 @@ impl Session {
         self.send(&ServerFrame::AuthMsg(link)).await?;
 
         // The very next data frame decides, and the page dies whatever it is.
-        let frame = timeout(server.config.tokenauth_timeout(), self.next_frame())
+        let frame = timeout(settings.config.tokenauth_timeout(), self.next_frame())
             .await
             .map_err(|_elapsed| refuse(refusal::TOKENAUTH_TIMEOUT))??;
         let accepted = match &frame {
@@ -209,10 +217,14 @@ impl Session {
         }
         let Pending { leases, page } = pending;
         drop(page);
+        // The owner may have revoked the token while the person read the page.
+        if !server.settings().tokens.contains(&grant.key) {
+            return Err(refuse(refusal::TOKEN_REVOKED));
+        }
         Ok(LoggedIn {
             name,
-            kind: "user",
             leases,
+            profile: self.profile("user", grant),
         })
     }
 
@@ -221,34 +233,73 @@ impl Session {
         let (Some(name), Some(token)) = (name, token) else {
             return Err(self.wrong_token(refusal::BOT_REFUSED));
         };
-        if self.server.tokens.check_bot(&name, &token).is_none() {
+        let Some(grant) = self.server.settings().tokens.check_bot(&name, &token) else {
             return Err(self.wrong_token(refusal::BOT_REFUSED));
-        }
+        };
+        self.check_ban(&grant)?;
         let display = format!("{} {name}", crate::rules::BOT_PREFIX);
         let name = self.server.hub.reserve_name(&display);
         let name = name.ok_or(refuse(refusal::USERNAME_TAKEN))?;
         Ok(LoggedIn {
             name: display,
-            kind: "bot",
             leases: Leases { name, token: None },
+            profile: self.profile("bot", grant),
         })
+    }
+
+    /// Refuses a token banned now, saying until when.
+    fn check_ban(&self, grant: &Grant) -> Result<(), Exit> {
+        match self.server.bans.check(&grant.key) {
+            Some(ban) => Err(refuse(refusal::banned(
+                &ban.reason,
+                ban.until_text().as_deref(),
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    fn profile(&self, kind: &'static str, grant: Grant) -> Profile {
+        Profile {
+            kind,
+            role: grant.role,
+            token: Some(grant.key),
+            label: grant.label,
+            peer: Some(self.peer),
+        }
     }
 
     /// Joins the room and chats until the connection ends. The room, and with it the leases,
     /// are left before this returns.
     async fn chat(&mut self, login: LoggedIn) -> Exit {
-        let LoggedIn { name, kind, leases } = login;
-        let mut member = self.server.hub.join(&name, leases);
-        info!(peer = %self.peer, id = member.id(), %name, kind, "logged in");
-        let Err(exit) = self.chat_loop(&mut member, &name).await;
+        let LoggedIn {
+            name,
+            leases,
+            profile,
+        } = login;
+        let (kind, role) = (profile.kind, profile.role);
+        let mut member = self.server.hub.join(&name, leases, profile);
+        info!(peer = %self.peer, id = member.id(), %name, kind, role = role.as_str(), "logged in");
+        let Err(exit) = self.chat_loop(&mut member, &name, role).await;
         info!(peer = %self.peer, id = member.id(), %name, "left the room");
+        let exit = match exit {
+            Exit::Removed => match member.removal_reason() {
+                Some(reason) => refuse(reason.to_owned()),
+                None => EVICTED,
+            },
+            exit => exit,
+        };
         drop(member);
         exit
     }
 
     /// Sends the `id` frame, then relays the room to the client and the client's messages to
     /// the room until the session must end.
-    async fn chat_loop(&mut self, member: &mut Membership, name: &str) -> Result<Infallible, Exit> {
+    async fn chat_loop(
+        &mut self,
+        member: &mut Membership,
+        name: &str,
+        role: Role,
+    ) -> Result<Infallible, Exit> {
         let id = member.id();
         let welcome = ServerFrame::Id {
             id,
@@ -257,8 +308,10 @@ impl Session {
         self.send(&welcome).await?;
         let shutdown = self.server.shutdown.clone();
         let evicted = member.evicted();
-        let budget = self.server.limits.message_budget();
-        let every = self.server.config.ping_interval();
+        let settings = self.server.settings();
+        let budget = settings.rates.message_budget();
+        let every = settings.config.ping_interval();
+        drop(settings);
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         // A ping went out and nothing has come back since.
         let mut unanswered = false;
@@ -266,15 +319,15 @@ impl Session {
             // Unbiased: a busy room must not starve this client's own input, nor the reverse.
             tokio::select! {
                 () = shutdown.cancelled() => return Err(SHUTTING_DOWN),
-                () = evicted.cancelled() => return Err(EVICTED),
+                () = evicted.cancelled() => return Err(Exit::Removed),
                 out = member.recv() => {
-                    let payload = out.ok_or(EVICTED)?;
+                    let payload = out.ok_or(Exit::Removed)?;
                     self.write_batch(payload, member).await?;
                 }
                 msg = self.ws.next() => {
                     unanswered = false;
                     if let Some(Frame::Text(text)) = classify(msg)? {
-                        self.chat_frame(id, name, &text, &budget).await?;
+                        self.chat_frame(id, name, role, &text, &budget).await?;
                     }
                 }
                 _ = ping.tick() => {
@@ -290,11 +343,13 @@ impl Session {
     }
 
     /// Handles one text frame from a logged-in client: a `msg` with its own id is checked and
-    /// broadcast; everything else is ignored.
+    /// broadcast; moderation frames are carried out if the role allows; everything else is
+    /// ignored.
     async fn chat_frame(
         &mut self,
         id: u64,
         name: &str,
+        role: Role,
         text: &str,
         budget: &MessageBudget,
     ) -> Result<(), Exit> {
@@ -303,6 +358,18 @@ impl Session {
                 id: Some(from),
                 text: Some(text),
             }) if from == id => text,
+            Ok(
+                frame @ (ClientFrame::Kick { .. }
+                | ClientFrame::Ban { .. }
+                | ClientFrame::Unban { .. }
+                | ClientFrame::Who),
+            ) => {
+                let answer = self.moderate(name, role, frame);
+                return match answer {
+                    Some(frame) => self.send(&frame).await,
+                    None => Ok(()),
+                };
+            }
             Ok(other) => {
                 debug!(id, kind = other.kind(), "ignored frame");
                 return Ok(());
@@ -322,7 +389,7 @@ impl Session {
             }
             MessageVerdict::Flood => return Err(refuse(refusal::FLOOD)),
         }
-        match self.server.rules.check_message(&text) {
+        match self.server.settings().rules.check_message(&text) {
             Ok(()) => {
                 debug!(id, "message");
                 let from = name.to_owned();
@@ -336,6 +403,70 @@ impl Session {
                 self.send(&ServerFrame::Refusal(reason)).await
             }
             Err(MessageRefusal::Close(reason)) => Err(refuse(reason)),
+        }
+    }
+
+    /// Carries out a moderation frame (APIv2) from `actor`; returns the answer to send, if any.
+    /// Users may not moderate; mods act on users, admins on users and mods.
+    fn moderate(&self, actor: &str, role: Role, frame: ClientFrame) -> Option<ServerFrame> {
+        let not_permitted = Some(ServerFrame::Refusal(refusal::NOT_PERMITTED.to_owned()));
+        if role < Role::Mod {
+            return not_permitted;
+        }
+        let hub = &self.server.hub;
+        match frame {
+            ClientFrame::Who => Some(ServerFrame::Users(
+                hub.members().into_iter().map(|m| m.name).collect(),
+            )),
+            ClientFrame::Kick { username, reason } => {
+                let reason = reason.unwrap_or_default();
+                let target = hub.find(username.as_deref()?)?;
+                if target.profile.role >= role {
+                    return not_permitted;
+                }
+                if hub.expel(target.id, &refusal::kicked(&reason)).is_some() {
+                    info!(%actor, target = %target.name, %reason, "kicked");
+                }
+                None
+            }
+            ClientFrame::Ban {
+                username,
+                reason,
+                minutes,
+            } => {
+                let reason = reason.unwrap_or_default();
+                let target = hub.find(username.as_deref()?)?;
+                if target.profile.role >= role {
+                    return not_permitted;
+                }
+                let ban = ban_of(&target, &reason, minutes)?;
+                let told = refusal::banned(&reason, ban.until_text().as_deref());
+                if let Err(error) = self.server.bans.add(ban) {
+                    warn!(%error, "the ban holds, but could not be saved");
+                }
+                hub.expel(target.id, &told);
+                info!(%actor, target = %target.name, %reason, ?minutes, "banned");
+                None
+            }
+            ClientFrame::Unban {
+                username,
+                token_label,
+            } => {
+                // As with kicks: only bans of lower roles.
+                let lifted = self.server.bans.lift(|ban| {
+                    ban.role < role
+                        && (username
+                            .as_deref()
+                            .is_some_and(|n| n.to_lowercase() == ban.username.to_lowercase())
+                            || token_label.is_some() && token_label == ban.label)
+                });
+                match lifted {
+                    Ok(lifted) => info!(%actor, lifted, "unbanned"),
+                    Err(error) => warn!(%error, "the unban holds, but could not be saved"),
+                }
+                None
+            }
+            _ => None,
         }
     }
 
@@ -353,8 +484,8 @@ impl Session {
             ws.flush().await
         };
         let result = tokio::select! {
-            result = timeout(self.server.config.write_timeout(), write) => result,
-            () = evicted.cancelled() => return Err(EVICTED),
+            result = timeout(self.server.settings().config.write_timeout(), write) => result,
+            () = evicted.cancelled() => return Err(Exit::Removed),
         };
         match result {
             Ok(Ok(())) => Ok(()),
@@ -391,7 +522,8 @@ impl Session {
 
     /// Sends one WebSocket message, bounded by the write timeout.
     async fn send_message(&mut self, message: Message) -> Result<(), Exit> {
-        match timeout(self.server.config.write_timeout(), self.ws.send(message)).await {
+        let write_timeout = self.server.settings().config.write_timeout();
+        match timeout(write_timeout, self.ws.send(message)).await {
             Ok(Ok(())) => Ok(()),
             _ => Err(Exit::Gone),
         }
@@ -414,6 +546,8 @@ impl Session {
                 info!(peer = %self.peer, code, reason, "closing");
                 self.close(code, reason).await;
             }
+            // Resolved into one of the above by `chat`; never reaches here.
+            Exit::Removed => self.close(close_code::POLICY, "removed").await,
             Exit::Gone => {
                 // Flushes a close reply tungstenite may have queued; bounded for dead peers.
                 let _ = timeout(CLOSE_GRACE, self.ws.close()).await;
@@ -443,6 +577,18 @@ const SHUTTING_DOWN: Exit = Exit::Close(close_code::GOING_AWAY, "server shutting
 const NO_PONG: Exit = Exit::Close(close_code::GOING_AWAY, "no answer to ping");
 /// The exit of a connection dropped as a slow consumer.
 const EVICTED: Exit = Exit::Close(close_code::POLICY, "outbound queue full");
+
+/// The ban of a member, for `minutes` or until lifted; `None` for a member without a token.
+pub(crate) fn ban_of(target: &MemberInfo, reason: &str, minutes: Option<u64>) -> Option<Ban> {
+    Some(Ban {
+        username: target.name.clone(),
+        token: target.profile.token?.to_hex(),
+        label: target.profile.label.clone(),
+        role: target.profile.role,
+        reason: reason.to_owned(),
+        until: minutes.map(|m| bans::now_secs().saturating_add(m.saturating_mul(60))),
+    })
+}
 
 fn refuse(reason: impl Into<Cow<'static, str>>) -> Exit {
     Exit::Refuse(reason.into())

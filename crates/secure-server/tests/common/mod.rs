@@ -41,8 +41,8 @@ pub fn generous_limits() -> Value {
     })
 }
 
-/// The default test config, with `overrides` merged over it.
-pub fn config(overrides: Value) -> Config {
+/// The default test config as JSON, with `overrides` merged over it.
+pub fn config_json(overrides: Value) -> Value {
     let mut base = json!({
         "tokens": Value::Object(TOKENS.iter().map(|t| (t.to_string(), json!({}))).collect()),
         "bots": { BOT_TOKEN: BOT_NAME },
@@ -52,7 +52,13 @@ pub fn config(overrides: Value) -> Config {
     for (k, v) in overrides.as_object().expect("overrides are an object") {
         base[k] = v.clone();
     }
-    Config::parse(&base.to_string(), Path::new("test-config.json")).expect("test config is valid")
+    base
+}
+
+/// The default test config, with `overrides` merged over it.
+pub fn config(overrides: Value) -> Config {
+    let text = config_json(overrides).to_string();
+    Config::parse(&text, Path::new("test-config.json")).expect("test config is valid")
 }
 
 /// A running server.
@@ -74,6 +80,23 @@ impl TestServer {
             addr,
             stop: Some(stop),
             task,
+        }
+    }
+
+    /// A server started from the config file at `path`, as the binary starts: it watches the
+    /// file and keeps its bans beside it.
+    pub async fn start_from_file(path: &Path) -> TestServer {
+        let config = Config::load(path).expect("the test config file is valid");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let run = secure_server::run_from_file(listener, config, path.to_owned(), async {
+            let _ = stopped.await;
+        });
+        TestServer {
+            addr,
+            stop: Some(stop),
+            task: tokio::spawn(run),
         }
     }
 

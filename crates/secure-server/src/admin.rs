@@ -1,0 +1,283 @@
+//! The owner API under `/admin/`, for scripts and `secure-server admin ...`.
+//!
+//! Off unless the config sets `admin_key` (every endpoint answers 404 then). Each request must
+//! carry `Authorization: Bearer <admin_key>`, compared in constant time; without it, 401.
+//! Bodies and answers are JSON; errors are `{"error": TEXT}`.
+//!
+//! | endpoint | body | answer |
+//! |---|---|---|
+//! | `GET /admin/connections` | | `[{"id", "name", "kind", "role", "label", "peer"}]` |
+//! | `POST /admin/kick` | `{"username", "reason"}` | `{"kicked": NAME}` |
+//! | `POST /admin/ban` | `{"username", "reason", "minutes"?}` | `{"banned": NAME, "until": RFC3339 or null}` |
+//! | `POST /admin/unban` | `{"username"}` or `{"token_label"}` | `{"unbanned": COUNT}` |
+//! | `GET /admin/tokens` | | `[TokenInfo + "in_use"]` |
+//! | `POST /admin/tokens` | `{"label"?, "role"?, "bot"?}` | 201 `{"token": TOKEN, ...TokenInfo}` |
+//! | `POST /admin/tokens/revoke` | `{"token_or_label"}` | `{"revoked": COUNT}` |
+//!
+//! The owner acts with full authority: kicks and bans reach admins too. Token changes are
+//! written to the config file (atomically, refusing with 409 if it changed underneath) and put
+//! in force at once, as a reload would.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use clichat_proto::refusal;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::config::Role;
+use crate::config_file::{self, ConfigFile, EditError};
+use crate::{Server, auth, reload, session};
+
+/// The owner API's routes.
+pub(crate) fn routes(server: Arc<Server>) -> Router<Arc<Server>> {
+    Router::new()
+        .route("/admin/connections", get(connections))
+        .route("/admin/kick", post(kick))
+        .route("/admin/ban", post(ban))
+        .route("/admin/unban", post(unban))
+        .route("/admin/tokens", get(tokens).post(add_token))
+        .route("/admin/tokens/revoke", post(revoke))
+        .route_layer(middleware::from_fn_with_state(server, authorize))
+}
+
+/// An API error: a status and a text.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.0, Json(json!({ "error": self.1 }))).into_response();
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, "no-store".parse().expect("valid"));
+        response
+    }
+}
+
+impl From<EditError> for ApiError {
+    fn from(error: EditError) -> ApiError {
+        let status = match &error {
+            EditError::Changed { .. } => StatusCode::CONFLICT,
+            EditError::NotFound(_) => StatusCode::NOT_FOUND,
+            EditError::Ambiguous(_)
+            | EditError::DuplicateLabel(_)
+            | EditError::DuplicateBot(_)
+            | EditError::Invalid(_) => StatusCode::BAD_REQUEST,
+            EditError::Config(_) | EditError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, error.to_string())
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+/// Lets a request through only with the configured key.
+async fn authorize(State(server): State<Arc<Server>>, request: Request, next: Next) -> Response {
+    let Some(key) = server.settings().config.admin_key.clone() else {
+        return ApiError(
+            StatusCode::NOT_FOUND,
+            "the owner API is off; set admin_key in the config".to_owned(),
+        )
+        .into_response();
+    };
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    if !presented.is_some_and(|presented| auth::secret_eq(presented, &key)) {
+        let mut response = ApiError(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong admin key".to_owned(),
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("valid"));
+        return response;
+    }
+    next.run(request).await
+}
+
+/// The JSON body, or a 400 saying what is wrong with it.
+fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))
+}
+
+async fn connections(State(server): State<Arc<Server>>) -> Json<Value> {
+    let members = server.hub.members().into_iter().map(|member| {
+        json!({
+            "id": member.id,
+            "name": member.name,
+            "kind": member.profile.kind,
+            "role": member.profile.role,
+            "label": member.profile.label,
+            "peer": member.profile.peer.map(|peer| peer.to_string()),
+        })
+    });
+    Json(Value::Array(members.collect()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Target {
+    username: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    minutes: Option<u64>,
+}
+
+fn find(server: &Server, username: &str) -> Result<crate::hub::MemberInfo, ApiError> {
+    server.hub.find(username).ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("nobody called {username:?} is connected"),
+        )
+    })
+}
+
+async fn kick(State(server): State<Arc<Server>>, bytes: Bytes) -> ApiResult {
+    let target: Target = body(&bytes)?;
+    let member = find(&server, &target.username)?;
+    server
+        .hub
+        .expel(member.id, &refusal::kicked(&target.reason));
+    tracing::info!(target = %member.name, reason = %target.reason, "kicked by the owner");
+    Ok(Json(json!({ "kicked": member.name })).into_response())
+}
+
+async fn ban(State(server): State<Arc<Server>>, bytes: Bytes) -> ApiResult {
+    let target: Target = body(&bytes)?;
+    let member = find(&server, &target.username)?;
+    let ban = session::ban_of(&member, &target.reason, target.minutes).ok_or_else(|| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            "that connection has no token to ban".to_owned(),
+        )
+    })?;
+    let until = ban.until_text();
+    let told = refusal::banned(&target.reason, until.as_deref());
+    let saved = server.bans.add(ban);
+    server.hub.expel(member.id, &told);
+    tracing::info!(target = %member.name, reason = %target.reason, "banned by the owner");
+    saved.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Json(json!({ "banned": member.name, "until": until })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Unban {
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    token_label: Option<String>,
+}
+
+async fn unban(State(server): State<Arc<Server>>, bytes: Bytes) -> ApiResult {
+    let Unban {
+        username,
+        token_label,
+    } = body(&bytes)?;
+    if username.is_none() && token_label.is_none() {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "give username or token_label".to_owned(),
+        ));
+    }
+    let lifted = server
+        .bans
+        .lift(|ban| {
+            username
+                .as_deref()
+                .is_some_and(|n| n.to_lowercase() == ban.username.to_lowercase())
+                || token_label.is_some() && token_label == ban.label
+        })
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Json(json!({ "unbanned": lifted })).into_response())
+}
+
+async fn tokens(State(server): State<Arc<Server>>) -> Json<Value> {
+    let held: HashSet<String> = server
+        .hub
+        .held_tokens()
+        .iter()
+        .map(auth::TokenKey::fingerprint)
+        .collect();
+    let tokens = config_file::list(&server.settings().config)
+        .into_iter()
+        .map(|info| {
+            let in_use = held.contains(&info.fingerprint);
+            let mut value = serde_json::to_value(info).unwrap_or_default();
+            value["in_use"] = json!(in_use);
+            value
+        });
+    Json(Value::Array(tokens.collect()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    #[serde(default)]
+    label: Option<String>,
+    #[serde(default)]
+    role: Role,
+    #[serde(default)]
+    bot: Option<String>,
+}
+
+/// Opens the server's config file for an edit; 409 when the server runs without one.
+fn open_config(server: &Server) -> Result<(ConfigFile, Value), ApiError> {
+    let path = server.config_file.as_deref().ok_or_else(|| {
+        ApiError(
+            StatusCode::CONFLICT,
+            "this server runs without a config file".to_owned(),
+        )
+    })?;
+    Ok(ConfigFile::open(path)?)
+}
+
+async fn add_token(State(server): State<Arc<Server>>, bytes: Bytes) -> ApiResult {
+    let new: NewToken = body(&bytes)?;
+    let (file, mut value) = open_config(&server)?;
+    let (token, info) = match &new.bot {
+        Some(name) => {
+            let token = config_file::add_bot(&mut value, name, new.role)?;
+            let info = config_file::TokenInfo::bot(&token, name, new.role);
+            (token, info)
+        }
+        None => {
+            let token = config_file::add_token(&mut value, new.label.as_deref(), new.role)?;
+            let info = config_file::TokenInfo::user(&token, new.label.as_deref(), new.role);
+            (token, info)
+        }
+    };
+    file.save(&value)?;
+    reload::reload_now(&server);
+    let mut answer = serde_json::to_value(info).unwrap_or_default();
+    answer["token"] = json!(token);
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Revoke {
+    token_or_label: String,
+}
+
+async fn revoke(State(server): State<Arc<Server>>, bytes: Bytes) -> ApiResult {
+    let Revoke { token_or_label } = body(&bytes)?;
+    let (file, mut value) = open_config(&server)?;
+    let revoked = config_file::revoke(&mut value, &token_or_label)?;
+    file.save(&value)?;
+    reload::reload_now(&server);
+    Ok(Json(json!({ "revoked": revoked.len() })).into_response())
+}

@@ -1,0 +1,170 @@
+//! Live reload: the running server notices changes to its config file (a file watch, and
+//! SIGHUP) and applies them without dropping anyone.
+//!
+//! - New tokens and bots work at once; a revoked token's holders get
+//!   `["refusal", "Your token was revoked."]` and are closed, and a login still waiting for its
+//!   `tokenauth` with that token is refused when it arrives.
+//! - The filter, the length rules and the limits apply to new input (a changed `limits` starts
+//!   every address with a fresh budget); `max_frame_bytes`, timeouts and `public_url` apply to
+//!   new connections.
+//! - `port`, `bind`, `1UPT` and `outbound_queue` need a restart: a change is logged as such and
+//!   not applied.
+//! - A file that no longer loads is refused with a log line naming the problem, and the server
+//!   keeps running on the last good config.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clichat_proto::refusal;
+use notify::{EventKind, RecursiveMode, Watcher};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::auth::TokenKey;
+use crate::config::Config;
+use crate::{Server, Settings};
+
+/// How long to wait after a change for more of the same burst (an editor's write, then its
+/// rename) before reading the file.
+const SETTLE: Duration = Duration::from_millis(100);
+
+/// Watches the server's config file and SIGHUP until shutdown, reloading on each.
+pub(crate) async fn watch(server: Arc<Server>) {
+    let Some(path) = server.config_file.clone() else {
+        return;
+    };
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(hangup) => Some(hangup),
+        Err(error) => {
+            warn!(%error, "cannot listen for SIGHUP");
+            None
+        }
+    };
+    let (changed, mut changes) = mpsc::channel::<()>(1);
+    let _watcher = match watch_file(&path, changed) {
+        Ok(watcher) => Some(watcher),
+        Err(error) => {
+            warn!(file = %path.display(), %error, "cannot watch the config file; reload it with SIGHUP");
+            None
+        }
+    };
+    // What the file said about the settings that need a restart, to tell when they change.
+    let mut restart_only = Config::load(&path).ok().map(|c| RestartOnly::of(&c));
+    loop {
+        tokio::select! {
+            () = server.shutdown.cancelled() => return,
+            Some(()) = changes.recv() => {}
+            Some(()) = async {
+                match &mut hangup {
+                    Some(hangup) => hangup.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => info!("SIGHUP: reloading the config"),
+        }
+        tokio::time::sleep(SETTLE).await;
+        while changes.try_recv().is_ok() {}
+        apply(&server, &path, &mut restart_only);
+    }
+}
+
+/// A watch on the directory holding `path` (editors and atomic writers replace the file by
+/// renaming, which a watch on the file itself would lose), reporting changes to `path` only.
+fn watch_file(path: &Path, changed: mpsc::Sender<()>) -> notify::Result<impl Watcher> {
+    let name = path.file_name().map(ToOwned::to_owned);
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => Path::new(".").to_owned(),
+    };
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        let ours = event.paths.iter().any(|p| p.file_name() == name.as_deref());
+        if ours && !matches!(event.kind, EventKind::Access(_)) {
+            // A full channel already holds a pending reload, which will read the file anew.
+            let _ = changed.try_send(());
+        }
+    })?;
+    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    Ok(watcher)
+}
+
+/// The settings a running server cannot change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RestartOnly {
+    port: u16,
+    bind: std::net::IpAddr,
+    one_user_per_token: bool,
+    outbound_queue: usize,
+}
+
+impl RestartOnly {
+    fn of(config: &Config) -> RestartOnly {
+        RestartOnly {
+            port: config.port,
+            bind: config.bind,
+            one_user_per_token: config.one_user_per_token,
+            outbound_queue: config.outbound_queue,
+        }
+    }
+
+    /// Copies these settings into `config`.
+    fn keep_in(&self, config: &mut Config) {
+        config.port = self.port;
+        config.bind = self.bind;
+        config.one_user_per_token = self.one_user_per_token;
+        config.outbound_queue = self.outbound_queue;
+    }
+}
+
+/// Reads the config file and puts it in force now (after the owner API changed it), as the
+/// watcher would a moment later.
+pub(crate) fn reload_now(server: &Server) {
+    if let Some(path) = &server.config_file {
+        apply(server, path, &mut None);
+    }
+}
+
+/// Loads the file and puts it in force.
+fn apply(server: &Server, path: &Path, file_restart_only: &mut Option<RestartOnly>) {
+    let mut config = match Config::load(path) {
+        Ok(config) => config,
+        Err(error) => {
+            warn!(%error, "config reload refused; keeping the last good config");
+            return;
+        }
+    };
+    let old = server.settings();
+    let from_file = RestartOnly::of(&config);
+    if let Some(before) = file_restart_only.as_ref() {
+        if *before != from_file {
+            warn!(
+                "port, bind, 1UPT or outbound_queue changed in the config file: they take effect \
+                 at the next restart"
+            );
+        }
+    }
+    *file_restart_only = Some(from_file);
+    RestartOnly::of(&old.config).keep_in(&mut config);
+
+    let settings = Settings::new(config, Some(&old));
+    let revoked: Vec<TokenKey> = old
+        .tokens
+        .keys()
+        .filter(|key| !settings.tokens.contains(key))
+        .copied()
+        .collect();
+    let added = settings
+        .tokens
+        .keys()
+        .filter(|key| !old.tokens.contains(key))
+        .count();
+    server.connections.configure(&settings.config.limits);
+    server.settings.store(Arc::new(settings));
+    for key in &revoked {
+        for name in server.hub.expel_token(key, refusal::TOKEN_REVOKED) {
+            info!(%name, "closed: its token was revoked");
+        }
+    }
+    info!(added, revoked = revoked.len(), "config reloaded");
+}
