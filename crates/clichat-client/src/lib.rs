@@ -71,8 +71,10 @@ pub fn message_length(text: &str) -> usize {
     text.chars().count()
 }
 
-/// Something that happened in the room, or to the connection.
+/// Something that happened in the room, or to the connection. New kinds may be added (as
+/// servers grow), so match with a wildcard arm.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Event {
     /// We are in: always the first event.
     Joined {

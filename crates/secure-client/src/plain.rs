@@ -1,0 +1,106 @@
+//! Line mode, for pipes and scripts: one received event per stdout line, one stdin line per
+//! message. The format is in `--help` and [`crate::format::event_line`].
+
+use std::io::{self, Write};
+use std::time::Duration;
+
+use clichat_client::{Client, Event, Events};
+use tokio::sync::mpsc;
+
+use crate::End;
+use crate::format::{check_length, event_line, limit_from_refusal, now};
+
+/// How long to wait for the server's close reply after leaving.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// Runs the chat until stdin ends, `/quit`, a signal, or the server closes the connection.
+pub async fn run(client: Client, max_length: usize) -> End {
+    let (sender, mut events) = client.split();
+    let me = sender.welcome().username.clone();
+    let mut lines = stdin_lines();
+    let mut limit = max_length;
+    // A refusal directly followed by the close is why the connection closed.
+    let mut last_refusal: Option<String> = None;
+    let mut termination = crate::Termination::install();
+    loop {
+        tokio::select! {
+            event = events.next_event() => {
+                let event = event.unwrap_or(Event::Closed(Default::default()));
+                if print_event(&event, &me).is_err() {
+                    break;
+                }
+                match event {
+                    Event::Closed(closed) => {
+                        return match last_refusal {
+                            Some(reason) => End::Refused(crate::format::explain_refusal(&reason)),
+                            None => End::Closed(crate::format::closed_text(&closed)),
+                        };
+                    }
+                    Event::Refusal(reason) => {
+                        if let Some(server_limit) = limit_from_refusal(&reason) {
+                            limit = server_limit;
+                        }
+                        last_refusal = Some(reason);
+                    }
+                    _ => last_refusal = None,
+                }
+            }
+            line = lines.recv() => {
+                let Some(line) = line else { break };
+                if line.trim() == "/quit" {
+                    break;
+                }
+                if line.trim().is_empty() {
+                    continue;
+                }
+                match check_length(&line, limit) {
+                    Err(warning) => eprintln!("secure-client: {warning}"),
+                    // A failed send means the connection is gone: its Closed event follows.
+                    Ok(()) => { let _ = sender.send(&line).await; }
+                }
+            }
+            () = termination.recv() => break,
+        }
+    }
+    let _ = sender.close().await;
+    drain(&mut events, &me).await;
+    End::Left
+}
+
+/// After leaving, prints what still arrives until the server's close reply (bounded).
+async fn drain(events: &mut Events, me: &str) {
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        while let Some(event) = events.next_event().await {
+            if matches!(event, Event::Closed(_)) {
+                break;
+            }
+            let _ = print_event(&event, me);
+        }
+    })
+    .await;
+}
+
+/// Writes one event line to stdout and flushes it, so a reader at the other end of a pipe sees
+/// each event as it happens. An error means stdout is gone (the reader left).
+fn print_event(event: &Event, me: &str) -> io::Result<()> {
+    let Some(line) = event_line(&now(), event, me) else {
+        return Ok(());
+    };
+    let mut stdout = io::stdout().lock();
+    writeln!(stdout, "{line}")?;
+    stdout.flush()
+}
+
+/// Stdin's lines, read on a thread of their own (a blocked read must not hold up the runtime).
+/// The channel closes at end of input or on a read error.
+fn stdin_lines() -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel(64);
+    std::thread::spawn(move || {
+        while let Ok(Some(line)) = crate::prompt::read_line() {
+            if tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}

@@ -1,0 +1,194 @@
+//! `secure-client` in line mode, through pipes, against a real server.
+
+mod common;
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use common::{BIN, BOT_NAME, BOT_TOKEN, LineClient, TOKENS, TestServer, page_token};
+
+#[tokio::test]
+async fn two_clients_chat_through_pipes() {
+    let server = TestServer::start().await;
+    let mut carol = LineClient::login(&server, "carol", TOKENS[0]).await;
+    let mut dave = LineClient::login(&server, "dave", TOKENS[1]).await;
+    carol.stdout_until("] *** dave joined").await;
+
+    dave.write_line("hello carol").await;
+    carol.stdout_until("] <dave> hello carol").await;
+    carol.write_line("hi dave").await;
+    assert!(dave.next_stdout().await.ends_with("] <carol> hi dave"));
+
+    // Over the limit: a warning on stderr, and nothing sent.
+    carol.write_line(&"x".repeat(201)).await;
+    carol.stderr_until("too long [201/200]").await;
+    // A blank line is not sent either (the server would close the connection).
+    carol.write_line("   ").await;
+    carol.write_line(&"y".repeat(200)).await;
+    assert!(
+        dave.next_stdout()
+            .await
+            .ends_with(&format!("] <carol> {}", "y".repeat(200)))
+    );
+
+    // Escape sequences from others arrive escaped, one event per line.
+    dave.write_line("red \u{1b}[31mtext\u{7}").await;
+    carol.stdout_until("] <dave> red ^[[31mtext^G").await;
+
+    carol.close_stdin();
+    assert_eq!(carol.exit_code().await, 0);
+    dave.stdout_until("] *** carol left").await;
+    dave.write_line("/quit").await;
+    assert_eq!(dave.exit_code().await, 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn missing_answers_are_asked_for_in_order_and_read_from_stdin() {
+    let server = TestServer::start().await;
+    let mut erin = LineClient::spawn(&["--plain"], None);
+    erin.write_line("erin").await;
+    erin.write_line(&server.address).await;
+    erin.write_line("y").await;
+    erin.write_line(TOKENS[2]).await;
+    let link = erin.link().await;
+    let questions = erin.stderr_seen.join("\n");
+    let order = ["Username:", "Server", "Secure Server", "Token (hidden):"].map(|q| {
+        questions
+            .find(q)
+            .unwrap_or_else(|| panic!("{q} not asked: {questions}"))
+    });
+    assert!(order.is_sorted(), "asked out of order: {questions}");
+    assert!(!questions.contains(TOKENS[2]), "the token is never printed");
+
+    erin.write_line(&page_token(&link).await).await;
+    erin.stdout_until("*** logged in as erin (secure-server")
+        .await;
+    erin.close_stdin();
+    assert_eq!(erin.exit_code().await, 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_login_is_explained_and_exits_3() {
+    let server = TestServer::start().await;
+    let mut client = LineClient::spawn(
+        &["--plain", "-u", "frank", &server.address],
+        Some("not-a-token"),
+    );
+    assert_eq!(client.exit_code().await, 3);
+    let stderr = client.rest_of_stderr().await;
+    assert!(
+        stderr.contains("refused by the server: Token refused (the server did not take"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("not-a-token"),
+        "the token is never printed"
+    );
+
+    // A wrong token from the page is refused too.
+    let mut client = LineClient::spawn(
+        &["--plain", "--secure", "-u", "frank", &server.address],
+        Some(TOKENS[0]),
+    );
+    client.link().await;
+    client.write_line("wrong").await;
+    assert_eq!(client.exit_code().await, 3);
+    let stderr = client.rest_of_stderr().await;
+    assert!(
+        stderr.contains("refused by the server: refused (the token from the page"),
+        "{stderr}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bots_log_in_without_a_page() {
+    let server = TestServer::start().await;
+    let mut carol = LineClient::login(&server, "carol", TOKENS[0]).await;
+    let mut bot = LineClient::spawn(
+        &["--plain", "--bot", "--username", BOT_NAME, &server.address],
+        Some(BOT_TOKEN),
+    );
+    bot.stdout_until(&format!("*** logged in as [BOT] {BOT_NAME}"))
+        .await;
+    carol
+        .stdout_until(&format!("*** [BOT] {BOT_NAME} joined"))
+        .await;
+    bot.write_line("beep").await;
+    carol
+        .stdout_until(&format!("<[BOT] {BOT_NAME}> beep"))
+        .await;
+    bot.close_stdin();
+    assert_eq!(bot.exit_code().await, 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_idle_client_answers_the_servers_pings() {
+    let server = TestServer::start_with(json!({"limits": {"ping_interval_secs": 1}})).await;
+    let mut carol = LineClient::login(&server, "carol", TOKENS[0]).await;
+    let mut dave = LineClient::login(&server, "dave", TOKENS[1]).await;
+    // Quiet for more than two ping intervals: a client that did not answer would be closed.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    dave.write_line("still there?").await;
+    carol.stdout_until("] <dave> still there?").await;
+    carol.close_stdin();
+    dave.close_stdin();
+    assert_eq!(carol.exit_code().await, 0);
+    assert_eq!(dave.exit_code().await, 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_server_shutdown_is_reported_and_exits_4() {
+    let server = TestServer::start().await;
+    let mut carol = LineClient::login(&server, "carol", TOKENS[0]).await;
+    server.stop().await;
+    carol
+        .stdout_until("!!! disconnected: the server is shutting down")
+        .await;
+    assert_eq!(carol.exit_code().await, 4);
+}
+
+#[tokio::test]
+async fn an_unreachable_server_exits_1() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    drop(listener);
+    let mut client = LineClient::spawn(&["--plain", "--insecure", "-u", "x", &address], None);
+    assert_eq!(client.exit_code().await, 1);
+    assert!(client.rest_of_stderr().await.contains("could not connect"));
+}
+
+#[test]
+fn help_documents_the_command_line() {
+    let output = std::process::Command::new(BIN)
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for needed in [
+        "[ADDRESS]",
+        "--username",
+        "--token",
+        "CLICHAT_TOKEN",
+        "--secure",
+        "--insecure",
+        "--bot",
+        "--plain",
+        "--max-length",
+        "Exit codes",
+        "<NAME> TEXT",
+    ] {
+        assert!(help.contains(needed), "--help lacks {needed}:\n{help}");
+    }
+    let output = std::process::Command::new(BIN)
+        .args(["--secure", "--insecure"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+}
