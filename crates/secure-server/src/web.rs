@@ -1,26 +1,115 @@
-//! The browser client, served at `/` with its assets under `/app/`.
+//! The browser client (v2), served by the server itself: the page at `/`, its script, style and
+//! icon under `/app/`. The files live in `src/web/` and are compiled into the binary, so there is
+//! no build step and nothing is fetched from anywhere but this server.
+//!
+//! `/app/...` has two path segments, so it never collides with the token pages at `/{id}`.
+//!
+//! Every answer carries the security headers of the token pages (see `http::page`), with one
+//! difference: the Content-Security-Policy lets the page load its own script, style and icon and
+//! open a WebSocket to its own origin ([`CLIENT_CSP`]), and nothing else. No inline script or
+//! style is allowed, and the script inserts every name and message as text, never as HTML.
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
 
 use crate::Server;
 use crate::http::page;
 
+/// The client page.
+const INDEX_HTML: &str = include_str!("web/index.html");
+/// The client's whole logic: login (SAUTH2 or bot), chat, reconnect.
+const APP_JS: &str = include_str!("web/app.js");
+/// The client's style.
+const APP_CSS: &str = include_str!("web/app.css");
+/// The page's icon.
+const ICON_SVG: &str = include_str!("web/icon.svg");
+
+/// The Content-Security-Policy of the client and its assets: scripts, styles, images and
+/// connections from this origin only (`'self'` covers `ws://` and `wss://` to the same host and
+/// port), no inline code, no plugins, no base URL or form targets, never framed.
+pub(crate) const CLIENT_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; \
+     frame-ancestors 'none'";
+
 /// The routes of the browser client.
 pub(crate) fn routes() -> Router<Arc<Server>> {
-    Router::new().route("/", get(index))
+    Router::new()
+        .route(
+            "/",
+            get(|| async { asset(INDEX_HTML, "text/html; charset=utf-8") }),
+        )
+        .route(
+            "/app/app.js",
+            get(|| async { asset(APP_JS, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/app/app.css",
+            get(|| async { asset(APP_CSS, "text/css; charset=utf-8") }),
+        )
+        .route(
+            "/app/icon.svg",
+            get(|| async { asset(ICON_SVG, "image/svg+xml") }),
+        )
 }
 
-async fn index() -> Response {
-    let body = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>CLIChat Secure Server</title></head>\
-         <body><h1>CLIChat Secure Server</h1><p>{}. Connect with a CLIChat client to this address \
-         (WebSocket, same port).</p></body></html>",
-        crate::VERSION
+/// One of the client's files, with the pages' security headers (nothing cached, referred,
+/// sniffed, framed or indexed) and the client's CSP.
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    // `page` owns the list of security headers; take them from it rather than repeat them.
+    let (mut parts, _) = page(StatusCode::OK, String::new()).into_parts();
+    parts
+        .headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    parts.headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CLIENT_CSP),
     );
-    page(StatusCode::OK, body)
+    Response::from_parts(parts, Body::from(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CSP forbids inline code, so the page must have none: one external script, no
+    /// `style` attributes, no event-handler attributes, and nothing from another origin.
+    #[test]
+    fn the_page_has_no_inline_code_and_no_other_origin() {
+        let lower = INDEX_HTML.to_ascii_lowercase();
+        assert_eq!(lower.matches("<script").count(), 1);
+        assert!(lower.contains("<script src=\"/app/app.js\" defer></script>"));
+        assert!(!lower.contains(" style="), "no inline style");
+        assert!(!lower.contains("<style"), "no inline style");
+        for attr in [" onclick", " onload", " onerror", " onsubmit", " oninput"] {
+            assert!(!lower.contains(attr), "no {attr} attribute");
+        }
+        for text in [INDEX_HTML, APP_JS, APP_CSS] {
+            assert!(!text.contains("//fonts."), "no external fonts");
+            assert!(!text.contains("@import"), "no imported styles");
+        }
+        assert!(!lower.contains("src=\"http"), "same origin only");
+        assert!(!lower.contains("href=\"http"), "same origin only");
+    }
+
+    /// The script never parses markup from the server: no `innerHTML` and friends.
+    #[test]
+    fn the_script_inserts_text_only() {
+        for sink in [
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "eval(",
+            "new Function",
+            "localStorage",
+            "sessionStorage",
+        ] {
+            assert!(!APP_JS.contains(sink), "app.js uses {sink}");
+        }
+    }
 }
