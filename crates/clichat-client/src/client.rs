@@ -1,17 +1,20 @@
 //! Connecting, logging in, and the chat that follows.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clichat_proto::{ClientFrame, ServerFrame};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use crate::{Closed, Error, Event, ServerAddress};
 
@@ -22,18 +25,80 @@ const CLOSE_ANSWER: Duration = Duration::from_secs(2);
 /// The WebSocket a [`Client`] talks over.
 pub type WebSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// Opens a WebSocket to a CLIChat server. Nothing is sent yet: log in next.
+/// Opens a WebSocket to a CLIChat server. Nothing is sent yet: log in next. `wss://`
+/// addresses are checked against the usual public certificate authorities; see
+/// [`connect_with`] to trust a certificate of your own (a self-signed one, say).
 ///
 /// # Errors
-/// [`Error::Connect`] when the TCP connection or the WebSocket handshake fails.
+/// [`Error::Connect`] when the TCP connection, the TLS handshake or the WebSocket handshake
+/// fails.
 pub async fn connect(address: &ServerAddress) -> Result<Connection, Error> {
-    let (ws, _response) = tokio_tungstenite::connect_async(address.as_str())
-        .await
-        .map_err(Error::Connect)?;
+    connect_with(address, &ConnectOptions::default()).await
+}
+
+/// [`connect`], with options.
+///
+/// # Errors
+/// As [`connect`].
+pub async fn connect_with(
+    address: &ServerAddress,
+    options: &ConnectOptions,
+) -> Result<Connection, Error> {
+    let connector = address
+        .is_tls()
+        .then(|| Connector::Rustls(Arc::new(options.tls_config())));
+    let (ws, _response) =
+        tokio_tungstenite::connect_async_tls_with_config(address.as_str(), None, false, connector)
+            .await
+            .map_err(Error::Connect)?;
     Ok(Connection {
         ws: Box::new(ws),
         address: address.clone(),
     })
+}
+
+/// How to connect.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    trusted: Vec<CertificateDer<'static>>,
+}
+
+impl ConnectOptions {
+    /// Also trusts the certificates in a PEM file (for `wss://`), e.g. a server's self-signed
+    /// certificate.
+    ///
+    /// # Errors
+    /// [`Error::Certificate`] when the file cannot be read or holds no certificate.
+    pub fn trust_pem_file(mut self, path: &Path) -> Result<ConnectOptions, Error> {
+        let bad = |reason: String| Error::Certificate {
+            path: path.to_owned(),
+            reason,
+        };
+        let certs = CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| bad(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(bad("no PEM certificate in it".to_owned()));
+        }
+        self.trusted.extend(certs);
+        Ok(self)
+    }
+
+    fn tls_config(&self) -> rustls::ClientConfig {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        for cert in &self.trusted {
+            // A certificate the store cannot take would fail the handshake anyway, with a
+            // clearer error than here.
+            let _ = roots.add(cert.clone());
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth()
+    }
 }
 
 /// An open connection that has not logged in.

@@ -59,7 +59,8 @@ use serde_json::Value;
 pub use address::{DEFAULT_PORT, ServerAddress};
 pub use clichat_proto::refusal;
 pub use client::{
-    Client, Connection, Events, LoginStep, PendingLogin, Sender, WebSocket, Welcome, connect,
+    Client, ConnectOptions, Connection, Events, LoginStep, PendingLogin, Sender, WebSocket,
+    Welcome, connect, connect_with,
 };
 
 /// The longest message a server takes unless its owner configured another limit.
@@ -166,6 +167,14 @@ pub enum Error {
         /// The address as given.
         address: String,
         /// What is wrong with it.
+        reason: String,
+    },
+    /// A certificate file to trust could not be used.
+    #[error("{path}: {reason}")]
+    Certificate {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
         reason: String,
     },
     /// The server could not be reached, or did not speak WebSocket.

@@ -3,7 +3,7 @@
 
 use std::io::{IsTerminal, Write};
 
-use clichat_client::{Client, Connection, LoginStep, ServerAddress, connect};
+use clichat_client::{Client, ConnectOptions, Connection, LoginStep, ServerAddress, connect_with};
 use crossterm::style::Stylize;
 
 use crate::format::{closed_text, explain_refusal};
@@ -30,6 +30,8 @@ pub struct Settings {
     pub address: ServerAddress,
     /// How to log in.
     pub credentials: Credentials,
+    /// Certificates to trust, for wss://.
+    pub options: ConnectOptions,
 }
 
 /// Takes what the command line gave and asks for the rest, in the original client's order:
@@ -57,10 +59,17 @@ pub async fn settings(args: &Args) -> Result<Settings, End> {
     } else {
         Credentials::Insecure
     };
+    let options = match &args.trust_cert {
+        Some(path) => ConnectOptions::default()
+            .trust_pem_file(path)
+            .map_err(|e| End::Usage(e.to_string()))?,
+        None => ConnectOptions::default(),
+    };
     Ok(Settings {
         name,
         address,
         credentials,
+        options,
     })
 }
 
@@ -72,7 +81,7 @@ pub async fn settings(args: &Args) -> Result<Settings, End> {
 /// [`End::Refused`] with the server's words explained, [`End::Closed`], [`End::Failed`] when the
 /// server cannot be reached, or [`End::Interrupted`] at the token prompt.
 pub async fn login(settings: &Settings) -> Result<Client, End> {
-    let connection: Connection = connect(&settings.address)
+    let connection: Connection = connect_with(&settings.address, &settings.options)
         .await
         .map_err(|e| End::Failed(anyhow::anyhow!("{e} ({})", settings.address.as_str())))?;
     let name = settings.name.as_str();

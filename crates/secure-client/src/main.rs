@@ -94,6 +94,11 @@ pub struct Args {
     #[arg(long, conflicts_with_all = ["secure", "insecure"])]
     pub bot: bool,
 
+    /// For wss:// servers: also trust the certificate(s) in this PEM file (e.g. a server's
+    /// self-signed certificate, from `secure-server cert self-signed`).
+    #[arg(long, value_name = "FILE")]
+    pub trust_cert: Option<std::path::PathBuf>,
+
     /// Line mode even on a terminal: one event per output line, one input line per message.
     #[arg(long)]
     pub plain: bool,

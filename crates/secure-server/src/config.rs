@@ -59,6 +59,46 @@ pub struct Config {
     pub limits: Limits,
     /// Bearer key of the owner API under `/admin/`. Default `null`: the API is off (404).
     pub admin_key: Option<String>,
+    /// `{"cert": PATH, "key": PATH}` (PEM; the chain in the cert file; relative paths are
+    /// relative to the config file): the port then speaks HTTPS and WSS only. Default `null`:
+    /// plain HTTP and WebSocket.
+    pub tls: Option<TlsFiles>,
+    /// `{"allow_from": [IP, ...], "key": KEY}`: serves `GET /metrics` (Prometheus text) to those
+    /// addresses (default: loopback only), or to anyone with `Authorization: Bearer KEY`.
+    /// Default `null`: no metrics (404).
+    pub metrics: Option<MetricsConfig>,
+}
+
+/// The certificate and key files of `tls`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// The certificate chain, PEM, the server's own certificate first.
+    pub cert: PathBuf,
+    /// The private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// Who may read `/metrics`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Addresses that may read the metrics without a key. Default: `127.0.0.1` and `::1`.
+    pub allow_from: Vec<IpAddr>,
+    /// A bearer key that lets any address read them. Default `null`.
+    pub key: Option<String>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            allow_from: vec![
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+            ],
+            key: None,
+        }
+    }
 }
 
 /// Abuse limits, the `limits` object of `secureconfig.json`. Every key is optional.
@@ -144,6 +184,8 @@ impl std::fmt::Debug for Config {
             write_timeout_secs,
             limits,
             admin_key,
+            tls,
+            metrics,
         } = self;
         f.debug_struct("Config")
             .field("port", port)
@@ -168,6 +210,11 @@ impl std::fmt::Debug for Config {
             .field("write_timeout_secs", write_timeout_secs)
             .field("limits", limits)
             .field("admin_key", &admin_key.as_ref().map(|_| "<set>"))
+            .field("tls", tls)
+            .field(
+                "metrics",
+                &metrics.as_ref().map(|m| (&m.allow_from, m.key.as_ref().map(|_| "<key>"))),
+            )
             .finish()
     }
 }
@@ -190,6 +237,8 @@ impl Default for Config {
             write_timeout_secs: 10,
             limits: Limits::default(),
             admin_key: None,
+            tls: None,
+            metrics: None,
         }
     }
 }
@@ -390,6 +439,12 @@ impl Config {
             }
         })?;
         config.validate(path)?;
+        // TLS files are found beside the config, as an owner expects.
+        let mut config = config;
+        if let (Some(tls), Some(dir)) = (&mut config.tls, path.parent()) {
+            tls.cert = dir.join(&tls.cert);
+            tls.key = dir.join(&tls.key);
+        }
         Ok(config)
     }
 

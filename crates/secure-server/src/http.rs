@@ -6,6 +6,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
@@ -17,11 +18,14 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tower::ServiceExt;
+use tracing::debug;
 
 use crate::Server;
 use crate::auth::TokenKey;
+use crate::tls;
 use crate::hub::PageView;
 use crate::limits::{ConnectionSlot, UNKNOWN_PAGE_COST};
 use crate::session::Session;
@@ -53,11 +57,10 @@ const PAGE_HEADERS: [(header::HeaderName, &str); 6] = [
     (header::X_FRAME_OPTIONS, "DENY"),
 ];
 
-/// Serves one accepted socket: HTTP/1.1 requests through `router` while it holds a connection
-/// `slot`, or a single 503 when it got none. A client must send each request head within
-/// `limits.http_timeout_secs`. On shutdown, a request in progress may finish; the socket then
-/// closes. A WebSocket upgrade takes the socket (and the slot) away from HTTP for good.
-pub(crate) async fn serve_connection(
+/// Serves one accepted socket, over TLS when the server has it. A TLS handshake must complete
+/// within `limits.http_timeout_secs`; a client that speaks plain HTTP to a TLS port is told so
+/// in plain HTTP (400) and the socket closed, rather than left to hang.
+pub(crate) async fn accept(
     server: Arc<Server>,
     router: Router,
     tcp: TcpStream,
@@ -66,7 +69,52 @@ pub(crate) async fn serve_connection(
 ) {
     // Chat frames are small and latency matters more than packet count.
     let _ = tcp.set_nodelay(true);
-    let io = TokioIo::new(tcp);
+    let Some(tls) = &server.tls else {
+        return serve_connection(server, router, tcp, peer, slot).await;
+    };
+    let deadline = server.settings().config.http_timeout();
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(deadline, tcp.peek(&mut first)).await {
+        Ok(Ok(1)) if first[0] == tls::HANDSHAKE_RECORD => {}
+        Ok(Ok(1)) => return refuse_plaintext(tcp).await,
+        _ => return,
+    }
+    match tokio::time::timeout(deadline, tls.acceptor().accept(tcp)).await {
+        Ok(Ok(stream)) => serve_connection(server, router, stream, peer, slot).await,
+        Ok(Err(error)) => debug!(%peer, %error, "TLS handshake failed"),
+        Err(_elapsed) => debug!(%peer, "TLS handshake timed out"),
+    }
+}
+
+/// The answer to plain HTTP (or `ws://`) on a TLS port.
+async fn refuse_plaintext(mut tcp: TcpStream) {
+    const BODY: &str = "This port speaks HTTPS and WSS only: use https:// or wss://\n";
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Connection: close\r\nContent-Length: {}\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        tcp.write_all(answer.as_bytes()).await?;
+        tcp.shutdown().await
+    })
+    .await;
+}
+
+/// Serves one connection: HTTP/1.1 requests through `router` while it holds a connection
+/// `slot`, or a single 503 when it got none. A client must send each request head within
+/// `limits.http_timeout_secs`. On shutdown, a request in progress may finish; the socket then
+/// closes. A WebSocket upgrade takes the socket (and the slot) away from HTTP for good.
+async fn serve_connection<S>(
+    server: Arc<Server>,
+    router: Router,
+    stream: S,
+    peer: SocketAddr,
+    slot: Option<ConnectionSlot>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(stream);
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -173,9 +221,10 @@ fn link_base(server: &Server, headers: &HeaderMap) -> String {
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.parse::<Authority>().ok())
         .filter(|a| !a.as_str().contains('@'));
+    let scheme = if server.tls.is_some() { "https" } else { "http" };
     match host {
-        Some(host) => format!("http://{host}"),
-        None => format!("http://{}", server.local_addr),
+        Some(host) => format!("{scheme}://{host}"),
+        None => format!("{scheme}://{}", server.local_addr),
     }
 }
 

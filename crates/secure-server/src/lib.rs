@@ -47,6 +47,7 @@
 //! - `http`: each accepted socket (HTTP/1.1 with a header timeout), and the routes: WebSocket
 //!   upgrade on any path, token pages, index, and a status report for local tools.
 //! - `web`: the browser client served at `/`.
+//! - [`tls`]: HTTPS and WSS on the same port, with certificates replaced live.
 //! - [`shutdown`]: SIGINT/SIGTERM handlers, installed before the server listens.
 
 mod admin;
@@ -62,6 +63,7 @@ mod reload;
 pub mod rules;
 mod session;
 pub mod shutdown;
+pub mod tls;
 mod web;
 
 use std::future::Future;
@@ -97,6 +99,9 @@ pub enum Error {
     /// The ban list beside the config file cannot be read.
     #[error(transparent)]
     Bans(#[from] bans::BansError),
+    /// The TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// What a config file (or an in-memory config) sets up; replaced whole by a reload.
@@ -136,6 +141,8 @@ pub(crate) struct Server {
     hub: hub::Hub,
     connections: limits::Connections,
     bans: bans::Bans,
+    /// HTTPS and WSS, when the config has `tls`.
+    tls: Option<tls::Tls>,
     /// Cancelled when the server shuts down; every connection watches it.
     shutdown: CancellationToken,
     /// Every live session, so that [`run`] can wait for them.
@@ -197,7 +204,9 @@ async fn serve(
         Some(path) => bans::Bans::load(bans::Bans::file_for(path))?,
         None => bans::Bans::in_memory(),
     };
+    let tls = config.tls.as_ref().map(tls::Tls::new).transpose()?;
     let server = Arc::new(Server {
+        tls,
         hub: hub::Hub::new(config.one_user_per_token, config.outbound_queue),
         connections: limits::Connections::new(&config.limits, limits::open_file_capacity()),
         settings: ArcSwap::from_pointee(Settings::new(config, None)),
@@ -209,6 +218,7 @@ async fn serve(
     });
     tracing::info!(
         addr = %local_addr,
+        tls = server.tls.is_some(),
         max_connections = server.connections.max(),
         "listening"
     );
@@ -236,13 +246,7 @@ async fn serve(
             Ok((tcp, peer)) => {
                 let slot = server.connections.admit(peer.ip());
                 let server = Arc::clone(&server);
-                connections.spawn(http::serve_connection(
-                    server,
-                    router.clone(),
-                    tcp,
-                    peer,
-                    slot,
-                ));
+                connections.spawn(http::accept(server, router.clone(), tcp, peer, slot));
             }
             Err(error) => accept_failed(&error).await,
         }

@@ -3,7 +3,7 @@
 //! refusals that says how many there were instead of one line per socket.
 //!
 //! Rates are token buckets from `governor`. Per-address buckets forget addresses that have been
-//! quiet long enough to be full again (see [`Limits::forget_idle`]), so their memory follows the
+//! quiet long enough to be full again (see `Rates::forget_idle`), so their memory follows the
 //! addresses seen recently, not all addresses ever seen.
 
 use std::collections::HashMap;

@@ -30,7 +30,8 @@ use crate::{Server, Settings};
 /// rename) before reading the file.
 const SETTLE: Duration = Duration::from_millis(100);
 
-/// Watches the server's config file and SIGHUP until shutdown, reloading on each.
+/// Watches the server's config file (and its TLS certificate and key) and SIGHUP until
+/// shutdown, reloading on each.
 pub(crate) async fn watch(server: Arc<Server>) {
     let Some(path) = server.config_file.clone() else {
         return;
@@ -43,13 +44,20 @@ pub(crate) async fn watch(server: Arc<Server>) {
         }
     };
     let (changed, mut changes) = mpsc::channel::<()>(1);
-    let _watcher = match watch_file(&path, changed) {
-        Ok(watcher) => Some(watcher),
-        Err(error) => {
-            warn!(file = %path.display(), %error, "cannot watch the config file; reload it with SIGHUP");
-            None
-        }
-    };
+    let mut files = vec![path.clone()];
+    if let Some(tls) = &server.settings().config.tls {
+        files.extend([tls.cert.clone(), tls.key.clone()]);
+    }
+    let _watchers: Vec<_> = files
+        .iter()
+        .filter_map(|file| match watch_file(file, changed.clone()) {
+            Ok(watcher) => Some(watcher),
+            Err(error) => {
+                warn!(file = %file.display(), %error, "cannot watch the file; reload with SIGHUP");
+                None
+            }
+        })
+        .collect();
     // What the file said about the settings that need a restart, to tell when they change.
     let mut restart_only = Config::load(&path).ok().map(|c| RestartOnly::of(&c));
     loop {
@@ -66,6 +74,19 @@ pub(crate) async fn watch(server: Arc<Server>) {
         tokio::time::sleep(SETTLE).await;
         while changes.try_recv().is_ok() {}
         apply(&server, &path, &mut restart_only);
+        reload_certificate(&server);
+    }
+}
+
+/// Reads the TLS certificate and key again; a pair that cannot be used is logged and the old
+/// one kept.
+fn reload_certificate(server: &Server) {
+    let (Some(tls), Some(files)) = (&server.tls, server.settings().config.tls.clone()) else {
+        return;
+    };
+    match tls.reload(&files) {
+        Ok(()) => info!(cert = %files.cert.display(), "TLS certificate loaded"),
+        Err(error) => warn!(%error, "new TLS certificate refused; keeping the one in use"),
     }
 }
 
