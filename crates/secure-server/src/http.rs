@@ -25,10 +25,10 @@ use tracing::debug;
 
 use crate::Server;
 use crate::auth::TokenKey;
-use crate::tls;
 use crate::hub::PageView;
 use crate::limits::{ConnectionSlot, UNKNOWN_PAGE_COST};
 use crate::session::Session;
+use crate::tls;
 
 /// Largest HTTP request head (request line and headers); a larger one is answered 431.
 const MAX_REQUEST_HEAD: usize = 16 * 1024;
@@ -162,6 +162,8 @@ pub(crate) fn router(server: Arc<Server>) -> Router {
         .merge(crate::web::routes())
         .merge(crate::admin::routes(Arc::clone(&server)))
         .route("/_status", get(status))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
         .route("/{id}", get(token_page))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
@@ -221,7 +223,11 @@ fn link_base(server: &Server, headers: &HeaderMap) -> String {
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.parse::<Authority>().ok())
         .filter(|a| !a.as_str().contains('@'));
-    let scheme = if server.tls.is_some() { "https" } else { "http" };
+    let scheme = if server.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     match host {
         Some(host) => format!("{scheme}://{host}"),
         None => format!("{scheme}://{}", server.local_addr),
@@ -257,6 +263,50 @@ async fn status(
     .into_response()
 }
 
+/// `GET /metrics`: Prometheus text, when the config enables it, to the addresses it allows or
+/// with its key; 404 otherwise (as if there were no such page).
+async fn metrics(
+    State(server): State<Arc<Server>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let settings = server.settings();
+    let Some(access) = &settings.config.metrics else {
+        return not_found().await;
+    };
+    let keyed = access.key.as_deref().is_some_and(|key| {
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .is_some_and(|presented| crate::auth::secret_eq(presented, key))
+    });
+    if !keyed && !access.allow_from.contains(&peer.ip()) {
+        return not_found().await;
+    }
+    let hub = server.hub.stats();
+    let text = server.metrics.render(crate::metrics::Snapshot {
+        connections: server.connections.open(),
+        sessions: server.sessions.len(),
+        members: hub.members,
+        pending_pages: hub.pending_pages,
+        tokens_held: hub.held_tokens,
+        deliveries: hub.deliveries,
+        queue_drops: hub.queue_drops,
+    });
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    ([(header::CONTENT_TYPE, content_type)], text).into_response()
+}
+
+/// `GET /healthz`: 200 while the server accepts connections, 503 once it is shutting down.
+async fn healthz(State(server): State<Arc<Server>>) -> Response {
+    if server.shutdown.is_cancelled() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    } else {
+        (StatusCode::OK, "ok\n").into_response()
+    }
+}
+
 /// `GET /{id}`: the temporary token while the login waits for it (a few views at most); 410
 /// once settled; 404 for ids never issued. Each request spends the address's page budget, a
 /// miss five times as much, so ids cannot be guessed at speed; past the budget, 429.
@@ -267,6 +317,7 @@ async fn token_page(
 ) -> Response {
     let settings = server.settings();
     if !settings.rates.page_request(peer.ip(), 1) {
+        server.metrics.page_view(429);
         return too_many_requests();
     }
     let view = server
@@ -278,6 +329,12 @@ async fn token_page(
             .rates
             .page_request(peer.ip(), UNKNOWN_PAGE_COST - 1);
     }
+    server.metrics.page_view(match &view {
+        PageView::Pending(_) => 200,
+        PageView::TooManyViews => 429,
+        PageView::Settled => 410,
+        PageView::Unknown => 404,
+    });
     match view {
         PageView::Pending(token) => page(
             StatusCode::OK,

@@ -74,6 +74,10 @@ struct LoginState {
 #[derive(Debug, Default)]
 struct Room {
     members: HashMap<u64, Member>,
+    /// Frames queued for receivers, ever (counted under the lock the fan-out holds anyway).
+    deliveries: u64,
+    /// Members dropped as slow consumers, ever.
+    queue_drops: u64,
 }
 
 #[derive(Debug)]
@@ -148,6 +152,10 @@ pub struct HubStats {
     pub held_tokens: usize,
     /// Token pages waiting for `tokenauth`.
     pub pending_pages: usize,
+    /// Frames queued for receivers by broadcasts since the start.
+    pub deliveries: u64,
+    /// Members dropped as slow consumers since the start.
+    pub queue_drops: u64,
 }
 
 impl Hub {
@@ -346,6 +354,7 @@ impl Hub {
 
     /// What the hub holds now.
     pub fn stats(&self) -> HubStats {
+        let room = self.room();
         let (names, held_tokens, pending_pages) = {
             let login = self.login();
             (
@@ -355,7 +364,9 @@ impl Hub {
             )
         };
         HubStats {
-            members: self.room().members.len(),
+            members: room.members.len(),
+            deliveries: room.deliveries,
+            queue_drops: room.queue_drops,
             names,
             held_tokens,
             pending_pages,
@@ -375,6 +386,7 @@ impl Room {
         self.deliver(except, &payload, &mut slow);
         while let Some(id) = slow.pop() {
             if let Some(member) = self.members.remove(&id) {
+                self.queue_drops += 1;
                 member.evicted.cancel();
                 let name = member.leave();
                 let bye = Payload::from(ServerFrame::Disconnect(name.clone()).encode());
@@ -408,17 +420,20 @@ impl Room {
         Some((name, dropped))
     }
 
-    fn deliver(&self, except: u64, payload: &Payload, slow: &mut Vec<u64>) {
+    fn deliver(&mut self, except: u64, payload: &Payload, slow: &mut Vec<u64>) {
+        let mut delivered = 0;
         for (&id, member) in &self.members {
             if id == except {
                 continue;
             }
             match member.tx.try_send(payload.clone()) {
+                Ok(()) => delivered += 1,
                 Err(mpsc::error::TrySendError::Full(_)) => slow.push(id),
                 // Closed: the session is ending and its Membership drop will remove it.
-                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
         }
+        self.deliveries += delivered;
     }
 }
 

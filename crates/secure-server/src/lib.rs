@@ -40,6 +40,7 @@
 //! - [`rules`]: what a username and a message must pass, and the refusals.
 //! - [`limits`]: connection caps, login, page and message rates, and the open-file limit.
 //! - [`bans`]: banned tokens, kept beside the config file.
+//! - `metrics`: Prometheus metrics for `GET /metrics`.
 //! - `reload`: watching the config file (and SIGHUP) and applying changes live.
 //! - [`hub`]: state shared between connections (names, token holds, token pages, the room) and
 //!   fan-out; the seam for a distributed backend.
@@ -58,6 +59,7 @@ pub mod config_file;
 mod http;
 pub mod hub;
 pub mod limits;
+mod metrics;
 pub mod owner;
 mod reload;
 pub mod rules;
@@ -143,6 +145,7 @@ pub(crate) struct Server {
     bans: bans::Bans,
     /// HTTPS and WSS, when the config has `tls`.
     tls: Option<tls::Tls>,
+    metrics: metrics::Metrics,
     /// Cancelled when the server shuts down; every connection watches it.
     shutdown: CancellationToken,
     /// Every live session, so that [`run`] can wait for them.
@@ -207,6 +210,7 @@ async fn serve(
     let tls = config.tls.as_ref().map(tls::Tls::new).transpose()?;
     let server = Arc::new(Server {
         tls,
+        metrics: metrics::Metrics::new(),
         hub: hub::Hub::new(config.one_user_per_token, config.outbound_queue),
         connections: limits::Connections::new(&config.limits, limits::open_file_capacity()),
         settings: ArcSwap::from_pointee(Settings::new(config, None)),
@@ -245,6 +249,9 @@ async fn serve(
         match accepted {
             Ok((tcp, peer)) => {
                 let slot = server.connections.admit(peer.ip());
+                if slot.is_none() {
+                    server.metrics.connection_refused();
+                }
                 let server = Arc::clone(&server);
                 connections.spawn(http::accept(server, router.clone(), tcp, peer, slot));
             }

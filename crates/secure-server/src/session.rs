@@ -116,7 +116,12 @@ impl Session {
         info!(peer = %self.peer, "connection opened");
         let exit = match self.login().await {
             Ok(login) => self.chat(login).await,
-            Err(exit) => exit,
+            Err(exit) => {
+                if let Exit::Refuse(_) = exit {
+                    self.server.metrics.login("refused");
+                }
+                exit
+            }
         };
         self.finish(exit).await;
         info!(peer = %self.peer, "connection closed");
@@ -278,6 +283,7 @@ impl Session {
         } = login;
         let (kind, role) = (profile.kind, profile.role);
         let mut member = self.server.hub.join(&name, leases, profile);
+        self.server.metrics.login(kind);
         info!(peer = %self.peer, id = member.id(), %name, kind, role = role.as_str(), "logged in");
         let Err(exit) = self.chat_loop(&mut member, &name, role).await;
         info!(peer = %self.peer, id = member.id(), %name, "left the room");
@@ -392,6 +398,7 @@ impl Session {
         match self.server.settings().rules.check_message(&text) {
             Ok(()) => {
                 debug!(id, "message");
+                self.server.metrics.message();
                 let from = name.to_owned();
                 self.server
                     .hub
@@ -514,8 +521,12 @@ impl Session {
         }
     }
 
-    /// Sends one frame, bounded by the write timeout.
+    /// Sends one frame, bounded by the write timeout. Refusals are counted here, whatever
+    /// follows them.
     async fn send(&mut self, frame: &ServerFrame) -> Result<(), Exit> {
+        if let ServerFrame::Refusal(reason) = frame {
+            self.server.metrics.refusal(reason);
+        }
         self.send_message(Message::Text(frame.encode().into()))
             .await
     }
