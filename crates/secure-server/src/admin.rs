@@ -234,6 +234,14 @@ struct NewToken {
     bot: Option<String>,
 }
 
+/// Saves an edit (a blocking file lock, writes and fsyncs) off the async threads.
+async fn save(file: ConfigFile, value: Value) -> Result<(), ApiError> {
+    tokio::task::spawn_blocking(move || file.save(&value))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(ApiError::from)
+}
+
 /// Opens the server's config file for an edit; 409 when the server runs without one.
 fn open_config(server: &Server) -> Result<(ConfigFile, Value), ApiError> {
     let path = server.config_file.as_deref().ok_or_else(|| {
@@ -260,7 +268,7 @@ async fn add_token(State(server): State<Arc<Server>>, bytes: Bytes) -> ApiResult
             (token, info)
         }
     };
-    file.save(&value)?;
+    save(file, value).await?;
     reload::reload_now(&server);
     let mut answer = serde_json::to_value(info).unwrap_or_default();
     answer["token"] = json!(token);
@@ -277,7 +285,7 @@ async fn revoke(State(server): State<Arc<Server>>, bytes: Bytes) -> ApiResult {
     let Revoke { token_or_label } = body(&bytes)?;
     let (file, mut value) = open_config(&server)?;
     let revoked = config_file::revoke(&mut value, &token_or_label)?;
-    file.save(&value)?;
+    save(file, value).await?;
     reload::reload_now(&server);
     Ok(Json(json!({ "revoked": revoked.len() })).into_response())
 }

@@ -66,6 +66,9 @@ pub enum BansError {
         /// What the OS said.
         source: std::io::Error,
     },
+    /// The state file could not be saved.
+    #[error(transparent)]
+    Save(crate::config_file::EditError),
     /// The state file is not a ban list.
     #[error("{path}: not a ban list: {source}")]
     Syntax {
@@ -175,10 +178,7 @@ impl Bans {
         };
         let mut text = serde_json::to_string_pretty(list).unwrap_or_else(|_| "[]".to_owned());
         text.push('\n');
-        crate::config::write_atomically(file, text.as_bytes()).map_err(|source| BansError::Io {
-            path: file.clone(),
-            source,
-        })
+        crate::config_file::write_atomically(file, text.as_bytes()).map_err(BansError::Save)
     }
 }
 

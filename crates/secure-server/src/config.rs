@@ -213,7 +213,9 @@ impl std::fmt::Debug for Config {
             .field("tls", tls)
             .field(
                 "metrics",
-                &metrics.as_ref().map(|m| (&m.allow_from, m.key.as_ref().map(|_| "<key>"))),
+                &metrics
+                    .as_ref()
+                    .map(|m| (&m.allow_from, m.key.as_ref().map(|_| "<key>"))),
             )
             .finish()
     }
@@ -704,43 +706,6 @@ fn create(path: &Path) -> Result<Created, ConfigError> {
     file.write_all(text.as_bytes()).map_err(io_err)?;
     file.sync_all().map_err(io_err)?;
     Ok(Created { config, token })
-}
-
-/// Replaces the file at `path` with `bytes` so that a crash at any moment leaves either the old
-/// file or the new one, never a mix: the bytes go to a new temporary file beside it (readable
-/// by its owner only), are synced, and the temporary file is renamed over `path`; then the
-/// directory is synced so that the rename itself survives a power cut.
-///
-/// # Errors
-/// What the OS said; the temporary file is removed on failure.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use rand::Rng;
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .map_or_else(|| "config".into(), |n| n.to_string_lossy().into_owned());
-    let temp = dir.join(format!(".{name}.{:016x}.tmp", rand::rng().random::<u64>()));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let written = (|| {
-        let mut file = options.open(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    written
 }
 
 /// The dotted key path of a deserialization error, with the token in `tokens.<token>` or

@@ -9,24 +9,38 @@ use anyhow::Context;
 use clap::Parser;
 use secure_server::config::{self, Config};
 use secure_server::limits;
+use secure_server::owner;
 use secure_server::shutdown::Signals;
 use tracing_subscriber::EnvFilter;
 
 /// CLIChat Secure Server: chat over WebSocket with SAUTH2 logins, bots and one user per token,
 /// token pages and chat on one port.
+///
+/// Without a subcommand it runs the server; `tokens` and `admin` are the owner's tools.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
-    /// The config file. If there is none at this path, one is created with the defaults and a
-    /// freshly generated token, which is printed once.
-    #[arg(long, short, value_name = "PATH", default_value = "secureconfig.json")]
+    /// The config file. If there is none at this path, the server creates one with the defaults
+    /// and a freshly generated token, which is printed once.
+    #[arg(
+        long,
+        short,
+        value_name = "PATH",
+        default_value = "secureconfig.json",
+        global = true
+    )]
     config: PathBuf,
-    /// Port to listen on (overrides `port` in the config; default 70).
-    #[arg(long, short)]
+    /// Port to listen on (overrides `port` in the config; default 70). For `tokens` and
+    /// `admin`: the running server's port.
+    #[arg(long, short, global = true)]
     port: Option<u16>,
-    /// Address to listen on (overrides `bind` in the config; default 0.0.0.0).
-    #[arg(long, value_name = "ADDR")]
+    /// Address to listen on (overrides `bind` in the config; default 0.0.0.0). For `tokens`
+    /// and `admin`: the running server's address.
+    #[arg(long, value_name = "ADDR", global = true)]
     bind: Option<IpAddr>,
+    /// The owner's tools; without one, the server runs.
+    #[command(subcommand)]
+    command: Option<owner::Command>,
 }
 
 fn main() -> ExitCode {
@@ -39,6 +53,20 @@ fn main() -> ExitCode {
         .log_internal_errors(false)
         .init();
     let args = Args::parse();
+    if let Some(command) = args.command {
+        let context = owner::Context {
+            config: args.config,
+            port: args.port,
+            bind: args.bind,
+        };
+        return match owner::run(command, &context) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                let _ = writeln!(std::io::stderr(), "secure-server: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match start(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -91,7 +119,7 @@ fn start(args: Args) -> anyhow::Result<()> {
     runtime.block_on(async {
         let signals = Signals::install().context("cannot install the SIGINT/SIGTERM handlers")?;
         let listener = bind(&config).await?;
-        secure_server::run(listener, config, signals.recv()).await?;
+        secure_server::run_from_file(listener, config, args.config, signals.recv()).await?;
         Ok(())
     })
 }

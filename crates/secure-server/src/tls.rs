@@ -187,7 +187,12 @@ mod tests {
             cert: dir.path().join("missing.crt"),
             key: one.key,
         };
-        assert!(load(&missing).unwrap_err().to_string().contains("missing.crt"));
+        assert!(
+            load(&missing)
+                .unwrap_err()
+                .to_string()
+                .contains("missing.crt")
+        );
     }
 
     #[test]

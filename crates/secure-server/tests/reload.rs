@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{TOKENS, TestServer, WAIT};
-use secure_server::config::write_atomically;
+use secure_server::config_file::write_atomically;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
