@@ -220,6 +220,7 @@ async fn serve(
         sessions: TaskTracker::new(),
         local_addr,
     });
+    let hangups = server.config_file.as_ref().and_then(|_| reload::hangups());
     tracing::info!(
         addr = %local_addr,
         tls = server.tls.is_some(),
@@ -236,7 +237,7 @@ async fn serve(
     });
     tokio::spawn(forget_idle_addresses(Arc::clone(&server)));
     if server.config_file.is_some() {
-        tokio::spawn(reload::watch(Arc::clone(&server)));
+        tokio::spawn(reload::watch(Arc::clone(&server), hangups));
     }
 
     let router = http::router(Arc::clone(&server));

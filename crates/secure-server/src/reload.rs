@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use clichat_proto::refusal;
 use notify::{EventKind, RecursiveMode, Watcher};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -26,22 +26,27 @@ use crate::auth::TokenKey;
 use crate::config::Config;
 use crate::{Server, Settings};
 
+/// Listens for SIGHUP. Called before the server says it is listening, so that a SIGHUP sent
+/// from then on reloads instead of ending the process (the default action).
+pub(crate) fn hangups() -> Option<Signal> {
+    match signal(SignalKind::hangup()) {
+        Ok(hangup) => Some(hangup),
+        Err(error) => {
+            warn!(%error, "cannot listen for SIGHUP");
+            None
+        }
+    }
+}
+
 /// How long to wait after a change for more of the same burst (an editor's write, then its
 /// rename) before reading the file.
 const SETTLE: Duration = Duration::from_millis(100);
 
 /// Watches the server's config file (and its TLS certificate and key) and SIGHUP until
 /// shutdown, reloading on each.
-pub(crate) async fn watch(server: Arc<Server>) {
+pub(crate) async fn watch(server: Arc<Server>, mut hangup: Option<Signal>) {
     let Some(path) = server.config_file.clone() else {
         return;
-    };
-    let mut hangup = match signal(SignalKind::hangup()) {
-        Ok(hangup) => Some(hangup),
-        Err(error) => {
-            warn!(%error, "cannot listen for SIGHUP");
-            None
-        }
     };
     let (changed, mut changes) = mpsc::channel::<()>(1);
     let mut files = vec![path.clone()];

@@ -205,3 +205,82 @@ async fn no_token_reaches_the_log_at_trace_level() {
         assert!(!log.contains(secret), "{secret} is in the log");
     }
 }
+
+/// SIGHUP reloads the config (it does not end the process, as it would by default), and the
+/// new token works.
+#[tokio::test]
+async fn sighup_reloads_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secureconfig.json");
+    std::fs::write(
+        &path,
+        json!({ "tokens": { "first-token": {} } }).to_string(),
+    )
+    .unwrap();
+    let mut server = start(&path, "info").await;
+    server.signal("HUP").await;
+    server.log_line("SIGHUP: reloading the config").await;
+    server.log_line("config reloaded").await;
+    let mut client = server.connect().await;
+    let link = client.auth("alice", "first-token").await;
+    client.tokenauth(&link).await;
+    let (status, _, _) = server.stop().await;
+    assert!(status.success());
+}
+
+/// `cert self-signed` writes a pair the server starts on, and refuses to overwrite it.
+#[tokio::test]
+async fn cert_self_signed_writes_a_usable_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = || {
+        Command::new(BIN)
+            .args(["cert", "self-signed", "--host", "localhost", "--out-dir"])
+            .arg(dir.path())
+            .output()
+    };
+    let output = run().await.unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let said = String::from_utf8(output.stdout).unwrap();
+    assert!(said.contains("--trust-cert"), "{said}");
+    let config = json!({
+        "tokens": { "t": {} },
+        "tls": { "cert": "cert.pem", "key": "key.pem" },
+    });
+    let path = dir.path().join("secureconfig.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let (status, _, log) = start(&path, "info").await.stop().await;
+    assert!(status.success());
+    assert!(log.contains("tls=true"), "{log}");
+
+    let again = run().await.unwrap();
+    assert!(
+        !again.status.success(),
+        "an existing pair is never overwritten"
+    );
+}
+
+/// A key that is not the certificate's stops the start, naming both files.
+#[tokio::test]
+async fn a_mismatched_key_stops_the_start_naming_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    for (host, sub) in [("localhost", "one"), ("127.0.0.1", "two")] {
+        std::fs::create_dir(dir.path().join(sub)).unwrap();
+        let output = Command::new(BIN)
+            .args(["cert", "self-signed", "--host", host, "--out-dir"])
+            .arg(dir.path().join(sub))
+            .output()
+            .await
+            .unwrap();
+        assert!(output.status.success());
+    }
+    let config = json!({ "tls": { "cert": "one/cert.pem", "key": "two/key.pem" } });
+    let path = dir.path().join("secureconfig.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let output = server_command(&path).output().await.unwrap();
+    assert!(!output.status.success());
+    let said = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        said.contains("two/key.pem") && said.contains("one/cert.pem"),
+        "{said}"
+    );
+}

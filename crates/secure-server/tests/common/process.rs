@@ -41,6 +41,8 @@ pub struct Running {
     /// The whole log (stderr), complete once the process has exited. Reading it to the end also
     /// keeps the server from writing to a closed pipe.
     pub log: JoinHandle<String>,
+    /// Log lines as they come, for waiting on one.
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
 }
 
 /// Starts the binary on `config` at log level `rust_log` and waits for it to listen.
@@ -64,14 +66,21 @@ pub async fn start(config: &Path, rust_log: &str) -> Running {
     let addr = tokio::time::timeout(super::WAIT, find)
         .await
         .expect("listening in time");
+    let (line_tx, line_rx) = tokio::sync::mpsc::unbounded_channel();
     let log = tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
             log.push_str(&line);
             log.push('\n');
+            let _ = line_tx.send(line);
         }
         log
     });
-    Running { child, addr, log }
+    Running {
+        child,
+        addr,
+        log,
+        lines: line_rx,
+    }
 }
 
 impl Running {
@@ -79,6 +88,32 @@ impl Running {
         let url = format!("ws://{}/", self.addr);
         let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
         super::Client { ws, id: None }
+    }
+
+    /// Waits for a log line containing `text`; returns it.
+    pub async fn log_line(&mut self, text: &str) -> String {
+        let find = async {
+            while let Some(line) = self.lines.recv().await {
+                if line.contains(text) {
+                    return line;
+                }
+            }
+            panic!("the server exited without logging {text:?}");
+        };
+        tokio::time::timeout(super::WAIT, find)
+            .await
+            .unwrap_or_else(|_| panic!("no log line with {text:?} in time"))
+    }
+
+    /// Sends `signal` (a `kill` name such as `HUP`) to the process.
+    pub async fn signal(&self, signal: &str) {
+        let pid = self.child.id().unwrap().to_string();
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .await
+            .unwrap();
+        assert!(sent.success());
     }
 
     /// Sends SIGTERM; returns the exit status, what it printed on stdout, and its whole log.
