@@ -57,6 +57,29 @@ pub async fn connect_with(
     })
 }
 
+/// [`connect_with`] over a TCP connection the caller opened, e.g. from a chosen local address
+/// (load generators spread their connections over several, so that ephemeral ports last).
+///
+/// # Errors
+/// As [`connect`].
+pub async fn connect_on(
+    stream: TcpStream,
+    address: &ServerAddress,
+    options: &ConnectOptions,
+) -> Result<Connection, Error> {
+    let connector = address
+        .is_tls()
+        .then(|| Connector::Rustls(Arc::new(options.tls_config())));
+    let (ws, _response) =
+        tokio_tungstenite::client_async_tls_with_config(address.as_str(), stream, None, connector)
+            .await
+            .map_err(Error::Connect)?;
+    Ok(Connection {
+        ws: Box::new(ws),
+        address: address.clone(),
+    })
+}
+
 /// How to connect.
 #[derive(Debug, Clone, Default)]
 pub struct ConnectOptions {

@@ -60,7 +60,7 @@ pub use address::{DEFAULT_PORT, ServerAddress};
 pub use clichat_proto::refusal;
 pub use client::{
     Client, ConnectOptions, Connection, Events, LoginStep, PendingLogin, Sender, WebSocket,
-    Welcome, connect, connect_with,
+    Welcome, connect, connect_on, connect_with,
 };
 
 /// The longest message a server takes unless its owner configured another limit.

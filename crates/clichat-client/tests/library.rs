@@ -399,3 +399,33 @@ async fn an_unreachable_server_is_a_connect_error() {
     let err = connect(&address).await.unwrap_err();
     assert!(matches!(err, Error::Connect(_)), "{err}");
 }
+
+#[tokio::test]
+async fn a_connection_opened_by_the_caller_logs_in() {
+    let server = Server::start().await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let port = server
+        .address
+        .authority()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let stream = socket
+        .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .unwrap();
+    assert_eq!(stream.local_addr().unwrap().ip().to_string(), "127.0.0.2");
+    let options = clichat_client::ConnectOptions::default();
+    let connection = clichat_client::connect_on(stream, &server.address, &options)
+        .await
+        .unwrap();
+    let mut bot = within(connection.login_bot(BOT_NAME, BOT_TOKEN))
+        .await
+        .unwrap();
+    assert!(matches!(next(&mut bot).await, Event::Joined { .. }));
+    drop(bot);
+    server.stop().await;
+}
