@@ -234,16 +234,31 @@ impl SoakClient {
             return "name or token still held";
         };
         for n in 0..self.rng.random_range(1..=5) {
-            send(
-                &mut ws,
-                json!(["msg", {"id": id, "msg": format!("hello {n}")}]),
-            )
-            .await;
-            // Read what the room says for a moment, as a person's client would.
+            let frame = json!(["msg", {"id": id, "msg": format!("hello {n}")}]);
+            if ws.send(Message::text(frame.to_string())).await.is_err() {
+                return "dropped as a slow consumer";
+            }
+            // Read what the room says for a moment, as a person's client would. A client that
+            // reads this little in a busy room may fill its outbound queue: the server then
+            // drops it (close 1008), which is the defined answer.
             let pause = Duration::from_millis(self.rng.random_range(10..100));
-            let _ =
-                tokio::time::timeout(pause, async { while let Some(Ok(_)) = ws.next().await {} })
-                    .await;
+            let reading = async {
+                loop {
+                    match ws.next().await {
+                        Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                        Some(Ok(_)) => {}
+                        Some(Err(_)) | None => return None,
+                    }
+                }
+            };
+            if let Ok(code) = tokio::time::timeout(pause, reading).await {
+                assert_eq!(
+                    code,
+                    Some(1008),
+                    "a chatting client is only dropped as slow"
+                );
+                return "dropped as a slow consumer";
+            }
         }
         if self.rng.random_bool(0.5) {
             close(ws).await;
