@@ -57,7 +57,7 @@ pub enum DecodeError {
 
 /// Splits a frame into its type and its arguments (the elements after the type).
 fn split(text: &str) -> Result<(String, Vec<Value>), DecodeError> {
-    let value: Value = serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))?;
+    let Plain(value) = serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))?;
     let Value::Array(mut items) = value else {
         return Err(DecodeError::NotArray);
     };
@@ -68,6 +68,80 @@ fn split(text: &str) -> Result<(String, Vec<Value>), DecodeError> {
         return Err(DecodeError::TypeNotString);
     };
     Ok((kind, items))
+}
+
+/// A JSON value read as plain JSON. `serde_json::Value`'s own reader gives one object key a
+/// hidden meaning when serde_json's `raw_value` feature is on (as it is in the server, through
+/// axum): `{"$serde_json::private::RawValue": "..."}` is replaced by the JSON inside the string,
+/// so a frame could carry a login no other JSON reader would see. This reader has no such key.
+struct Plain(Value);
+
+impl<'de> serde::Deserialize<'de> for Plain {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Plain, D::Error> {
+        deserializer.deserialize_any(PlainVisitor).map(Plain)
+    }
+}
+
+struct PlainVisitor;
+
+impl<'de> serde::de::Visitor<'de> for PlainVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        serde::Deserialize::deserialize(d).map(|Plain(v)| v)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Plain(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some((key, Plain(value))) = map.next_entry::<String, Plain>()? {
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
 }
 
 /// The string at `key` of an object argument, if the argument is an object and the value is a

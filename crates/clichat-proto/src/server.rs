@@ -166,8 +166,9 @@ mod tests {
             },
             ServerFrame::Disconnect("x".into()),
             ServerFrame::Refusal("refused".into()),
+            ServerFrame::Users(vec!["a".into(), "[BOT] b".into()]),
             ServerFrame::Unknown {
-                kind: "users".into(),
+                kind: "typing".into(),
                 args: vec![serde_json::json!(["a"])],
             },
         ];

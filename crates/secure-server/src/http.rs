@@ -34,11 +34,12 @@ use crate::tls;
 const MAX_REQUEST_HEAD: usize = 16 * 1024;
 
 /// Read buffer per WebSocket: small, because chat frames are small and idle connections are
-/// many; larger frames are read in several chunks.
-const READ_BUFFER: usize = 4 * 1024;
-/// Bytes buffered before tungstenite writes to the socket; a batch of queued frames is flushed
-/// at once anyway.
-const WRITE_BUFFER: usize = 8 * 1024;
+/// many (it is kept for the connection's life); a larger frame grows it as it arrives.
+const READ_BUFFER: usize = 1024;
+/// Bytes buffered before tungstenite writes to the socket. The buffer keeps the largest size it
+/// ever reached for the connection's life, so it is kept small: a batch of queued frames goes
+/// out in a few writes of this size rather than one large one.
+const WRITE_BUFFER: usize = 2 * 1024;
 
 /// Security headers on every page: nothing cached, indexed, framed, sniffed or referred, and a
 /// Content-Security-Policy that allows no script, style, image or form at all.
@@ -189,6 +190,13 @@ async fn websocket_on_any_path(
         Err(rejection) if wants_websocket(request.headers()) => return rejection.into_response(),
         Err(_) => return next.run(request).await,
     };
+    if !well_formed_key(request.headers()) {
+        return (
+            StatusCode::BAD_REQUEST,
+            "Sec-WebSocket-Key must be one base64-encoded 16-byte value\n",
+        )
+            .into_response();
+    }
     let link_base = link_base(&server, request.headers());
     let max_frame = server.settings().config.max_frame_bytes;
     let session_guard = server.sessions.token();
@@ -202,6 +210,19 @@ async fn websocket_on_any_path(
             Session::new(ws, server, peer, link_base).run().await;
             drop((slot, session_guard));
         })
+}
+
+/// Whether the upgrade request has exactly one `Sec-WebSocket-Key`, the base64 of 16 bytes, as
+/// RFC 6455 (4.2.1) requires; axum only checks that one is there.
+fn well_formed_key(headers: &HeaderMap) -> bool {
+    use base64::Engine;
+    let mut keys = headers.get_all(header::SEC_WEBSOCKET_KEY).iter();
+    let (Some(key), None) = (keys.next(), keys.next()) else {
+        return false;
+    };
+    base64::engine::general_purpose::STANDARD
+        .decode(key.as_bytes())
+        .is_ok_and(|bytes| bytes.len() == 16)
 }
 
 /// Whether a request asks for a WebSocket (`Upgrade: websocket`), well-formed or not.
