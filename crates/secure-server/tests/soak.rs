@@ -79,7 +79,12 @@ async fn soak() {
     .await;
     let pid = server.child.id().unwrap();
     let rss_at_start = rss_kib(pid);
-    let http = reqwest::Client::new();
+    // The server closes a keep-alive connection that sends no request for
+    // `limits.http_timeout_secs` (10 s); a pool that kept it longer would race that close.
+    let http = reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
     let tally = Arc::new(Tally::default());
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let tasks: Vec<_> = (0..clients)
