@@ -13,6 +13,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
@@ -47,10 +48,14 @@ pub async fn connect_with(
     let connector = address
         .is_tls()
         .then(|| Connector::Rustls(Arc::new(options.tls_config())));
-    let (ws, _response) =
-        tokio_tungstenite::connect_async_tls_with_config(address.as_str(), None, false, connector)
-            .await
-            .map_err(Error::Connect)?;
+    let (ws, _response) = tokio_tungstenite::connect_async_tls_with_config(
+        address.as_str(),
+        Some(websocket_config()),
+        false,
+        connector,
+    )
+    .await
+    .map_err(Error::Connect)?;
     Ok(Connection {
         ws: Box::new(ws),
         address: address.clone(),
@@ -79,6 +84,16 @@ pub async fn connect_on(
         address: address.clone(),
     })
 }
+
+/// A chat connection's WebSocket settings: tungstenite's default read buffer is 128 KiB (and
+/// is zero-filled as it is used), sized for bulk transfers; chat frames are small, and a
+/// program may hold many connections.
+fn websocket_config() -> WebSocketConfig {
+    WebSocketConfig::default().read_buffer_size(READ_BUFFER)
+}
+
+/// The read buffer of a connection; larger frames grow it as they arrive.
+const READ_BUFFER: usize = 4 * 1024;
 
 /// How to connect.
 #[derive(Debug, Clone, Default)]

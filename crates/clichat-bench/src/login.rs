@@ -1,0 +1,320 @@
+//! Logging in through the client library (`clichat-client`), with each step timed: SAUTH2
+//! (`auth`, the token page over HTTP, `tokenauth`) and bots.
+//!
+//! The bench adds what the library leaves to its caller: the TCP connection, bound to a chosen
+//! local address so that many connections do not run out of ephemeral ports
+//! ([`clichat_client::connect_on`]); the person's part of SAUTH2, fetching the token page
+//! ([`clichat_client::page::token_from_page`]); a timeout per step; and failures grouped by the
+//! server's refusal text.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clichat_client::{Client, ConnectOptions, Connection, LoginStep, ServerAddress};
+use tokio::net::TcpSocket;
+
+use crate::creds::Credential;
+
+/// Source addresses used for a loopback server when none are given: eight addresses, each with
+/// its own ~28,000 ephemeral ports.
+const LOOPBACK_SOURCES: std::ops::RangeInclusive<u8> = 2..=9;
+
+/// Where and how to connect.
+#[derive(Debug)]
+pub struct Target {
+    /// The server as given.
+    pub address: ServerAddress,
+    /// Its socket address, resolved once.
+    pub socket: SocketAddr,
+    http: reqwest::Client,
+    sources: Vec<IpAddr>,
+    /// The most each login step may take.
+    pub step_timeout: Duration,
+}
+
+impl Target {
+    /// Resolves `address` once. `sources` are the local addresses to connect from, round-robin;
+    /// `None` picks 127.0.0.2 to 127.0.0.9 for a loopback IPv4 server and the OS's choice
+    /// otherwise.
+    ///
+    /// # Errors
+    /// When the address is not a `ws://` address or does not resolve.
+    pub async fn new(
+        address: &str,
+        sources: Option<Vec<IpAddr>>,
+        step_timeout: Duration,
+    ) -> anyhow::Result<Target> {
+        let address = ServerAddress::parse(address)?;
+        anyhow::ensure!(
+            !address.is_tls(),
+            "{address}: wss:// is not supported; the bench speaks plain ws://"
+        );
+        let host = address.authority();
+        let socket = tokio::net::lookup_host(&host)
+            .await
+            .with_context(|| format!("cannot resolve {host}"))?
+            .next()
+            .with_context(|| format!("{host} resolves to no address"))?;
+        let sources = sources.unwrap_or_else(|| match socket.ip() {
+            IpAddr::V4(ip) if ip.is_loopback() => LOOPBACK_SOURCES
+                .map(|last| IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)))
+                .collect(),
+            _ => Vec::new(),
+        });
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .tcp_nodelay(true)
+            .timeout(step_timeout)
+            .build()
+            .context("cannot build the HTTP client")?;
+        Ok(Target {
+            address,
+            socket,
+            http,
+            sources,
+            step_timeout,
+        })
+    }
+
+    /// The local address for connection number `index`.
+    pub fn source(&self, index: usize) -> Option<IpAddr> {
+        (!self.sources.is_empty()).then(|| self.sources[index % self.sources.len()])
+    }
+
+    /// The local addresses connections are spread over (empty: the OS's choice).
+    pub fn sources(&self) -> &[IpAddr] {
+        &self.sources
+    }
+}
+
+/// How long each step of one login took.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timings {
+    /// TCP connect and WebSocket upgrade.
+    pub connect: Duration,
+    /// `auth` to `authmsg` (zero for bots).
+    pub authmsg: Duration,
+    /// The token page's HTTP GET (zero for bots).
+    pub page: Duration,
+    /// `tokenauth` (or `botauth`) to `id`.
+    pub id: Duration,
+}
+
+impl Timings {
+    /// The whole login.
+    pub fn total(&self) -> Duration {
+        self.connect + self.authmsg + self.page + self.id
+    }
+}
+
+/// A connection that is in the room.
+#[derive(Debug)]
+pub struct LoggedIn {
+    /// The library's client; frames after `id` are still unread in it. The fast paths take its
+    /// raw socket with [`Client::into_websocket`].
+    pub client: Client,
+    /// How long each step took.
+    pub timings: Timings,
+}
+
+/// Why a login failed. [`LoginError::reason`] groups failures for the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginError {
+    /// TCP connect or WebSocket upgrade failed.
+    Connect(String),
+    /// The server refused, in its words.
+    Refused(String),
+    /// The server closed before the login finished (`code 1008`, `eof`).
+    Closed(String),
+    /// The token page could not be read.
+    Page(String),
+    /// A step took longer than the step timeout.
+    Timeout(&'static str),
+    /// The server sent something that makes no sense here.
+    Protocol(String),
+}
+
+impl fmt::Display for LoginError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoginError::Connect(e) => write!(f, "connect: {e}"),
+            LoginError::Refused(e) => write!(f, "refused: {e}"),
+            LoginError::Closed(e) => write!(f, "closed during login: {e}"),
+            LoginError::Page(e) => write!(f, "token page: {e}"),
+            LoginError::Timeout(step) => write!(f, "timeout waiting for {step}"),
+            LoginError::Protocol(e) => write!(f, "protocol: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for LoginError {}
+
+impl LoginError {
+    /// The text failures are grouped by.
+    pub fn reason(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl From<clichat_client::Error> for LoginError {
+    fn from(error: clichat_client::Error) -> LoginError {
+        use clichat_client::Error;
+        match error {
+            Error::Refused(text) => LoginError::Refused(text),
+            Error::Closed(closed) => LoginError::Closed(match (closed.code, closed.reason) {
+                (Some(code), reason) if reason.is_empty() => format!("code {code}"),
+                (Some(code), reason) => format!("code {code}: {reason}"),
+                (None, reason) if reason.is_empty() => "eof".to_owned(),
+                (None, reason) => reason,
+            }),
+            Error::Unexpected(kind) => LoginError::Protocol(format!("unexpected {kind}")),
+            Error::WebSocket(e) => LoginError::Closed(e.to_string()),
+            Error::Connect(e) => LoginError::Connect(e.to_string()),
+            other @ (Error::InvalidAddress { .. } | Error::Certificate { .. }) => {
+                LoginError::Connect(other.to_string())
+            }
+        }
+    }
+}
+
+/// Logs connection number `index` in with `credential`: a full SAUTH2 login for a user (the
+/// page is fetched over HTTP, as a person's browser would), `botauth` for a bot. A plain
+/// (non-secure) server that answers `auth` with `id` directly is fine too.
+///
+/// # Errors
+/// A [`LoginError`] naming the step that failed.
+pub async fn login(
+    target: &Target,
+    credential: &Credential,
+    index: usize,
+) -> Result<LoggedIn, LoginError> {
+    let mut timings = Timings::default();
+    let started = Instant::now();
+    let connection = step(target, "the WebSocket upgrade", connect(target, index)).await??;
+    timings.connect = started.elapsed();
+
+    let (name, token) = match credential {
+        Credential::Bot { name, token } => {
+            let sent = Instant::now();
+            let client = step(target, "id", connection.login_bot(name, token)).await??;
+            timings.id = sent.elapsed();
+            return Ok(LoggedIn { client, timings });
+        }
+        Credential::User { name, token } => (name, token),
+    };
+    let sent = Instant::now();
+    let pending = match step(
+        target,
+        "the answer to auth",
+        connection.login(name, Some(token)),
+    )
+    .await??
+    {
+        LoginStep::Joined(client) => {
+            timings.id = sent.elapsed();
+            return Ok(LoggedIn { client, timings });
+        }
+        LoginStep::TokenNeeded(pending) => pending,
+    };
+    timings.authmsg = sent.elapsed();
+
+    let fetched = Instant::now();
+    let temp = step(
+        target,
+        "the token page",
+        page_token(&target.http, pending.link()),
+    )
+    .await??;
+    timings.page = fetched.elapsed();
+
+    let sent = Instant::now();
+    let client = step(target, "id", pending.token_auth(&temp)).await??;
+    timings.id = sent.elapsed();
+    Ok(LoggedIn { client, timings })
+}
+
+async fn step<T>(
+    target: &Target,
+    name: &'static str,
+    work: impl Future<Output = T>,
+) -> Result<T, LoginError> {
+    tokio::time::timeout(target.step_timeout, work)
+        .await
+        .map_err(|_elapsed| LoginError::Timeout(name))
+}
+
+/// Opens the TCP connection from connection `index`'s source address, then lets the library
+/// upgrade it to WebSocket.
+async fn connect(target: &Target, index: usize) -> Result<Connection, LoginError> {
+    let io = |e: std::io::Error| LoginError::Connect(e.to_string());
+    let socket = if target.socket.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(io)?;
+    if let Some(ip) = target.source(index) {
+        socket.bind(SocketAddr::new(ip, 0)).map_err(io)?;
+    }
+    let stream = socket.connect(target.socket).await.map_err(io)?;
+    stream.set_nodelay(true).map_err(io)?;
+    Ok(clichat_client::connect_on(stream, &target.address, &ConnectOptions::default()).await?)
+}
+
+/// GETs the token page at `url` and reads the temporary token off it.
+async fn page_token(http: &reqwest::Client, url: &str) -> Result<String, LoginError> {
+    let response = http
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| LoginError::Page(e.without_url().to_string()))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(LoginError::Page(format!("HTTP {}", status.as_u16())));
+    }
+    let body = response
+        .text()
+        .await
+        .map_err(|e| LoginError::Page(e.without_url().to_string()))?;
+    clichat_client::page::token_from_page(&body)
+        .map(str::to_owned)
+        .ok_or_else(|| LoginError::Page("no token on the page".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn default_sources_spread_loopback_only() {
+        let timeout = Duration::from_secs(1);
+        let local = Target::new("127.0.0.1:7070", None, timeout).await.unwrap();
+        assert_eq!(local.sources().len(), 8);
+        assert_eq!(local.source(0), Some("127.0.0.2".parse().unwrap()));
+        assert_eq!(local.source(9), Some("127.0.0.3".parse().unwrap()));
+        let v6 = Target::new("ws://[::1]:7070/chat", None, timeout)
+            .await
+            .unwrap();
+        assert_eq!(v6.source(0), None);
+        assert_eq!(v6.address.as_str(), "ws://[::1]:7070/chat");
+        let none = Target::new("127.0.0.1:7070", Some(Vec::new()), timeout)
+            .await
+            .unwrap();
+        assert_eq!(none.source(3), None);
+        assert!(Target::new("wss://127.0.0.1", None, timeout).await.is_err());
+    }
+
+    #[test]
+    fn library_errors_keep_the_servers_words() {
+        let refused = LoginError::from(clichat_client::Error::Refused("Token refused".into()));
+        assert_eq!(refused.reason(), "refused: Token refused");
+        let closed = clichat_client::Closed {
+            code: Some(1008),
+            reason: String::new(),
+        };
+        let closed = LoginError::from(clichat_client::Error::Closed(closed));
+        assert_eq!(closed.reason(), "closed during login: code 1008");
+    }
+}

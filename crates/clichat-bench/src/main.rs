@@ -1,0 +1,375 @@
+//! `clichat-bench`: a load generator for CLIChat servers, this project's and the original.
+//!
+//! It speaks the real protocol (the frames of `clichat-proto`), including the full SAUTH2 login:
+//! `auth`, an HTTP GET of the token page the `authmsg` link names, then `tokenauth`. Scenarios:
+//! `fanout` (deliveries per second and latency in one busy room), `logins` (SAUTH2 logins per
+//! second while the room fills), `hold` (many connections at once: the server's memory per
+//! connection, and whether a message still reaches all of them). `config N` writes a
+//! `secureconfig.json` with enough tokens for the runs.
+//!
+//! Logins go through the client library (`clichat-client`); after login the bench takes the raw
+//! tokio-tungstenite socket from it for the fast paths. The tool must not be what saturates
+//! first: receivers count frames by their first bytes and decode only a sample (see [`pool`]);
+//! every report gives the CPU split between the bench and the server (`--pid`) so a reader can
+//! tell which one was the limit.
+//!
+//! # Layout
+//! - [`login`]: SAUTH2 and bot logins through the client library, on a TCP connection from a
+//!   chosen local address, each step timed; the token page fetched as a person would.
+//! - [`creds`]: the config generator, and the tokens and bots of a config.
+//! - [`pool`]: connections that log in at a set concurrency and keep reading, with counters.
+//! - [`fanout`], [`logins`], [`hold`]: the scenarios.
+//! - [`report`]: tables, latency summaries, CPU and memory from `/proc`.
+
+mod creds;
+mod fanout;
+mod hold;
+mod login;
+mod logins;
+mod pool;
+mod report;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+
+use crate::creds::{Credential, Credentials, LoginMode};
+use crate::login::Target;
+
+/// Load generator for CLIChat servers (this project's secure-server, or the original).
+///
+/// Every scenario prints a table, or one JSON object with --json. Exit status: 0 when the run
+/// completed cleanly, 2 when it completed with losses or failures, 1 when it could not run.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// R receivers and S senders in the one room, each sender at a set rate for a set time:
+    /// messages sent, deliveries received and expected, deliveries/s, latency.
+    Fanout(FanoutArgs),
+    /// N logins at a set concurrency, all kept open: logins/s overall and per tenth, failures by
+    /// reason.
+    Logins(LoginsArgs),
+    /// Log in N connections and keep them: the server's memory per connection (with --pid), and
+    /// whether one message from an extra connection reaches all of them.
+    Hold(HoldArgs),
+    /// Write a secureconfig.json with N generic tokens and N bots (b0, b1, ...), 1UPT on, and
+    /// the server's abuse limits lifted for benchmarking.
+    Config(ConfigArgs),
+    /// One worker process of `hold` (started by `hold` itself).
+    #[command(hide = true)]
+    HoldWorker(WorkerArgs),
+}
+
+/// Options every scenario shares.
+#[derive(Debug, Clone, Args)]
+struct Common {
+    /// The server: HOST, HOST:PORT (port 70 when left out) or ws://HOST:PORT/PATH. Plain ws only.
+    #[arg(long, short, default_value = "127.0.0.1:70")]
+    server: String,
+    /// The secureconfig.json whose `tokens` and `bots` the connections log in with (the
+    /// server's own, or one written by `clichat-bench config N`).
+    #[arg(long, short, value_name = "PATH", default_value = "secureconfig.json")]
+    config: PathBuf,
+    /// How connections log in: full SAUTH2 (auth, token page, tokenauth) or as bots.
+    #[arg(long, value_enum, default_value_t = LoginMode::Sauth2)]
+    login: LoginMode,
+    /// Logins in flight at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// SAUTH2 usernames are PREFIX0, PREFIX1, ... (at most 15 characters in all).
+    #[arg(long, default_value = "bench")]
+    name_prefix: String,
+    /// Local addresses to connect from, round-robin (comma-separated). Default: 127.0.0.2 to
+    /// 127.0.0.9 when the server is on a loopback address (each has its own ephemeral ports),
+    /// else the OS's choice.
+    #[arg(long, value_delimiter = ',', value_name = "IP,...")]
+    source: Vec<IpAddr>,
+    /// Let the OS choose the local address of every connection.
+    #[arg(long, conflicts_with = "source")]
+    no_source: bool,
+    /// Seconds each login step (upgrade, authmsg, page, id) may take.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    step_timeout: u64,
+    /// The server's process id: its CPU use (and for `hold`, its memory) is reported.
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Common {
+    /// The arguments that give a worker process the same setup.
+    fn worker_args(&self) -> Vec<String> {
+        let mut args = vec![
+            "--server".to_owned(),
+            self.server.clone(),
+            "--config".to_owned(),
+            self.config.display().to_string(),
+            "--login".to_owned(),
+            self.login.as_str().to_owned(),
+            "--concurrency".to_owned(),
+            self.concurrency.to_string(),
+            "--name-prefix".to_owned(),
+            self.name_prefix.clone(),
+            "--step-timeout".to_owned(),
+            self.step_timeout.to_string(),
+        ];
+        if self.no_source {
+            args.push("--no-source".to_owned());
+        } else if !self.source.is_empty() {
+            let list: Vec<String> = self.source.iter().map(IpAddr::to_string).collect();
+            args.push("--source".to_owned());
+            args.push(list.join(","));
+        }
+        args
+    }
+}
+
+#[derive(Debug, Args)]
+struct FanoutArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Connections that only receive.
+    #[arg(long, short, default_value_t = 1000)]
+    receivers: usize,
+    /// Connections that send (they also receive each other's messages).
+    #[arg(long = "senders", short = 'S', default_value_t = 10)]
+    senders: usize,
+    /// Messages per second per sender; 0 sends as fast as the socket takes them.
+    #[arg(long, default_value_t = 100.0)]
+    rate: f64,
+    /// Seconds the senders send.
+    #[arg(long, short, default_value_t = 10.0)]
+    duration: f64,
+    /// The longest wait, in seconds, for deliveries in flight after the senders stop.
+    #[arg(long, default_value_t = 10.0)]
+    drain: f64,
+    /// Time one message frame in this many (per receiver), so that timing costs little.
+    #[arg(long, default_value_t = 64)]
+    sample_every: u64,
+}
+
+#[derive(Debug, Args)]
+struct LoginsArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Logins to make (all kept open until the end).
+    #[arg(long, short = 'n', default_value_t = 15_000)]
+    count: usize,
+    /// Seconds to wait after the last login before counting who is still open.
+    #[arg(long, default_value_t = 1.0)]
+    settle: f64,
+}
+
+#[derive(Debug, Args)]
+struct HoldArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Connections to hold (the config needs one credential more, for the probe).
+    #[arg(long, short = 'n', default_value_t = 19_000)]
+    count: usize,
+    /// Worker processes to split the connections over (each process may open at most
+    /// `ulimit -Hn` files); 0 holds them all in this process. Default: one per 10,000.
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Seconds to wait after the last login before measuring the server's memory; with --pid
+    /// the wait goes on while the server is still busy, up to --settle-max.
+    #[arg(long, default_value_t = 2.0)]
+    settle: f64,
+    /// See --settle.
+    #[arg(long, default_value_t = 120.0)]
+    settle_max: f64,
+    /// Seconds the probe message may take to reach everyone.
+    #[arg(long, default_value_t = 30.0)]
+    probe_timeout: f64,
+}
+
+#[derive(Debug, Args)]
+struct ConfigArgs {
+    /// Generic tokens and bots to write.
+    count: usize,
+    /// Where to write.
+    #[arg(long, short, default_value = "secureconfig.json")]
+    out: PathBuf,
+    /// Replace the file if it exists.
+    #[arg(long)]
+    force: bool,
+    /// Turn 1UPT off (tokens may then be shared).
+    #[arg(long)]
+    no_1upt: bool,
+    /// Leave out the `limits` object. By default it lifts the per-address login, page and
+    /// connection limits and the per-connection message rate, which a load generator on one
+    /// machine trips by design; leave it out for a server that has no `limits` key.
+    #[arg(long)]
+    no_limits: bool,
+}
+
+#[derive(Debug, Args)]
+struct WorkerArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The first credential number of this worker's share.
+    #[arg(long)]
+    offset: usize,
+    /// Connections in this worker's share.
+    #[arg(long)]
+    count: usize,
+    /// The text the probe message carries.
+    #[arg(long)]
+    marker: String,
+}
+
+/// What every scenario works with: where to connect and what to log in with.
+#[derive(Debug)]
+pub struct Setup {
+    /// The server.
+    pub target: Arc<Target>,
+    /// The config's tokens and bots.
+    pub creds: Arc<Credentials>,
+    /// SAUTH2 or bot logins.
+    pub mode: LoginMode,
+    /// Username prefix.
+    pub prefix: String,
+    /// Logins in flight at once.
+    pub concurrency: usize,
+    /// The server's pid, for CPU and memory readings.
+    pub pid: Option<u32>,
+}
+
+impl Setup {
+    async fn new(common: &Common) -> anyhow::Result<Setup> {
+        let sources = if common.no_source {
+            Some(Vec::new())
+        } else if common.source.is_empty() {
+            None
+        } else {
+            Some(common.source.clone())
+        };
+        let step_timeout = Duration::from_secs(common.step_timeout.max(1));
+        let target = Target::new(&common.server, sources, step_timeout).await?;
+        Ok(Setup {
+            target: Arc::new(target),
+            creds: Arc::new(Credentials::load(&common.config)?),
+            mode: common.login,
+            prefix: common.name_prefix.clone(),
+            concurrency: common.concurrency.max(1),
+            pid: common.pid,
+        })
+    }
+
+    /// The credential of connection number `index`.
+    pub fn credential(&self, index: usize) -> Credential {
+        self.creds.get(self.mode, index, &self.prefix)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(2),
+        Err(error) => {
+            eprintln!("clichat-bench: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a command; `Ok(false)` when a scenario completed but found losses or failures.
+fn run(cli: Cli) -> anyhow::Result<bool> {
+    if let Command::Config(args) = &cli.command {
+        let config = creds::generate_config(args.count, !args.no_1upt, !args.no_limits);
+        creds::write_config(&args.out, &config, args.force)?;
+        println!(
+            "wrote {}: {} generic tokens, {} bots (b0..b{}), 1UPT {}, {}",
+            args.out.display(),
+            args.count,
+            args.count,
+            args.count.saturating_sub(1),
+            if args.no_1upt { "off" } else { "on" },
+            if args.no_limits {
+                "no limits key"
+            } else {
+                "rate limits lifted for benchmarking"
+            }
+        );
+        return Ok(true);
+    }
+    report::raise_open_files_limit();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Fanout(args) => {
+                let setup = Setup::new(&args.common).await?;
+                let params = fanout::Params {
+                    receivers: args.receivers,
+                    senders: args.senders,
+                    rate: args.rate.max(0.0),
+                    duration: secs(args.duration),
+                    drain: secs(args.drain),
+                    sample_every: args.sample_every,
+                };
+                let report = fanout::run(&setup, &params).await?;
+                output(&report, report.table(), args.common.json, report.ok)
+            }
+            Command::Logins(args) => {
+                let setup = Setup::new(&args.common).await?;
+                let report = logins::run(&setup, args.count, secs(args.settle)).await?;
+                output(&report, report.table(), args.common.json, report.ok)
+            }
+            Command::Hold(args) => {
+                let setup = Setup::new(&args.common).await?;
+                let params = hold::Params {
+                    count: args.count,
+                    workers: args.workers,
+                    settle: secs(args.settle),
+                    settle_max: secs(args.settle_max),
+                    probe_timeout: secs(args.probe_timeout),
+                };
+                let report = hold::run(&setup, &params, &args.common.worker_args()).await?;
+                output(&report, report.table(), args.common.json, report.ok)
+            }
+            Command::HoldWorker(args) => {
+                let setup = Setup::new(&args.common).await?;
+                hold::worker_main(&setup, args.offset, args.count, &args.marker).await?;
+                Ok(true)
+            }
+            Command::Config(_) => unreachable!("handled above"),
+        }
+    })
+}
+
+fn secs(seconds: f64) -> Duration {
+    Duration::try_from_secs_f64(seconds).unwrap_or(Duration::ZERO)
+}
+
+/// Prints a report as JSON or as its table; returns whether it was clean.
+fn output(
+    report: &impl Serialize,
+    table: report::Table,
+    json: bool,
+    ok: bool,
+) -> anyhow::Result<bool> {
+    if json {
+        println!("{}", serde_json::to_string(report)?);
+    } else {
+        print!("{}", table.render());
+    }
+    Ok(ok)
+}
