@@ -39,7 +39,7 @@ const READ_BUFFER: usize = 1024;
 /// Bytes buffered before tungstenite writes to the socket. The buffer keeps the largest size it
 /// ever reached for the connection's life, so it is kept small: a batch of queued frames goes
 /// out in a few writes of this size rather than one large one.
-const WRITE_BUFFER: usize = 2 * 1024;
+const WRITE_BUFFER: usize = 1024;
 
 /// Security headers on every page: nothing cached, indexed, framed, sniffed or referred, and a
 /// Content-Security-Policy that allows no script, style, image or form at all.

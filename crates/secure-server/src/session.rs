@@ -317,9 +317,10 @@ impl Session {
         let every = settings.config.ping_interval();
         let write_timeout = settings.config.write_timeout();
         drop(settings);
-        // Made once and pinned: a cancellation future registers itself with its token when
-        // first polled, and the shutdown token is shared by every session.
-        let shutdown = self.server.shutdown.clone();
+        // A child of the server's token, made once and pinned: polling a cancellation future
+        // locks its token's node, and the server's own node would be locked by every session
+        // on every frame.
+        let shutdown = self.server.shutdown.child_token();
         let shutdown = shutdown.cancelled();
         tokio::pin!(shutdown);
         let evicted = member.evicted();
@@ -340,7 +341,8 @@ impl Session {
                 msg = self.ws.next() => {
                     unanswered = false;
                     if let Some(Frame::Text(text)) = classify(msg)? {
-                        self.chat_frame(id, name, role, &text, &budget).await?;
+                        // Boxed: a rare path, kept out of the state every idle connection holds.
+                        Box::pin(self.chat_frame(id, name, role, &text, &budget)).await?;
                     }
                 }
                 _ = ping.tick() => {
@@ -506,12 +508,16 @@ impl Session {
             }
             ws.flush().await
         };
-        // Biased, the write first: a write that completes at once (the usual case) never
-        // arms the timer nor registers with the eviction token.
-        let result = tokio::select! {
-            biased;
-            result = timeout(write_timeout, write) => result,
-            () = evicted.cancelled() => return Err(Exit::Removed),
+        // A write that completes at once (the usual case) arms no timer and does not register
+        // with the eviction token; only one that has to wait for the socket does.
+        let mut write = std::pin::pin!(write);
+        let result = match futures_util::poll!(&mut write) {
+            std::task::Poll::Ready(result) => Ok(result),
+            std::task::Poll::Pending => tokio::select! {
+                biased;
+                result = timeout(write_timeout, write) => result,
+                () = evicted.cancelled() => return Err(Exit::Removed),
+            },
         };
         match result {
             Ok(Ok(())) => Ok(()),
