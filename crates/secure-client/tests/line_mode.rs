@@ -192,3 +192,59 @@ fn help_documents_the_command_line() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
 }
+
+/// wss:// with a self-signed certificate: refused until the client is told to trust it.
+#[tokio::test]
+async fn wss_works_with_a_trusted_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = secure_server::tls::self_signed(&["localhost".to_owned()]).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), cert).unwrap();
+    std::fs::write(dir.path().join("key.pem"), key).unwrap();
+    let config = json!({
+        "bots": { BOT_TOKEN: BOT_NAME },
+        "tls": { "cert": "cert.pem", "key": "key.pem" },
+    });
+    let path = dir.path().join("secureconfig.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("wss://localhost:{}", listener.local_addr().unwrap().port());
+    let config = secure_server::Config::load(&path).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(secure_server::run_from_file(
+        listener,
+        config,
+        path,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+
+    let args = ["--plain", "--bot", "--username", BOT_NAME, &address];
+    let mut untrusting = LineClient::spawn(&args, Some(BOT_TOKEN));
+    assert_eq!(
+        untrusting.exit_code().await,
+        1,
+        "an unknown certificate is refused"
+    );
+
+    let trust = dir.path().join("cert.pem");
+    let trust = trust.to_str().unwrap();
+    let mut bot = LineClient::spawn(
+        &[
+            "--plain",
+            "--bot",
+            "--username",
+            BOT_NAME,
+            "--trust-cert",
+            trust,
+            &address,
+        ],
+        Some(BOT_TOKEN),
+    );
+    bot.stdout_until(&format!("*** logged in as [BOT] {BOT_NAME}"))
+        .await;
+    bot.close_stdin();
+    assert_eq!(bot.exit_code().await, 0);
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}

@@ -221,6 +221,11 @@ async fn sighup_reloads_the_config() {
     server.signal("HUP").await;
     server.log_line("SIGHUP: reloading the config").await;
     server.log_line("config reloaded").await;
+    // A new port waits for a restart, and the log says so.
+    let moved = json!({ "tokens": { "first-token": {} }, "port": 7 });
+    std::fs::write(&path, moved.to_string()).unwrap();
+    server.signal("HUP").await;
+    server.log_line("take effect at the next restart").await;
     let mut client = server.connect().await;
     let link = client.auth("alice", "first-token").await;
     client.tokenauth(&link).await;
