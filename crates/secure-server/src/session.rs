@@ -137,6 +137,7 @@ impl Session {
         if !settings.rates.login_attempt(self.peer.ip()) {
             return Err(refuse(refusal::TOO_MANY_LOGINS));
         }
+        drop(settings);
         match first {
             LoginFrame::User { username, token } => self.user_login(username, token).await,
             LoginFrame::Bot { name, token } => self.bot_login(name, token),
