@@ -194,6 +194,8 @@ impl Session {
             .hub
             .hold_token(grant.key)
             .ok_or(refuse(refusal::TOKEN_REFUSED))?;
+        let tokenauth_timeout = settings.config.tokenauth_timeout();
+        drop(settings);
 
         // Field order matters: the leases drop before the page, on every path out of here,
         // so that whoever sees the page closed (410) may log in again at once.
@@ -208,7 +210,7 @@ impl Session {
         self.send(&ServerFrame::AuthMsg(link)).await?;
 
         // The very next data frame decides, and the page dies whatever it is.
-        let frame = timeout(settings.config.tokenauth_timeout(), self.next_frame())
+        let frame = timeout(tokenauth_timeout, self.next_frame())
             .await
             .map_err(|_elapsed| refuse(refusal::TOKENAUTH_TIMEOUT))??;
         let accepted = match &frame {
