@@ -76,6 +76,16 @@ impl TestServer {
     }
 }
 
+/// Runs the bench's `scenario` against the server at `addr` with the credentials of the config
+/// at `config`, and `args`; returns its exit code and report.
+async fn run(scenario: &str, addr: SocketAddr, config: &Path, args: &[&str]) -> (i32, Value) {
+    let addr = addr.to_string();
+    let config = config.to_str().unwrap();
+    let mut all = vec![scenario, "-s", &addr, "-c", config];
+    all.extend_from_slice(args);
+    bench(&all).await
+}
+
 /// Runs the bench with `args` and `--json`; returns its exit code and report.
 async fn bench(args: &[&str]) -> (i32, Value) {
     let mut command = tokio::process::Command::new(BENCH);
@@ -129,26 +139,25 @@ async fn config_generator_writes_a_config_the_server_loads() {
 async fn fanout_delivers_everything_with_sauth2_logins() {
     let config = generate_config(12).await;
     let server = TestServer::start(&config.path).await;
-    let addr = server.addr.to_string();
-    let (code, report) = bench(&[
+    let (code, report) = run(
         "fanout",
-        "-s",
-        &addr,
-        "-c",
-        config.path.to_str().unwrap(),
-        "--receivers",
-        "8",
-        "--senders",
-        "2",
-        "--rate",
-        "50",
-        "--duration",
-        "1",
-        "--sample-every",
-        "1",
-        "--pid",
-        &std::process::id().to_string(),
-    ])
+        server.addr,
+        &config.path,
+        &[
+            "--receivers",
+            "8",
+            "--senders",
+            "2",
+            "--rate",
+            "50",
+            "--duration",
+            "1",
+            "--sample-every",
+            "1",
+            "--pid",
+            &std::process::id().to_string(),
+        ],
+    )
     .await;
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["ok"], true, "{report}");
@@ -167,24 +176,14 @@ async fn fanout_delivers_everything_with_sauth2_logins() {
 async fn fanout_with_bots() {
     let config = generate_config(6).await;
     let server = TestServer::start(&config.path).await;
-    let addr = server.addr.to_string();
-    let (code, report) = bench(&[
+    let (code, report) = run(
         "fanout",
-        "-s",
-        &addr,
-        "-c",
-        config.path.to_str().unwrap(),
-        "--login",
-        "bot",
-        "-r",
-        "5",
-        "-S",
-        "1",
-        "--rate",
-        "100",
-        "-d",
-        "1",
-    ])
+        server.addr,
+        &config.path,
+        &[
+            "--login", "bot", "-r", "5", "-S", "1", "--rate", "100", "-d", "1",
+        ],
+    )
     .await;
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["login"], "bot");
@@ -197,20 +196,12 @@ async fn fanout_with_bots() {
 async fn logins_all_succeed_and_stay_open() {
     let config = generate_config(30).await;
     let server = TestServer::start(&config.path).await;
-    let addr = server.addr.to_string();
-    let (code, report) = bench(&[
+    let (code, report) = run(
         "logins",
-        "-s",
-        &addr,
-        "-c",
-        config.path.to_str().unwrap(),
-        "-n",
-        "30",
-        "--concurrency",
-        "4",
-        "--settle",
-        "0.2",
-    ])
+        server.addr,
+        &config.path,
+        &["-n", "30", "--concurrency", "4", "--settle", "0.2"],
+    )
     .await;
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["succeeded"], 30, "{report}");
@@ -234,20 +225,12 @@ async fn held_connections_answer_the_servers_pings() {
     file["limits"]["ping_interval_secs"] = json!(1);
     std::fs::write(&config.path, file.to_string()).unwrap();
     let server = TestServer::start(&config.path).await;
-    let addr = server.addr.to_string();
-    let (code, report) = bench(&[
+    let (code, report) = run(
         "logins",
-        "-s",
-        &addr,
-        "-c",
-        config.path.to_str().unwrap(),
-        "--login",
-        "bot",
-        "-n",
-        "6",
-        "--settle",
-        "3.5",
-    ])
+        server.addr,
+        &config.path,
+        &["--login", "bot", "-n", "6", "--settle", "3.5"],
+    )
     .await;
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["held_at_end"], 6, "{report}");
@@ -261,18 +244,12 @@ async fn login_failures_are_grouped_by_the_servers_reason() {
     let server_config = generate_config(3).await;
     let bench_config = generate_config(3).await;
     let server = TestServer::start(&server_config.path).await;
-    let addr = server.addr.to_string();
-    let (code, report) = bench(&[
+    let (code, report) = run(
         "logins",
-        "-s",
-        &addr,
-        "-c",
-        bench_config.path.to_str().unwrap(),
-        "-n",
-        "3",
-        "--settle",
-        "0",
-    ])
+        server.addr,
+        &bench_config.path,
+        &["-n", "3", "--settle", "0"],
+    )
     .await;
     assert_eq!(code, 2, "{report}");
     assert_eq!(report["succeeded"], 0);
@@ -284,24 +261,23 @@ async fn login_failures_are_grouped_by_the_servers_reason() {
 async fn hold_over_worker_processes_reaches_everyone() {
     let config = generate_config(41).await;
     let server = TestServer::start(&config.path).await;
-    let addr = server.addr.to_string();
-    let (code, report) = bench(&[
+    let (code, report) = run(
         "hold",
-        "-s",
-        &addr,
-        "-c",
-        config.path.to_str().unwrap(),
-        "-n",
-        "40",
-        "--workers",
-        "2",
-        "--settle",
-        "0.2",
-        "--settle-max",
-        "5",
-        "--pid",
-        &std::process::id().to_string(),
-    ])
+        server.addr,
+        &config.path,
+        &[
+            "-n",
+            "40",
+            "--workers",
+            "2",
+            "--settle",
+            "0.2",
+            "--settle-max",
+            "5",
+            "--pid",
+            &std::process::id().to_string(),
+        ],
+    )
     .await;
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["workers"], 2);
@@ -317,22 +293,21 @@ async fn hold_over_worker_processes_reaches_everyone() {
 async fn hold_in_process_with_bots() {
     let config = generate_config(11).await;
     let server = TestServer::start(&config.path).await;
-    let addr = server.addr.to_string();
-    let (code, report) = bench(&[
+    let (code, report) = run(
         "hold",
-        "-s",
-        &addr,
-        "-c",
-        config.path.to_str().unwrap(),
-        "--login",
-        "bot",
-        "-n",
-        "10",
-        "--workers",
-        "0",
-        "--settle",
-        "0",
-    ])
+        server.addr,
+        &config.path,
+        &[
+            "--login",
+            "bot",
+            "-n",
+            "10",
+            "--workers",
+            "0",
+            "--settle",
+            "0",
+        ],
+    )
     .await;
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["workers"], 0);
@@ -469,19 +444,12 @@ async fn original_session(mut socket: WebSocket, original: Arc<Original>) {
 async fn logins_against_the_original_resolve_serveriphere_links() {
     let config = generate_config(8).await;
     let (addr, server) = start_original(&config.path).await;
-    let (code, report) = bench(&[
+    let (code, report) = run(
         "logins",
-        "-s",
-        &addr.to_string(),
-        "-c",
-        config.path.to_str().unwrap(),
-        "-n",
-        "8",
-        "--concurrency",
-        "3",
-        "--settle",
-        "0",
-    ])
+        addr,
+        &config.path,
+        &["-n", "8", "--concurrency", "3", "--settle", "0"],
+    )
     .await;
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["succeeded"], 8, "{report}");
@@ -493,23 +461,14 @@ async fn logins_against_the_original_resolve_serveriphere_links() {
 async fn fanout_against_the_original_with_bots() {
     let config = generate_config(4).await;
     let (addr, server) = start_original(&config.path).await;
-    let (code, report) = bench(&[
+    let (code, report) = run(
         "fanout",
-        "-s",
-        &addr.to_string(),
-        "-c",
-        config.path.to_str().unwrap(),
-        "--login",
-        "bot",
-        "-r",
-        "3",
-        "-S",
-        "1",
-        "--rate",
-        "20",
-        "-d",
-        "1",
-    ])
+        addr,
+        &config.path,
+        &[
+            "--login", "bot", "-r", "3", "-S", "1", "--rate", "20", "-d", "1",
+        ],
+    )
     .await;
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["delivered"], report["expected"], "{report}");

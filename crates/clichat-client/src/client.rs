@@ -45,21 +45,12 @@ pub async fn connect_with(
     address: &ServerAddress,
     options: &ConnectOptions,
 ) -> Result<Connection, Error> {
-    let connector = address
-        .is_tls()
-        .then(|| Connector::Rustls(Arc::new(options.tls_config())));
-    let (ws, _response) = tokio_tungstenite::connect_async_tls_with_config(
-        address.as_str(),
-        Some(websocket_config()),
-        false,
-        connector,
-    )
-    .await
-    .map_err(Error::Connect)?;
-    Ok(Connection {
-        ws: Box::new(ws),
-        address: address.clone(),
-    })
+    let stream = TcpStream::connect(address.authority())
+        .await
+        .map_err(|e| Error::Connect(e.into()))?;
+    // Chat frames are small: send each at once.
+    let _ = stream.set_nodelay(true);
+    connect_on(stream, address, options).await
 }
 
 /// [`connect_with`] over a TCP connection the caller opened, e.g. from a chosen local address
@@ -75,10 +66,14 @@ pub async fn connect_on(
     let connector = address
         .is_tls()
         .then(|| Connector::Rustls(Arc::new(options.tls_config())));
-    let (ws, _response) =
-        tokio_tungstenite::client_async_tls_with_config(address.as_str(), stream, None, connector)
-            .await
-            .map_err(Error::Connect)?;
+    let (ws, _response) = tokio_tungstenite::client_async_tls_with_config(
+        address.as_str(),
+        stream,
+        Some(websocket_config()),
+        connector,
+    )
+    .await
+    .map_err(Error::Connect)?;
     Ok(Connection {
         ws: Box::new(ws),
         address: address.clone(),
@@ -173,14 +168,11 @@ impl Connection {
                     link,
                 }))
             }
-            Answer::Id { id, version } => Ok(LoginStep::Joined(Client::new(
-                *self.ws,
-                Welcome {
-                    id,
-                    version,
-                    username: username.to_owned(),
-                },
-            ))),
+            Answer::Id { id, version } => Ok(LoginStep::Joined(self.joined(Welcome {
+                id,
+                version,
+                username: username.to_owned(),
+            }))),
         }
     }
 
@@ -196,17 +188,23 @@ impl Connection {
             token: Some(token.to_owned()),
         })
         .await?;
+        self.expect_id(format!("[BOT] {name}")).await
+    }
+
+    /// Waits for the `id` that ends a login (a second link is a protocol error).
+    async fn expect_id(mut self, username: String) -> Result<Client, Error> {
         match self.answer().await? {
-            Answer::Id { id, version } => Ok(Client::new(
-                *self.ws,
-                Welcome {
-                    id,
-                    version,
-                    username: format!("[BOT] {name}"),
-                },
-            )),
+            Answer::Id { id, version } => Ok(self.joined(Welcome {
+                id,
+                version,
+                username,
+            })),
             Answer::Link(_) => Err(Error::Unexpected("authmsg".to_owned())),
         }
+    }
+
+    fn joined(self, welcome: Welcome) -> Client {
+        Client::new(*self.ws, welcome)
     }
 
     async fn send(&mut self, frame: ClientFrame) -> Result<(), Error> {
@@ -284,17 +282,7 @@ impl PendingLogin {
         connection
             .send(ClientFrame::TokenAuth(Some(token.trim().to_owned())))
             .await?;
-        match connection.answer().await? {
-            Answer::Id { id, version } => Ok(Client::new(
-                *connection.ws,
-                Welcome {
-                    id,
-                    version,
-                    username,
-                },
-            )),
-            Answer::Link(_) => Err(Error::Unexpected("authmsg".to_owned())),
-        }
+        connection.expect_id(username).await
     }
 }
 
