@@ -6,6 +6,10 @@
 //! time it. After the senders stop, the run waits (bounded) for deliveries still in flight, then
 //! compares what arrived with what was due: each message goes to every authenticated connection
 //! but its sender.
+//!
+//! With several nodes (`--server A,B,C`, the nodes of a cluster that share one room) the
+//! connections are spread over them round-robin, senders included; what is due stays the same,
+//! since every node delivers to the whole room.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -54,8 +58,10 @@ pub struct Params {
 pub struct Report {
     /// `"fanout"`.
     pub scenario: &'static str,
-    /// The server address.
+    /// The server address; the nodes' addresses comma-separated when there are several.
     pub server: String,
+    /// The nodes connections were spread over, round-robin (one for a single server).
+    pub nodes: Vec<String>,
     /// `sauth2` or `bot`.
     pub login: &'static str,
     /// Receiving connections.
@@ -105,7 +111,7 @@ impl Report {
     pub fn table(&self) -> Table {
         let mut t = Table::default();
         t.row("scenario", "fanout")
-            .row("server", &self.server)
+            .server(&self.nodes)
             .row(
                 "connections",
                 format!(
@@ -332,9 +338,11 @@ pub async fn run(setup: &Setup, params: &Params) -> anyhow::Result<Report> {
     abort_all(&tasks);
 
     let lost = expected.saturating_sub(delivered_total);
+    let nodes = setup.target.node_addresses();
     Ok(Report {
         scenario: "fanout",
-        server: setup.target.address.to_string(),
+        server: nodes.join(","),
+        nodes,
         login: setup.mode.as_str(),
         receivers: params.receivers,
         senders: params.senders,

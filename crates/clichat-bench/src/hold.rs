@@ -210,8 +210,10 @@ impl Share {
 pub struct Report {
     /// `"hold"`.
     pub scenario: &'static str,
-    /// The server address.
+    /// The server address; the nodes' addresses comma-separated when there are several.
     pub server: String,
+    /// The nodes connections were spread over, round-robin (one for a single server).
+    pub nodes: Vec<String>,
     /// `sauth2` or `bot`.
     pub login: &'static str,
     /// Connections asked for.
@@ -257,7 +259,7 @@ impl Report {
         let kib =
             |v: Option<u64>| v.map_or_else(|| "? (give --pid)".to_owned(), |k| format!("{k} KiB"));
         t.row("scenario", "hold")
-            .row("server", &self.server)
+            .server(&self.nodes)
             .row(
                 "connections",
                 format!(
@@ -442,9 +444,11 @@ pub async fn run(setup: &Setup, params: &Params, worker_args: &[String]) -> anyh
         .zip(rss_held)
         .filter(|_| held > 0)
         .map(|(before, after)| (after as f64 - before as f64) * 1024.0 / held as f64);
+    let nodes = setup.target.node_addresses();
     Ok(Report {
         scenario: "hold",
-        server: setup.target.address.to_string(),
+        server: nodes.join(","),
+        nodes,
         login: setup.mode.as_str(),
         count,
         workers,

@@ -21,13 +21,20 @@ use crate::creds::Credential;
 /// its own ~28,000 ephemeral ports.
 const LOOPBACK_SOURCES: std::ops::RangeInclusive<u8> = 2..=9;
 
-/// Where and how to connect.
+/// One server node: an address as given, and where it resolved to.
 #[derive(Debug)]
-pub struct Target {
-    /// The server as given.
+pub struct Node {
+    /// The node as given.
     pub address: ServerAddress,
     /// Its socket address, resolved once.
     pub socket: SocketAddr,
+}
+
+/// Where and how to connect.
+#[derive(Debug)]
+pub struct Target {
+    /// The server's nodes (one for a single server); connection `i` goes to node `i % n`.
+    nodes: Vec<Node>,
     http: reqwest::Client,
     sources: Vec<IpAddr>,
     /// The most each login step may take.
@@ -35,33 +42,34 @@ pub struct Target {
 }
 
 impl Target {
-    /// Resolves `address` once. `sources` are the local addresses to connect from, round-robin;
-    /// `None` picks 127.0.0.2 to 127.0.0.9 for a loopback IPv4 server and the OS's choice
-    /// otherwise.
+    /// Resolves each of `addresses` once: the nodes of one server (nodes of a cluster that share
+    /// one room), connections spread over them round-robin. `sources` are the local addresses to
+    /// connect from, round-robin too; `None` picks 127.0.0.2 to 127.0.0.9 when every node is on
+    /// a loopback IPv4 address and the OS's choice otherwise.
     ///
     /// # Errors
-    /// When the address is not a `ws://` address or does not resolve.
+    /// When there is no address, or one is not a `ws://` address or does not resolve.
     pub async fn new(
-        address: &str,
+        addresses: &[impl AsRef<str>],
         sources: Option<Vec<IpAddr>>,
         step_timeout: Duration,
     ) -> anyhow::Result<Target> {
-        let address = ServerAddress::parse(address)?;
-        anyhow::ensure!(
-            !address.is_tls(),
-            "{address}: wss:// is not supported; the bench speaks plain ws://"
-        );
-        let host = address.authority();
-        let socket = tokio::net::lookup_host(&host)
-            .await
-            .with_context(|| format!("cannot resolve {host}"))?
-            .next()
-            .with_context(|| format!("{host} resolves to no address"))?;
-        let sources = sources.unwrap_or_else(|| match socket.ip() {
-            IpAddr::V4(ip) if ip.is_loopback() => LOOPBACK_SOURCES
-                .map(|last| IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)))
-                .collect(),
-            _ => Vec::new(),
+        anyhow::ensure!(!addresses.is_empty(), "no server address given");
+        let mut nodes = Vec::with_capacity(addresses.len());
+        for address in addresses {
+            nodes.push(resolve(address.as_ref()).await?);
+        }
+        let all_loopback_v4 = nodes
+            .iter()
+            .all(|node| matches!(node.socket.ip(), IpAddr::V4(ip) if ip.is_loopback()));
+        let sources = sources.unwrap_or_else(|| {
+            if all_loopback_v4 {
+                LOOPBACK_SOURCES
+                    .map(|last| IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)))
+                    .collect()
+            } else {
+                Vec::new()
+            }
         });
         let http = reqwest::Client::builder()
             .no_proxy()
@@ -70,12 +78,21 @@ impl Target {
             .build()
             .context("cannot build the HTTP client")?;
         Ok(Target {
-            address,
-            socket,
+            nodes,
             http,
             sources,
             step_timeout,
         })
+    }
+
+    /// The node connection number `index` goes to: round-robin over the nodes.
+    pub fn node(&self, index: usize) -> &Node {
+        &self.nodes[index % self.nodes.len()]
+    }
+
+    /// The nodes' addresses, in the order given, for reports.
+    pub fn node_addresses(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.address.to_string()).collect()
     }
 
     /// The local address for connection number `index`.
@@ -87,6 +104,22 @@ impl Target {
     pub fn sources(&self) -> &[IpAddr] {
         &self.sources
     }
+}
+
+/// Parses one node's address and resolves it.
+async fn resolve(address: &str) -> anyhow::Result<Node> {
+    let address = ServerAddress::parse(address)?;
+    anyhow::ensure!(
+        !address.is_tls(),
+        "{address}: wss:// is not supported; the bench speaks plain ws://"
+    );
+    let host = address.authority();
+    let socket = tokio::net::lookup_host(&host)
+        .await
+        .with_context(|| format!("cannot resolve {host}"))?
+        .next()
+        .with_context(|| format!("{host} resolves to no address"))?;
+    Ok(Node { address, socket })
 }
 
 /// How long each step of one login took.
@@ -245,11 +278,14 @@ async fn step<T>(
         .map_err(|_elapsed| LoginError::Timeout(name))
 }
 
-/// Opens the TCP connection from connection `index`'s source address, then lets the library
-/// upgrade it to WebSocket.
+/// Opens the TCP connection from connection `index`'s source address to its node, then lets
+/// the library upgrade it to WebSocket. The `authmsg` link then names that node (the server
+/// builds it from the upgrade's `Host`, or the library resolves `SERVERIPHERE` to the address
+/// it was given), so the token page comes from the node that holds the login.
 async fn connect(target: &Target, index: usize) -> Result<Connection, LoginError> {
     let io = |e: std::io::Error| LoginError::Connect(e.to_string());
-    let socket = if target.socket.is_ipv4() {
+    let node = target.node(index);
+    let socket = if node.socket.is_ipv4() {
         TcpSocket::new_v4()
     } else {
         TcpSocket::new_v6()
@@ -258,9 +294,9 @@ async fn connect(target: &Target, index: usize) -> Result<Connection, LoginError
     if let Some(ip) = target.source(index) {
         socket.bind(SocketAddr::new(ip, 0)).map_err(io)?;
     }
-    let stream = socket.connect(target.socket).await.map_err(io)?;
+    let stream = socket.connect(node.socket).await.map_err(io)?;
     stream.set_nodelay(true).map_err(io)?;
-    Ok(clichat_client::connect_on(stream, &target.address, &ConnectOptions::default()).await?)
+    Ok(clichat_client::connect_on(stream, &node.address, &ConnectOptions::default()).await?)
 }
 
 /// GETs the token page at `url` and reads the temporary token off it.
@@ -290,20 +326,57 @@ mod tests {
     #[tokio::test]
     async fn default_sources_spread_loopback_only() {
         let timeout = Duration::from_secs(1);
-        let local = Target::new("127.0.0.1:7070", None, timeout).await.unwrap();
+        let local = Target::new(&["127.0.0.1:7070"], None, timeout)
+            .await
+            .unwrap();
         assert_eq!(local.sources().len(), 8);
         assert_eq!(local.source(0), Some("127.0.0.2".parse().unwrap()));
         assert_eq!(local.source(9), Some("127.0.0.3".parse().unwrap()));
-        let v6 = Target::new("ws://[::1]:7070/chat", None, timeout)
+        let v6 = Target::new(&["ws://[::1]:7070/chat"], None, timeout)
             .await
             .unwrap();
         assert_eq!(v6.source(0), None);
-        assert_eq!(v6.address.as_str(), "ws://[::1]:7070/chat");
-        let none = Target::new("127.0.0.1:7070", Some(Vec::new()), timeout)
+        assert_eq!(v6.node(0).address.as_str(), "ws://[::1]:7070/chat");
+        let none = Target::new(&["127.0.0.1:7070"], Some(Vec::new()), timeout)
             .await
             .unwrap();
         assert_eq!(none.source(3), None);
-        assert!(Target::new("wss://127.0.0.1", None, timeout).await.is_err());
+        assert!(
+            Target::new(&["wss://127.0.0.1"], None, timeout)
+                .await
+                .is_err()
+        );
+        // One node off loopback: the OS chooses, as for a single such server.
+        let mixed = Target::new(&["127.0.0.1:7001", "[::1]:7002"], None, timeout)
+            .await
+            .unwrap();
+        assert_eq!(mixed.source(0), None);
+    }
+
+    #[tokio::test]
+    async fn connections_go_to_the_nodes_round_robin() {
+        let timeout = Duration::from_secs(1);
+        let nodes = ["127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"];
+        let target = Target::new(&nodes, None, timeout).await.unwrap();
+        assert_eq!(
+            target.node_addresses(),
+            [
+                "ws://127.0.0.1:7001/",
+                "ws://127.0.0.1:7002/",
+                "ws://127.0.0.1:7003/"
+            ]
+        );
+        let ports: Vec<u16> = (0..7).map(|i| target.node(i).socket.port()).collect();
+        assert_eq!(ports, [7001, 7002, 7003, 7001, 7002, 7003, 7001]);
+        // Sources still rotate by connection, independently of the nodes.
+        assert_eq!(target.sources().len(), 8);
+
+        let single = Target::new(&["127.0.0.1:7070"], None, timeout)
+            .await
+            .unwrap();
+        assert!((0..5).all(|i| single.node(i).socket.port() == 7070));
+        let no_nodes: [&str; 0] = [];
+        assert!(Target::new(&no_nodes, None, timeout).await.is_err());
     }
 
     #[test]

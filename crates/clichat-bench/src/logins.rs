@@ -17,8 +17,10 @@ use crate::report::{
 pub struct Report {
     /// `"logins"`.
     pub scenario: &'static str,
-    /// The server address.
+    /// The server address; the nodes' addresses comma-separated when there are several.
     pub server: String,
+    /// The nodes connections were spread over, round-robin (one for a single server).
+    pub nodes: Vec<String>,
     /// `sauth2` or `bot`.
     pub login: &'static str,
     /// Logins attempted.
@@ -86,7 +88,7 @@ impl Report {
     pub fn table(&self) -> Table {
         let mut t = Table::default();
         t.row("scenario", "logins")
-            .row("server", &self.server)
+            .server(&self.nodes)
             .row(
                 "logins",
                 format!(
@@ -186,9 +188,11 @@ pub async fn run(setup: &Setup, count: usize, settle: Duration) -> anyhow::Resul
         }
         _ => 0.0,
     };
+    let nodes = setup.target.node_addresses();
     Ok(Report {
         scenario: "logins",
-        server: setup.target.address.to_string(),
+        server: nodes.join(","),
+        nodes,
         login: setup.mode.as_str(),
         count,
         concurrency: setup.concurrency,

@@ -76,8 +76,18 @@ enum Command {
 #[derive(Debug, Clone, Args)]
 struct Common {
     /// The server: HOST, HOST:PORT (port 70 when left out) or ws://HOST:PORT/PATH. Plain ws only.
-    #[arg(long, short, default_value = "127.0.0.1:70")]
-    server: String,
+    /// Several, comma-separated, are the nodes of one cluster that share one room: connection i
+    /// goes to node i mod n, and each SAUTH2 token page is fetched from its connection's node.
+    /// (--pid then reads one node's process only.)
+    #[arg(
+        long,
+        short,
+        visible_alias = "addr",
+        value_delimiter = ',',
+        value_name = "ADDR,...",
+        default_value = "127.0.0.1:70"
+    )]
+    server: Vec<String>,
     /// The secureconfig.json whose `tokens` and `bots` the connections log in with (the
     /// server's own, or one written by `clichat-bench config N`).
     #[arg(long, short, value_name = "PATH", default_value = "secureconfig.json")]
@@ -115,7 +125,7 @@ impl Common {
     fn worker_args(&self) -> Vec<String> {
         let mut args = vec![
             "--server".to_owned(),
-            self.server.clone(),
+            self.server.join(","),
             "--config".to_owned(),
             self.config.display().to_string(),
             "--login".to_owned(),
@@ -235,7 +245,7 @@ struct WorkerArgs {
 /// What every scenario works with: where to connect and what to log in with.
 #[derive(Debug)]
 pub struct Setup {
-    /// The server.
+    /// The server: its nodes, and how to connect.
     pub target: Arc<Target>,
     /// The config's tokens and bots.
     pub creds: Arc<Credentials>,
@@ -372,4 +382,42 @@ fn output(
         print!("{}", table.render());
     }
     Ok(ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn common(args: &[&str]) -> Common {
+        let cli = Cli::try_parse_from(["clichat-bench", "fanout"].iter().chain(args)).unwrap();
+        match cli.command {
+            Command::Fanout(args) => args.common,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn one_server_by_default() {
+        assert_eq!(common(&[]).server, ["127.0.0.1:70"]);
+        assert_eq!(common(&["-s", "127.0.0.1:7070"]).server, ["127.0.0.1:7070"]);
+    }
+
+    #[test]
+    fn addr_takes_several_nodes_comma_separated() {
+        let nodes = common(&["--addr", "127.0.0.1:7001,127.0.0.1:7002"]);
+        assert_eq!(nodes.server, ["127.0.0.1:7001", "127.0.0.1:7002"]);
+        let repeated = common(&["--server", "a:1", "--server", "b:2,c:3"]);
+        assert_eq!(repeated.server, ["a:1", "b:2", "c:3"]);
+        // hold's workers get the same list back as one argument.
+        let args = nodes.worker_args();
+        let at = args.iter().position(|a| a == "--server").unwrap();
+        assert_eq!(args[at + 1], "127.0.0.1:7001,127.0.0.1:7002");
+    }
 }

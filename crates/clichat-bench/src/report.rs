@@ -19,6 +19,18 @@ impl Table {
         self
     }
 
+    /// Adds where the run connected: a `server` row for one node (as it always was), a `nodes`
+    /// row naming every node for several.
+    pub fn server(&mut self, nodes: &[String]) -> &mut Table {
+        match nodes {
+            [one] => self.row("server", one),
+            _ => self.row(
+                "nodes",
+                format!("{} (round-robin): {}", nodes.len(), nodes.join(", ")),
+            ),
+        }
+    }
+
     /// Adds a section heading.
     pub fn section(&mut self, title: &str) -> &mut Table {
         self.rows.push((String::new(), String::new()));

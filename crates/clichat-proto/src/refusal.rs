@@ -46,6 +46,18 @@ pub const NOT_PERMITTED: &str = "not permitted";
 /// The generic or bot token this connection logged in with was revoked by the owner (the
 /// connection is closed).
 pub const TOKEN_REVOKED: &str = "Your token was revoked.";
+/// Cluster mode: this server has lost touch with the cluster's other servers, so a login cannot
+/// be checked against them (the connection is closed; try again shortly).
+pub const CLUSTER_UNAVAILABLE: &str =
+    "The chat is reconnecting to its other servers; try again shortly.";
+/// Cluster mode: a message sent while this server has lost touch with the others was delivered
+/// to nobody (the connection stays; send it again shortly).
+pub const MESSAGE_NOT_SENT: &str =
+    "Message not sent: the chat is reconnecting to its other servers; send it again shortly.";
+/// Cluster mode: while this server was out of touch with the others, the connection's name or
+/// token was given to someone else (the connection is closed).
+pub const CLUSTER_CONFLICT: &str =
+    "Your name or token was taken while the chat was reconnecting; log in again.";
 
 /// APIv2: what a kicked member is told before it is closed.
 pub fn kicked(reason: &str) -> String {

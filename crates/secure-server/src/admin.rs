@@ -136,8 +136,15 @@ struct Target {
     minutes: Option<u64>,
 }
 
-fn find(server: &Server, username: &str) -> Result<crate::hub::MemberInfo, ApiError> {
-    server.hub.find(username).ok_or_else(|| {
+/// The member called `username`, on any node of a cluster.
+async fn find(server: &Server, username: &str) -> Result<crate::hub::MemberInfo, ApiError> {
+    let found = server.hub.find(username).await.map_err(|_| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the cluster cannot be reached; try again shortly".to_owned(),
+        )
+    })?;
+    found.ok_or_else(|| {
         ApiError(
             StatusCode::NOT_FOUND,
             format!("nobody called {username:?} is connected"),
@@ -147,17 +154,17 @@ fn find(server: &Server, username: &str) -> Result<crate::hub::MemberInfo, ApiEr
 
 async fn kick(State(server): State<Arc<Server>>, bytes: Bytes) -> ApiResult {
     let target: Target = body(&bytes)?;
-    let member = find(&server, &target.username)?;
+    let member = find(&server, &target.username).await?;
     server
         .hub
-        .expel(member.id, &refusal::kicked(&target.reason));
+        .expel_member(&member, &refusal::kicked(&target.reason));
     tracing::info!(target = %member.name, reason = %target.reason, "kicked by the owner");
     Ok(Json(json!({ "kicked": member.name })).into_response())
 }
 
 async fn ban(State(server): State<Arc<Server>>, bytes: Bytes) -> ApiResult {
     let target: Target = body(&bytes)?;
-    let member = find(&server, &target.username)?;
+    let member = find(&server, &target.username).await?;
     let ban = session::ban_of(&member, &target.reason, target.minutes).ok_or_else(|| {
         ApiError(
             StatusCode::BAD_REQUEST,
@@ -167,7 +174,7 @@ async fn ban(State(server): State<Arc<Server>>, bytes: Bytes) -> ApiResult {
     let until = ban.until_text();
     let told = refusal::banned(&target.reason, until.as_deref());
     let saved = server.bans.add(ban);
-    server.hub.expel(member.id, &told);
+    server.hub.expel_member(&member, &told);
     tracing::info!(target = %member.name, reason = %target.reason, "banned by the owner");
     saved.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(Json(json!({ "banned": member.name, "until": until })).into_response())

@@ -37,6 +37,19 @@ impl TokenKey {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    /// The key written as [`TokenKey::to_hex`] writes it; `None` for anything else.
+    pub fn from_hex(hex: &str) -> Option<TokenKey> {
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let mut key = [0; 32];
+        for (byte, pair) in key.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
+            let pair = std::str::from_utf8(pair).ok()?;
+            *byte = u8::from_str_radix(pair, 16).ok()?;
+        }
+        Some(TokenKey(key))
+    }
+
     /// The first 16 hex digits of the digest: enough to tell the owner's tokens apart in
     /// "in use" reports, useless for logging in.
     pub fn fingerprint(&self) -> String {

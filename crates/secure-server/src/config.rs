@@ -67,6 +67,37 @@ pub struct Config {
     /// addresses (default: loopback only), or to anyone with `Authorization: Bearer KEY`.
     /// Default `null`: no metrics (404).
     pub metrics: Option<MetricsConfig>,
+    /// `{"redis": "redis://HOST:PORT/DB", "node_id": NAME}`: run as one node of a cluster that
+    /// shares one room through Redis (see `docs/CLUSTER.md`). Default `null`: a single server
+    /// with its room in memory.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// The `cluster` object: where the cluster's Redis is, and who this node is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The Redis every node of the cluster uses: `redis://[:PASSWORD@]HOST[:PORT][/DB]`.
+    pub redis: String,
+    /// This node's name, unique in the cluster: letters, digits, `.`, `_` and `-`, at most 64.
+    /// Default: `node-` and 8 random hex digits, new at every start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
+    /// Seconds after its last heartbeat that a silent node is declared dead, its users' names
+    /// and tokens released and their disconnects announced. Default `10`.
+    #[serde(default = "ClusterConfig::default_node_ttl_secs")]
+    pub node_ttl_secs: u64,
+}
+
+impl ClusterConfig {
+    fn default_node_ttl_secs() -> u64 {
+        10
+    }
+
+    /// How long a node may go without a heartbeat before the others declare it dead.
+    pub fn node_ttl(&self) -> Duration {
+        Duration::from_secs(self.node_ttl_secs)
+    }
 }
 
 /// The certificate and key files of `tls`.
@@ -186,6 +217,7 @@ impl std::fmt::Debug for Config {
             admin_key,
             tls,
             metrics,
+            cluster,
         } = self;
         f.debug_struct("Config")
             .field("port", port)
@@ -217,6 +249,13 @@ impl std::fmt::Debug for Config {
                     .as_ref()
                     .map(|m| (&m.allow_from, m.key.as_ref().map(|_| "<key>"))),
             )
+            .field(
+                "cluster",
+                // The Redis URL may hold a password.
+                &cluster
+                    .as_ref()
+                    .map(|c| (c.node_id.as_deref(), c.node_ttl_secs)),
+            )
             .finish()
     }
 }
@@ -241,6 +280,7 @@ impl Default for Config {
             admin_key: None,
             tls: None,
             metrics: None,
+            cluster: None,
         }
     }
 }
@@ -570,6 +610,10 @@ impl Config {
                 10_000_000,
             ),
         ];
+        let node_ttl = self.cluster.as_ref().map_or(10, |c| c.node_ttl_secs);
+        let ranges = ranges
+            .into_iter()
+            .chain([("cluster.node_ttl_secs", node_ttl, 2, 3_600)]);
         for (key, value, least, most) in ranges {
             if !(least..=most).contains(&value) {
                 return fail(key, &format!("must be from {least} to {most}"));
@@ -613,6 +657,26 @@ impl Config {
                 );
             }
         }
+        if let Some(cluster) = &self.cluster {
+            if let Err(error) = redis::Client::open(cluster.redis.as_str()) {
+                // The error may quote the URL, and with it a password: say what kind it is.
+                let message = format!(
+                    "must be redis://[:PASSWORD@]HOST[:PORT][/DB] ({})",
+                    error.category()
+                );
+                return fail("cluster.redis", &message);
+            }
+            if cluster
+                .node_id
+                .as_deref()
+                .is_some_and(|id| !valid_node_id(id))
+            {
+                return fail(
+                    "cluster.node_id",
+                    "must be 1 to 64 letters, digits, '.', '_' or '-'",
+                );
+            }
+        }
         Ok(())
     }
 
@@ -653,6 +717,14 @@ impl Config {
             .filter(|t| t.has_runtime_fields())
             .count()
     }
+}
+
+/// Whether `id` may name a cluster node: it becomes part of Redis keys.
+pub fn valid_node_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// A config file freshly written with the defaults. Deliberately not `Debug`: it holds a token.

@@ -280,6 +280,10 @@ async fn status(
             .iter()
             .map(TokenKey::fingerprint)
             .collect::<Vec<_>>(),
+        "cluster": server.hub.cluster_status().map(|(node, up)| serde_json::json!({
+            "node": node,
+            "link": if up { "up" } else { "down" },
+        })),
     }))
     .into_response()
 }
@@ -319,10 +323,15 @@ async fn metrics(
     ([(header::CONTENT_TYPE, content_type)], text).into_response()
 }
 
-/// `GET /healthz`: 200 while the server accepts connections, 503 once it is shutting down.
+/// `GET /healthz`: 200 while the server accepts logins; 503 once it is shutting down, or, in
+/// cluster mode, while it cannot reach the cluster.
 async fn healthz(State(server): State<Arc<Server>>) -> Response {
     if server.shutdown.is_cancelled() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    } else if server.hub.cluster_status().is_some_and(|(_, up)| !up) {
+        // A node that cannot reach the cluster refuses logins: a load balancer should send
+        // people elsewhere.
+        (StatusCode::SERVICE_UNAVAILABLE, "cluster unreachable\n").into_response()
     } else {
         (StatusCode::OK, "ok\n").into_response()
     }
@@ -343,7 +352,8 @@ async fn token_page(
     }
     let view = server
         .hub
-        .view_page(&id, settings.config.limits.max_page_views);
+        .view_page(&id, settings.config.limits.max_page_views)
+        .await;
     if matches!(view, PageView::Settled | PageView::Unknown) {
         // A miss costs more; an address that cannot pay is refused from its next request on.
         let _ = settings
@@ -355,6 +365,7 @@ async fn token_page(
         PageView::TooManyViews => 429,
         PageView::Settled => 410,
         PageView::Unknown => 404,
+        PageView::Unavailable => 503,
     });
     match view {
         PageView::Pending(token) => page(
@@ -383,6 +394,13 @@ async fn token_page(
                 .to_owned(),
         ),
         PageView::Unknown => not_found().await,
+        PageView::Unavailable => page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>CLIChat token</title></head>\
+             <body><h1>Try again shortly</h1><p>This server is reconnecting to the chat's other \
+             servers and cannot look up the page now. Reload in a few seconds.</p></body></html>"
+                .to_owned(),
+        ),
     }
 }
 

@@ -5,8 +5,9 @@
 //! (refusal, timeout, close, error, panic) releases what it held. Fan-out lives here too: a
 //! broadcast is serialized once and the same bytes are queued for every receiver.
 //!
-//! This is the seam for a distributed backend: a cluster hub would implement the same leases and
-//! broadcast over a broker, and session code would not change.
+//! In cluster mode ([`Hub::clustered`]) the same interface spans every node: claims are also
+//! made in Redis, and what members cause is also written to the cluster's room stream, through
+//! [`crate::cluster`]. Session code does not know which it has.
 //!
 //! Locks are `std::sync::Mutex`es held only for map operations and the fan-out loop, never
 //! across an `.await`. Where both are taken, the room lock is taken before the login lock
@@ -16,6 +17,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
 use clichat_proto::ServerFrame;
@@ -23,7 +25,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{self, TokenKey};
-use crate::config::Role;
+use crate::cluster::{self, Control, Link, MemberRecord, RemotePage, Write};
+use crate::config::{ClusterConfig, Role};
 
 /// A serialized frame, shared by every receiver of a broadcast (cloning it is a reference-count
 /// increment).
@@ -51,6 +54,19 @@ struct Inner {
     closing: AtomicBool,
     one_user_per_token: bool,
     queue_len: usize,
+    /// The link to the other nodes, in cluster mode.
+    link: Option<Arc<Link>>,
+}
+
+/// Why the hub could not grant a claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// Someone (on any node) has it.
+    #[error("taken")]
+    Taken,
+    /// Cluster mode, and the cluster cannot be asked now.
+    #[error(transparent)]
+    Unavailable(#[from] cluster::Unavailable),
 }
 
 #[derive(Debug)]
@@ -66,6 +82,7 @@ struct LoginState {
     /// Connections holding each token.
     holds: HashMap<TokenKey, u32>,
     /// Page id -> temporary token and views so far, while the login waits for `tokenauth`.
+    /// (In cluster mode the pages live in Redis, and this only counts this node's.)
     pending_pages: HashMap<String, PendingPage>,
     settled_pages: HashSet<String>,
     settled_order: VecDeque<String>,
@@ -74,6 +91,8 @@ struct LoginState {
 #[derive(Debug, Default)]
 struct Room {
     members: HashMap<u64, Member>,
+    /// Where what this node's members cause is also written, in cluster mode.
+    link: Option<Arc<Link>>,
     /// Frames queued for receivers, ever (counted under the lock the fan-out holds anyway).
     deliveries: u64,
     /// Members dropped as slow consumers, ever.
@@ -83,6 +102,8 @@ struct Room {
 #[derive(Debug)]
 struct Member {
     name: String,
+    /// The name as reserved (case-folded): the member's key in the cluster.
+    folded: String,
     profile: Profile,
     tx: mpsc::Sender<Payload>,
     /// Released when the member leaves the room, before its disconnect is announced.
@@ -111,7 +132,9 @@ pub struct Profile {
 /// A member as the owner API and moderators see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberInfo {
-    /// The connection's id.
+    /// The cluster node it is connected to; `None` for this one.
+    pub node: Option<String>,
+    /// The connection's id (unique on its node).
     pub id: u64,
     /// The display name.
     pub name: String,
@@ -139,6 +162,8 @@ pub enum PageView {
     Settled,
     /// No such page (or settled too long ago to be remembered).
     Unknown,
+    /// Cluster mode, and the cluster cannot be asked now.
+    Unavailable,
 }
 
 /// Counts of what the hub holds, for status reports and tests.
@@ -162,16 +187,43 @@ impl Hub {
     /// A hub whose tokens are exclusive when `one_user_per_token` is set, and whose members may
     /// each have `queue_len` frames waiting.
     pub fn new(one_user_per_token: bool, queue_len: usize) -> Hub {
+        Hub::with_link(one_user_per_token, queue_len, None)
+    }
+
+    /// A hub that is one node of the cluster `config` describes. It connects (and keeps
+    /// reconnecting) in the background; until it is connected, claims are refused as
+    /// [`Refused::Unavailable`]. Must be called within a Tokio runtime.
+    pub fn clustered(one_user_per_token: bool, queue_len: usize, config: &ClusterConfig) -> Hub {
+        let (link, worker) = cluster::start(config);
+        let hub = Hub::with_link(one_user_per_token, queue_len, Some(link));
+        tokio::spawn(worker.run(hub.clone()));
+        hub
+    }
+
+    fn with_link(one_user_per_token: bool, queue_len: usize, link: Option<Arc<Link>>) -> Hub {
         Hub {
             inner: Arc::new(Inner {
                 login: Mutex::default(),
-                room: Mutex::default(),
+                room: Mutex::new(Room {
+                    link: link.clone(),
+                    ..Room::default()
+                }),
                 next_id: AtomicU64::new(0),
                 closing: AtomicBool::new(false),
                 one_user_per_token,
                 queue_len,
+                link,
             }),
         }
+    }
+
+    fn link(&self) -> Option<&Link> {
+        self.inner.link.as_deref()
+    }
+
+    /// In cluster mode: this node's name, and whether its link to Redis is up.
+    pub fn cluster_status(&self) -> Option<(&str, bool)> {
+        self.link().map(|link| (link.node(), link.is_up()))
     }
 
     fn login(&self) -> MutexGuard<'_, LoginState> {
@@ -184,59 +236,98 @@ impl Hub {
         self.inner.room.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Reserves `name` (compared case-insensitively) until the lease is dropped; `None` if
-    /// someone connected or mid-login has it.
-    pub fn reserve_name(&self, name: &str) -> Option<NameLease> {
+    /// Reserves `name` (compared case-insensitively) until the lease is dropped; refused if
+    /// someone connected or mid-login has it (on any node).
+    pub async fn reserve_name(&self, name: &str) -> Result<NameLease, Refused> {
         let folded = name.to_lowercase();
-        self.login()
-            .names
-            .insert(folded.clone())
-            .then(|| NameLease {
-                hub: self.clone(),
-                folded,
-            })
+        if !self.login().names.insert(folded.clone()) {
+            return Err(Refused::Taken);
+        }
+        // Made before asking the cluster, so that a login abandoned meanwhile still releases.
+        let lease = NameLease {
+            hub: self.clone(),
+            folded,
+        };
+        if let Some(link) = self.link() {
+            if !link.claim_name(&lease.folded).await? {
+                return Err(Refused::Taken);
+            }
+        }
+        Ok(lease)
     }
 
-    /// Holds a generic token until the lease is dropped; `None` if 1UPT is on and another
-    /// connection holds it.
-    pub fn hold_token(&self, key: TokenKey) -> Option<TokenHold> {
-        let mut login = self.login();
-        let count = login.holds.entry(key).or_insert(0);
-        if self.inner.one_user_per_token && *count > 0 {
-            return None;
+    /// Holds a generic token until the lease is dropped; refused if 1UPT is on and another
+    /// connection (on any node) holds it.
+    pub async fn hold_token(&self, key: TokenKey) -> Result<TokenHold, Refused> {
+        {
+            let mut login = self.login();
+            let count = login.holds.entry(key).or_insert(0);
+            if self.inner.one_user_per_token && *count > 0 {
+                return Err(Refused::Taken);
+            }
+            *count += 1;
         }
-        *count += 1;
-        Some(TokenHold {
+        let hold = TokenHold {
             hub: self.clone(),
             key,
-        })
+        };
+        if let Some(link) = self.link().filter(|_| self.inner.one_user_per_token) {
+            if !link.claim_hold(&key.to_hex()).await? {
+                return Err(Refused::Taken);
+            }
+        }
+        Ok(hold)
     }
 
-    /// Opens a token page showing `temp_token` under a fresh random id. Dropping the lease
-    /// settles the page for good.
-    pub fn open_page(&self, temp_token: String) -> PageLease {
-        let mut login = self.login();
-        let id = loop {
-            let id = auth::generate_page_id();
-            if !login.pending_pages.contains_key(&id) && !login.settled_pages.contains(&id) {
-                break id;
+    /// Opens a token page showing `temp_token` under a fresh random id, for at most `ttl`.
+    /// Dropping the lease settles the page for good.
+    pub async fn open_page(&self, temp_token: String, ttl: Duration) -> Result<PageLease, Refused> {
+        loop {
+            let lease = {
+                let mut login = self.login();
+                let id = loop {
+                    let id = auth::generate_page_id();
+                    if !login.pending_pages.contains_key(&id) && !login.settled_pages.contains(&id)
+                    {
+                        break id;
+                    }
+                };
+                let page = PendingPage {
+                    token: temp_token.clone(),
+                    views: 0,
+                };
+                login.pending_pages.insert(id.clone(), page);
+                PageLease {
+                    hub: self.clone(),
+                    id,
+                    token: temp_token.clone(),
+                }
+            };
+            match self.link() {
+                None => return Ok(lease),
+                Some(link) => {
+                    if link.open_page(&lease.id, &temp_token, ttl).await? {
+                        return Ok(lease);
+                    }
+                    // Another node has (or had) a page with that id: draw again.
+                }
             }
-        };
-        let page = PendingPage {
-            token: temp_token.clone(),
-            views: 0,
-        };
-        login.pending_pages.insert(id.clone(), page);
-        PageLease {
-            hub: self.clone(),
-            id,
-            token: temp_token,
         }
     }
 
     /// What the page `id` shows now; a pending page shows its token `max_views` times, so that
-    /// a person may reload it but nobody can scrape it endlessly.
-    pub fn view_page(&self, id: &str, max_views: u32) -> PageView {
+    /// a person may reload it but nobody can scrape it endlessly. In cluster mode the page may
+    /// belong to a login on any node.
+    pub async fn view_page(&self, id: &str, max_views: u32) -> PageView {
+        if let Some(link) = self.link() {
+            return match link.view_page(id, max_views).await {
+                Ok(RemotePage::Pending(token)) => PageView::Pending(token),
+                Ok(RemotePage::TooManyViews) => PageView::TooManyViews,
+                Ok(RemotePage::Settled) => PageView::Settled,
+                Ok(RemotePage::Unknown) => PageView::Unknown,
+                Err(cluster::Unavailable) => PageView::Unavailable,
+            };
+        }
         let mut login = self.login();
         if let Some(page) = login.pending_pages.get_mut(id) {
             if page.views >= max_views {
@@ -262,8 +353,24 @@ impl Hub {
         let (tx, rx) = mpsc::channel(self.inner.queue_len);
         let evicted = CancellationToken::new();
         let reason = Arc::new(OnceLock::new());
+        if let Some(link) = self.link() {
+            let record = MemberRecord {
+                id,
+                name: name.to_owned(),
+                kind: profile.kind.to_owned(),
+                role: profile.role,
+                label: profile.label.clone(),
+                token: profile.token.map(|key| key.to_hex()),
+                bye: ServerFrame::Disconnect(name.to_owned()).encode(),
+            };
+            link.write(Write::Member {
+                folded: leases.name.folded.clone(),
+                record: serde_json::to_string(&record).expect("a record always serializes"),
+            });
+        }
         let member = Member {
             name: name.to_owned(),
+            folded: leases.name.folded.clone(),
             profile,
             tx,
             leases,
@@ -273,7 +380,7 @@ impl Hub {
         let payload = Payload::from(ServerFrame::Join(name.to_owned()).encode());
         let mut room = self.room();
         room.members.insert(id, member);
-        let dropped = room.fan_out(id, payload);
+        let dropped = room.fan_out(id, payload, true);
         drop(room);
         log_dropped(dropped);
         Membership {
@@ -292,6 +399,7 @@ impl Hub {
             .members
             .iter()
             .map(|(&id, member)| MemberInfo {
+                node: None,
                 id,
                 name: member.name.clone(),
                 profile: member.profile.clone(),
@@ -302,12 +410,60 @@ impl Hub {
         members
     }
 
-    /// The member called `name` (compared case-insensitively, as names are reserved).
-    pub fn find(&self, name: &str) -> Option<MemberInfo> {
+    /// The member called `name` (compared case-insensitively, as names are reserved), on any
+    /// node.
+    pub async fn find(&self, name: &str) -> Result<Option<MemberInfo>, Refused> {
         let folded = name.to_lowercase();
-        self.members()
+        let local = || {
+            self.members()
+                .into_iter()
+                .find(|member| member.name.to_lowercase() == folded)
+        };
+        let Some(link) = self.link() else {
+            return Ok(local());
+        };
+        Ok(match link.find(&folded).await? {
+            Some((node, _)) if node == link.node() => local(),
+            Some((node, record)) => Some(remote_member(node, record)),
+            None => None,
+        })
+    }
+
+    /// The names of everyone in the room, on every node: this node's in the order they
+    /// joined, then the others'.
+    pub async fn who(&self) -> Result<Vec<String>, Refused> {
+        let local: Vec<String> = self.members().into_iter().map(|m| m.name).collect();
+        let Some(link) = self.link() else {
+            return Ok(local);
+        };
+        let mut others: Vec<(String, MemberRecord)> = link
+            .who()
+            .await?
             .into_iter()
-            .find(|member| member.name.to_lowercase() == folded)
+            .filter(|(node, _)| node != link.node())
+            .collect();
+        others.sort_by(|a, b| (&a.0, a.1.id).cmp(&(&b.0, b.1.id)));
+        Ok(local
+            .into_iter()
+            .chain(others.into_iter().map(|(_, record)| record.name))
+            .collect())
+    }
+
+    /// Removes `member` (found with [`Hub::find`]) from the room, on whichever node it is, as
+    /// [`Hub::expel`] does. Returns whether it was here to remove; a member on another node is
+    /// asked to leave, and `true` is returned.
+    pub fn expel_member(&self, member: &MemberInfo, reason: &str) -> bool {
+        match (&member.node, self.link()) {
+            (Some(node), Some(link)) => {
+                link.control(&Control::Expel {
+                    node: node.clone(),
+                    id: member.id,
+                    reason: reason.to_owned(),
+                });
+                true
+            }
+            _ => self.expel(member.id, reason).is_some(),
+        }
     }
 
     /// Removes member `id` from the room: its session is told to send `reason` as a refusal
@@ -321,9 +477,19 @@ impl Hub {
         Some(name)
     }
 
-    /// Removes every member that logged in with the token `key`, as [`Hub::expel`] does.
-    /// Returns their names.
+    /// Removes every member that logged in with the token `key`, as [`Hub::expel`] does, here
+    /// and (in cluster mode) on every other node. Returns the names of those removed here.
     pub fn expel_token(&self, key: &TokenKey, reason: &str) -> Vec<String> {
+        if let Some(link) = self.link() {
+            link.control(&Control::ExpelToken {
+                token: key.to_hex(),
+                reason: reason.to_owned(),
+            });
+        }
+        self.expel_local_token(key, reason)
+    }
+
+    fn expel_local_token(&self, key: &TokenKey, reason: &str) -> Vec<String> {
         let ids: Vec<u64> = self
             .members()
             .into_iter()
@@ -340,16 +506,120 @@ impl Hub {
         self.login().holds.keys().copied().collect()
     }
 
-    /// Sends `frame` to every member but `from`. The frame is serialized once.
-    pub fn broadcast(&self, from: u64, frame: &ServerFrame) {
+    /// Sends `frame` to every member but `from`. The frame is serialized once. In cluster
+    /// mode, while the cluster cannot be reached, it is sent to nobody and refused.
+    pub fn broadcast(&self, from: u64, frame: &ServerFrame) -> Result<(), cluster::Unavailable> {
+        if self.link().is_some_and(|link| !link.is_up()) {
+            return Err(cluster::Unavailable);
+        }
         let payload = Payload::from(frame.encode());
-        let dropped = self.room().fan_out(from, payload);
+        let dropped = self.room().fan_out(from, payload, true);
+        log_dropped(dropped);
+        Ok(())
+    }
+
+    /// Delivers a frame another node's member caused to every member here.
+    pub(crate) fn deliver_remote(&self, payload: Payload) {
+        let dropped = self.room().fan_out(u64::MAX, payload, false);
         log_dropped(dropped);
     }
 
-    /// Marks the server as shutting down: from now on departures are not announced.
+    /// Carries out another node's request.
+    pub(crate) fn obey(&self, node: &str, control: Control) {
+        match control {
+            Control::Expel {
+                node: to,
+                id,
+                reason,
+            } if to == node => {
+                if let Some(name) = self.expel(id, &reason) {
+                    tracing::info!(%name, %reason, "removed at another node's request");
+                }
+            }
+            Control::Expel { .. } => {}
+            Control::ExpelToken { token, reason } => {
+                if let Some(key) = TokenKey::from_hex(&token) {
+                    for name in self.expel_local_token(&key, &reason) {
+                        tracing::info!(%name, %reason, "removed at another node's request");
+                    }
+                }
+            }
+        }
+    }
+
+    /// What this node holds, for the cluster to re-claim after a reconnect.
+    pub(crate) fn cluster_state(&self) -> cluster::ClusterState {
+        let room = self.room();
+        let members = room
+            .members
+            .iter()
+            .map(|(&id, member)| {
+                let record = MemberRecord {
+                    id,
+                    name: member.name.clone(),
+                    kind: member.profile.kind.to_owned(),
+                    role: member.profile.role,
+                    label: member.profile.label.clone(),
+                    token: member.profile.token.map(|key| key.to_hex()),
+                    bye: ServerFrame::Disconnect(member.name.clone()).encode(),
+                };
+                let record = serde_json::to_string(&record).expect("a record always serializes");
+                (member.folded.clone(), record)
+            })
+            .collect();
+        let login = self.login();
+        let holds = if self.inner.one_user_per_token {
+            login.holds.keys().map(TokenKey::to_hex).collect()
+        } else {
+            Vec::new()
+        };
+        cluster::ClusterState {
+            names: login.names.iter().cloned().collect(),
+            holds,
+            members,
+        }
+    }
+
+    /// Closes the members whose names (case-folded) or tokens (hex keys) another node took
+    /// while this one was out of touch. Their departures are not announced: the other nodes
+    /// announced them when they reaped this one.
+    pub(crate) fn expel_lost(&self, names: &[String], holds: &[String]) {
+        let mut room = self.room();
+        let lost: Vec<u64> = room
+            .members
+            .iter()
+            .filter(|(_, member)| {
+                names.contains(&member.folded)
+                    || member
+                        .profile
+                        .token
+                        .is_some_and(|key| holds.contains(&key.to_hex()))
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        for id in lost {
+            if let Some(member) = room.members.remove(&id) {
+                let _ = member
+                    .reason
+                    .set(clichat_proto::refusal::CLUSTER_CONFLICT.to_owned());
+                member.evicted.cancel();
+                member.leave(room.link.as_deref());
+            }
+        }
+    }
+
+    /// Marks the server as shutting down: from now on departures are not announced here (the
+    /// other nodes of a cluster still hear of them).
     pub fn close(&self) {
         self.inner.closing.store(true, Ordering::Relaxed);
+    }
+
+    /// In cluster mode, once every session has ended: writes what is still queued and takes
+    /// this node out of the cluster, waiting at most `within`.
+    pub async fn leave_cluster(&self, within: Duration) {
+        if let Some(link) = self.link() {
+            link.leave(within).await;
+        }
     }
 
     /// What the hub holds now.
@@ -375,26 +645,38 @@ impl Hub {
 }
 
 impl Room {
-    /// Queues `payload` for every member but `except`. A member whose queue is full is a slow
+    /// Queues `payload` for every member but `except`, and, when it is this node's to
+    /// `publish`, for the cluster's other nodes. A member whose queue is full is a slow
     /// consumer: it is removed from the room at once (its leases released, its session told
     /// through its eviction token) and its disconnect is announced like any other. Returns the
     /// dropped members' ids and names, to be logged once the room is unlocked.
     #[must_use]
-    fn fan_out(&mut self, except: u64, payload: Payload) -> Vec<(u64, String)> {
+    fn fan_out(&mut self, except: u64, payload: Payload, publish: bool) -> Vec<(u64, String)> {
         let mut slow = Vec::new();
         let mut dropped = Vec::new();
         self.deliver(except, &payload, &mut slow);
+        if publish {
+            self.publish(payload);
+        }
         while let Some(id) = slow.pop() {
             if let Some(member) = self.members.remove(&id) {
                 self.queue_drops += 1;
                 member.evicted.cancel();
-                let name = member.leave();
+                let name = member.leave(self.link.as_deref());
                 let bye = Payload::from(ServerFrame::Disconnect(name.clone()).encode());
                 self.deliver(id, &bye, &mut slow);
+                self.publish(bye);
                 dropped.push((id, name));
             }
         }
         dropped
+    }
+
+    /// In cluster mode, writes a frame this node's members caused to the room stream.
+    fn publish(&self, payload: Payload) {
+        if let Some(link) = &self.link {
+            link.write(Write::Frame(payload));
+        }
     }
 
     /// Removes member `id` for `reason` (told to its session) and announces its departure
@@ -411,12 +693,14 @@ impl Room {
             let _ = member.reason.set(reason.to_owned());
             member.evicted.cancel();
         }
-        let name = member.leave();
+        let name = member.leave(self.link.as_deref());
+        let bye = Payload::from(ServerFrame::Disconnect(name.clone()).encode());
         if closing.load(Ordering::Relaxed) {
+            // Everyone here is leaving too; the other nodes' members still hear of it.
+            self.publish(bye);
             return Some((name, Vec::new()));
         }
-        let bye = Payload::from(ServerFrame::Disconnect(name.clone()).encode());
-        let dropped = self.fan_out(id, bye);
+        let dropped = self.fan_out(id, bye, true);
         Some((name, dropped))
     }
 
@@ -446,10 +730,30 @@ fn log_dropped(dropped: Vec<(u64, String)>) {
 }
 
 impl Member {
-    /// Releases the member's leases and gives back its name for the announcement.
-    fn leave(self) -> String {
+    /// Releases the member's leases (and, in cluster mode, its record) and gives back its name
+    /// for the announcement.
+    fn leave(self, link: Option<&Link>) -> String {
         drop(self.leases);
+        if let Some(link) = link {
+            link.write(Write::Unmember(self.folded));
+        }
         self.name
+    }
+}
+
+/// A member of another node, as [`Hub::find`] reports it.
+fn remote_member(node: String, record: MemberRecord) -> MemberInfo {
+    MemberInfo {
+        node: Some(node),
+        id: record.id,
+        name: record.name,
+        profile: Profile {
+            kind: if record.kind == "bot" { "bot" } else { "user" },
+            role: record.role,
+            token: record.token.as_deref().and_then(TokenKey::from_hex),
+            label: record.label,
+            peer: None,
+        },
     }
 }
 
@@ -463,6 +767,9 @@ pub struct NameLease {
 impl Drop for NameLease {
     fn drop(&mut self) {
         self.hub.login().names.remove(&self.folded);
+        if let Some(link) = self.hub.link() {
+            link.write(Write::ReleaseName(std::mem::take(&mut self.folded)));
+        }
     }
 }
 
@@ -481,6 +788,14 @@ impl Drop for TokenHold {
             if *count == 0 {
                 login.holds.remove(&self.key);
             }
+        }
+        drop(login);
+        if let Some(link) = self
+            .hub
+            .link()
+            .filter(|_| self.hub.inner.one_user_per_token)
+        {
+            link.write(Write::ReleaseHold(self.key.to_hex()));
         }
     }
 }
@@ -510,11 +825,15 @@ impl Drop for PageLease {
         let mut login = self.hub.login();
         login.pending_pages.remove(&self.id);
         login.settled_pages.insert(self.id.clone());
-        login.settled_order.push_back(std::mem::take(&mut self.id));
+        login.settled_order.push_back(self.id.clone());
         if login.settled_order.len() > SETTLED_PAGES_KEPT {
             if let Some(old) = login.settled_order.pop_front() {
                 login.settled_pages.remove(&old);
             }
+        }
+        drop(login);
+        if let Some(link) = self.hub.link() {
+            link.write(Write::SettlePage(std::mem::take(&mut self.id)));
         }
     }
 }
@@ -576,9 +895,9 @@ impl Drop for Membership {
 mod tests {
     use super::*;
 
-    fn leases(hub: &Hub, name: &str) -> Leases {
+    async fn leases(hub: &Hub, name: &str) -> Leases {
         Leases {
-            name: hub.reserve_name(name).unwrap(),
+            name: hub.reserve_name(name).await.unwrap(),
             token: None,
         }
     }
@@ -586,60 +905,75 @@ mod tests {
     #[tokio::test]
     async fn departures_are_not_announced_while_closing() {
         let hub = Hub::new(true, 8);
-        let mut a = hub.join("a", leases(&hub, "a"), Profile::default());
-        let b = hub.join("b", leases(&hub, "b"), Profile::default());
+        let mut a = hub.join("a", leases(&hub, "a").await, Profile::default());
+        let b = hub.join("b", leases(&hub, "b").await, Profile::default());
         assert_eq!(a.recv().await.unwrap(), r#"["join","b"]"#);
         hub.close();
         drop(b);
         assert!(a.try_recv().is_none());
-        assert!(hub.reserve_name("b").is_some(), "leases are still released");
+        assert!(
+            hub.reserve_name("b").await.is_ok(),
+            "leases are still released"
+        );
     }
 
-    #[test]
-    fn names_are_case_insensitive_and_released() {
+    #[tokio::test]
+    async fn names_are_case_insensitive_and_released() {
         let hub = Hub::new(true, 8);
-        let lease = hub.reserve_name("Alice").unwrap();
-        assert!(hub.reserve_name("aLICE").is_none());
+        let lease = hub.reserve_name("Alice").await.unwrap();
+        assert!(hub.reserve_name("aLICE").await.is_err());
         drop(lease);
-        assert!(hub.reserve_name("alice").is_some());
+        assert!(hub.reserve_name("alice").await.is_ok());
     }
 
-    #[test]
-    fn token_holds_follow_1upt() {
+    #[tokio::test]
+    async fn token_holds_follow_1upt() {
         let key = TokenKey::of("t");
         let exclusive = Hub::new(true, 8);
-        let hold = exclusive.hold_token(key).unwrap();
-        assert!(exclusive.hold_token(key).is_none());
+        let hold = exclusive.hold_token(key).await.unwrap();
+        assert!(exclusive.hold_token(key).await.is_err());
         drop(hold);
-        assert!(exclusive.hold_token(key).is_some());
+        assert!(exclusive.hold_token(key).await.is_ok());
         assert_eq!(exclusive.stats().held_tokens, 0);
 
         let shared = Hub::new(false, 8);
-        let _a = shared.hold_token(key).unwrap();
-        let _b = shared.hold_token(key).unwrap();
+        let _a = shared.hold_token(key).await.unwrap();
+        let _b = shared.hold_token(key).await.unwrap();
     }
 
-    #[test]
-    fn pages_settle_for_good() {
+    #[tokio::test]
+    async fn pages_settle_for_good() {
         let hub = Hub::new(true, 8);
-        let page = hub.open_page("tok".into());
+        let page = hub
+            .open_page("tok".into(), Duration::from_secs(60))
+            .await
+            .unwrap();
         let id = page.id().to_owned();
-        assert_eq!(hub.view_page(&id, 2), PageView::Pending("tok".into()));
-        assert_eq!(hub.view_page(&id, 2), PageView::Pending("tok".into()));
-        assert_eq!(hub.view_page(&id, 2), PageView::TooManyViews);
+        assert_eq!(hub.view_page(&id, 2).await, PageView::Pending("tok".into()));
+        assert_eq!(hub.view_page(&id, 2).await, PageView::Pending("tok".into()));
+        assert_eq!(hub.view_page(&id, 2).await, PageView::TooManyViews);
         drop(page);
-        assert_eq!(hub.view_page(&id, 2), PageView::Settled);
-        assert_eq!(hub.view_page("nope", 2), PageView::Unknown);
+        assert_eq!(hub.view_page(&id, 2).await, PageView::Settled);
+        assert_eq!(hub.view_page("nope", 2).await, PageView::Unknown);
     }
 
-    #[test]
-    fn settled_pages_are_bounded() {
+    #[tokio::test]
+    async fn settled_pages_are_bounded() {
         let hub = Hub::new(true, 8);
-        let first = hub.open_page("t".into()).id().to_owned();
+        let first = hub
+            .open_page("t".into(), Duration::from_secs(60))
+            .await
+            .unwrap()
+            .id()
+            .to_owned();
         for _ in 0..SETTLED_PAGES_KEPT {
-            drop(hub.open_page("t".into()));
+            drop(
+                hub.open_page("t".into(), Duration::from_secs(60))
+                    .await
+                    .unwrap(),
+            );
         }
-        assert_eq!(hub.view_page(&first, 1), PageView::Unknown);
+        assert_eq!(hub.view_page(&first, 1).await, PageView::Unknown);
         assert_eq!(
             hub.inner.login.lock().unwrap().settled_pages.len(),
             SETTLED_PAGES_KEPT
@@ -649,8 +983,8 @@ mod tests {
     #[tokio::test]
     async fn broadcast_skips_the_sender_and_drops_slow_consumers() {
         let hub = Hub::new(true, 2);
-        let mut a = hub.join("a", leases(&hub, "a"), Profile::default());
-        let mut b = hub.join("b", leases(&hub, "b"), Profile::default());
+        let mut a = hub.join("a", leases(&hub, "a").await, Profile::default());
+        let mut b = hub.join("b", leases(&hub, "b").await, Profile::default());
         assert_eq!(a.recv().await.unwrap(), r#"["join","b"]"#);
         hub.broadcast(
             a.id(),
@@ -658,7 +992,8 @@ mod tests {
                 from: "a".into(),
                 text: "1".into(),
             },
-        );
+        )
+        .unwrap();
         assert!(a.try_recv().is_none());
         assert_eq!(b.recv().await.unwrap(), r#"["message","a","1"]"#);
         // b reads nothing more: its queue of 2 fills, and the third frame evicts it.
@@ -669,12 +1004,13 @@ mod tests {
                     from: "a".into(),
                     text: i.to_string(),
                 },
-            );
+            )
+            .unwrap();
         }
         assert_eq!(a.recv().await.unwrap(), r#"["disconnect","b"]"#);
         assert_eq!(hub.stats().members, 1);
         assert!(
-            hub.reserve_name("b").is_some(),
+            hub.reserve_name("b").await.is_ok(),
             "the evicted member's name is free"
         );
         assert!(b.evicted().is_cancelled(), "the session is told");

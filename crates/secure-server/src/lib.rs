@@ -36,6 +36,7 @@
 //! # Layout
 //! - `admin`: the owner API under `/admin/`.
 //! - [`config`]: `secureconfig.json`, its defaults and its validation.
+//! - `cluster`: cluster mode, the hub's link to the other nodes through Redis.
 //! - [`auth`]: tokens: generation (CSPRNG), constant-time checks, masking.
 //! - [`rules`]: what a username and a message must pass, and the refusals.
 //! - [`limits`]: connection caps, login, page and message rates, and the open-file limit.
@@ -54,6 +55,7 @@
 mod admin;
 pub mod auth;
 pub mod bans;
+mod cluster;
 pub mod config;
 pub mod config_file;
 mod http;
@@ -89,6 +91,8 @@ pub const VERSION: &str = concat!(
 
 /// How long open HTTP requests may take to finish once shutdown begins.
 const HTTP_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a cluster node may take to write what is queued and leave the cluster at shutdown.
+const CLUSTER_LEAVE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// How long the listener rests after a failed accept (typically: out of file descriptors).
 const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);
 
@@ -211,7 +215,12 @@ async fn serve(
     let server = Arc::new(Server {
         tls,
         metrics: metrics::Metrics::new(),
-        hub: hub::Hub::new(config.one_user_per_token, config.outbound_queue),
+        hub: match &config.cluster {
+            Some(cluster) => {
+                hub::Hub::clustered(config.one_user_per_token, config.outbound_queue, cluster)
+            }
+            None => hub::Hub::new(config.one_user_per_token, config.outbound_queue),
+        },
         connections: limits::Connections::new(&config.limits, limits::open_file_capacity()),
         settings: ArcSwap::from_pointee(Settings::new(config, None)),
         config_file,
@@ -278,6 +287,7 @@ async fn serve(
     server.sessions.close();
     server.sessions.wait().await;
     tracing::info!("all sessions closed");
+    server.hub.leave_cluster(CLUSTER_LEAVE_GRACE).await;
     Ok(())
 }
 

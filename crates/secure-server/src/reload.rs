@@ -7,8 +7,8 @@
 //! - The filter, the length rules and the limits apply to new input (a changed `limits` starts
 //!   every address with a fresh budget); `max_frame_bytes`, timeouts and `public_url` apply to
 //!   new connections.
-//! - `port`, `bind`, `1UPT` and `outbound_queue` need a restart: a change is logged as such and
-//!   not applied.
+//! - `port`, `bind`, `1UPT`, `outbound_queue` and `cluster` need a restart: a change is logged as
+//!   such and not applied.
 //! - A file that no longer loads is refused with a log line naming the problem, and the server
 //!   keeps running on the last good config.
 
@@ -122,6 +122,7 @@ struct RestartOnly {
     bind: std::net::IpAddr,
     one_user_per_token: bool,
     outbound_queue: usize,
+    cluster: Option<crate::config::ClusterConfig>,
 }
 
 impl RestartOnly {
@@ -131,6 +132,7 @@ impl RestartOnly {
             bind: config.bind,
             one_user_per_token: config.one_user_per_token,
             outbound_queue: config.outbound_queue,
+            cluster: config.cluster.clone(),
         }
     }
 
@@ -140,6 +142,7 @@ impl RestartOnly {
         config.bind = self.bind;
         config.one_user_per_token = self.one_user_per_token;
         config.outbound_queue = self.outbound_queue;
+        config.cluster.clone_from(&self.cluster);
     }
 }
 
@@ -165,8 +168,8 @@ fn apply(server: &Server, path: &Path, file_restart_only: &mut Option<RestartOnl
     if let Some(before) = file_restart_only.as_ref() {
         if *before != from_file {
             warn!(
-                "port, bind, 1UPT or outbound_queue changed in the config file: they take effect \
-                 at the next restart"
+                "port, bind, 1UPT, outbound_queue or cluster changed in the config file: they \
+                 take effect at the next restart"
             );
         }
     }

@@ -21,7 +21,7 @@ use crate::Server;
 use crate::auth::{self, Grant};
 use crate::bans::{self, Ban};
 use crate::config::Role;
-use crate::hub::{Leases, MemberInfo, Membership, PageLease, Payload, Profile};
+use crate::hub::{Leases, MemberInfo, Membership, PageLease, Payload, Profile, Refused};
 use crate::limits::{MessageBudget, MessageVerdict};
 use crate::rules::MessageRefusal;
 
@@ -140,7 +140,7 @@ impl Session {
         drop(settings);
         match first {
             LoginFrame::User { username, token } => self.user_login(username, token).await,
-            LoginFrame::Bot { name, token } => self.bot_login(name, token),
+            LoginFrame::Bot { name, token } => self.bot_login(name, token).await,
         }
     }
 
@@ -184,7 +184,8 @@ impl Session {
         let name_lease = server
             .hub
             .reserve_name(&name)
-            .ok_or(refuse(refusal::USERNAME_TAKEN))?;
+            .await
+            .map_err(|e| refused(e, refusal::USERNAME_TAKEN))?;
         let Some(grant) = token.and_then(|t| settings.tokens.check_user(&t)) else {
             return Err(self.wrong_token(refusal::TOKEN_REFUSED));
         };
@@ -193,19 +194,23 @@ impl Session {
         let hold = server
             .hub
             .hold_token(grant.key)
-            .ok_or(refuse(refusal::TOKEN_REFUSED))?;
+            .await
+            .map_err(|e| refused(e, refusal::TOKEN_REFUSED))?;
         let tokenauth_timeout = settings.config.tokenauth_timeout();
         drop(settings);
 
         // Field order matters: the leases drop before the page, on every path out of here,
         // so that whoever sees the page closed (410) may log in again at once.
-        let pending = Pending {
-            leases: Leases {
-                name: name_lease,
-                token: Some(hold),
-            },
-            page: server.hub.open_page(auth::generate_temp_token()),
+        let leases = Leases {
+            name: name_lease,
+            token: Some(hold),
         };
+        let page = server
+            .hub
+            .open_page(auth::generate_temp_token(), tokenauth_timeout)
+            .await
+            .map_err(|e| refused(e, refusal::CLUSTER_UNAVAILABLE))?;
+        let pending = Pending { leases, page };
         let link = format!("{}/{}", self.link_base, pending.page.id());
         self.send(&ServerFrame::AuthMsg(link)).await?;
 
@@ -237,7 +242,11 @@ impl Session {
     }
 
     /// Bot login: the name and token must match the owner's list.
-    fn bot_login(&mut self, name: Option<String>, token: Option<String>) -> Result<LoggedIn, Exit> {
+    async fn bot_login(
+        &mut self,
+        name: Option<String>,
+        token: Option<String>,
+    ) -> Result<LoggedIn, Exit> {
         let (Some(name), Some(token)) = (name, token) else {
             return Err(self.wrong_token(refusal::BOT_REFUSED));
         };
@@ -246,8 +255,8 @@ impl Session {
         };
         self.check_ban(&grant)?;
         let display = format!("{} {name}", crate::rules::BOT_PREFIX);
-        let name = self.server.hub.reserve_name(&display);
-        let name = name.ok_or(refuse(refusal::USERNAME_TAKEN))?;
+        let name = self.server.hub.reserve_name(&display).await;
+        let name = name.map_err(|e| refused(e, refusal::USERNAME_TAKEN))?;
         Ok(LoggedIn {
             name: display,
             leases: Leases { name, token: None },
@@ -382,7 +391,7 @@ impl Session {
                 | ClientFrame::Unban { .. }
                 | ClientFrame::Who),
             ) => {
-                let answer = self.moderate(name, role, frame);
+                let answer = Self::moderate(Arc::clone(&self.server), name, role, frame).await;
                 return match answer {
                     Some(frame) => self.send(&frame).await,
                     None => Ok(()),
@@ -412,9 +421,15 @@ impl Session {
                 debug!(id, "message");
                 self.server.metrics.message();
                 let from = name.to_owned();
-                self.server
+                let sent = self
+                    .server
                     .hub
                     .broadcast(id, &ServerFrame::Message { from, text });
+                if sent.is_err() {
+                    // Delivered to nobody, and the sender is told so: never lost silently.
+                    let not_sent = ServerFrame::Refusal(refusal::MESSAGE_NOT_SENT.to_owned());
+                    return self.send(&not_sent).await;
+                }
                 Ok(())
             }
             Err(MessageRefusal::TooLong(reason)) => {
@@ -427,23 +442,36 @@ impl Session {
 
     /// Carries out a moderation frame (APIv2) from `actor`; returns the answer to send, if any.
     /// Users may not moderate; mods act on users, admins on users and mods.
-    fn moderate(&self, actor: &str, role: Role, frame: ClientFrame) -> Option<ServerFrame> {
+    /// In a cluster it acts on every node; while the cluster cannot be reached it is refused.
+    async fn moderate(
+        server: Arc<Server>,
+        actor: &str,
+        role: Role,
+        frame: ClientFrame,
+    ) -> Option<ServerFrame> {
         let not_permitted = Some(ServerFrame::Refusal(refusal::NOT_PERMITTED.to_owned()));
+        let unavailable = Some(ServerFrame::Refusal(
+            refusal::CLUSTER_UNAVAILABLE.to_owned(),
+        ));
         if role < Role::Mod {
             return not_permitted;
         }
-        let hub = &self.server.hub;
+        let hub = &server.hub;
         match frame {
-            ClientFrame::Who => Some(ServerFrame::Users(
-                hub.members().into_iter().map(|m| m.name).collect(),
-            )),
+            ClientFrame::Who => match hub.who().await {
+                Ok(names) => Some(ServerFrame::Users(names)),
+                Err(_) => unavailable,
+            },
             ClientFrame::Kick { username, reason } => {
                 let reason = reason.unwrap_or_default();
-                let target = hub.find(username.as_deref()?)?;
+                let Ok(target) = hub.find(username.as_deref()?).await else {
+                    return unavailable;
+                };
+                let target = target?;
                 if target.profile.role >= role {
                     return not_permitted;
                 }
-                if hub.expel(target.id, &refusal::kicked(&reason)).is_some() {
+                if hub.expel_member(&target, &refusal::kicked(&reason)) {
                     info!(%actor, target = %target.name, %reason, "kicked");
                 }
                 None
@@ -454,16 +482,19 @@ impl Session {
                 minutes,
             } => {
                 let reason = reason.unwrap_or_default();
-                let target = hub.find(username.as_deref()?)?;
+                let Ok(target) = hub.find(username.as_deref()?).await else {
+                    return unavailable;
+                };
+                let target = target?;
                 if target.profile.role >= role {
                     return not_permitted;
                 }
                 let ban = ban_of(&target, &reason, minutes)?;
                 let told = refusal::banned(&reason, ban.until_text().as_deref());
-                if let Err(error) = self.server.bans.add(ban) {
+                if let Err(error) = server.bans.add(ban) {
                     warn!(%error, "the ban holds, but could not be saved");
                 }
-                hub.expel(target.id, &told);
+                hub.expel_member(&target, &told);
                 info!(%actor, target = %target.name, %reason, ?minutes, "banned");
                 None
             }
@@ -472,7 +503,7 @@ impl Session {
                 token_label,
             } => {
                 // As with kicks: only bans of lower roles.
-                let lifted = self.server.bans.lift(|ban| {
+                let lifted = server.bans.lift(|ban| {
                     ban.role < role
                         && (username
                             .as_deref()
@@ -631,6 +662,15 @@ pub(crate) fn ban_of(target: &MemberInfo, reason: &str, minutes: Option<u64>) ->
 
 fn refuse(reason: impl Into<Cow<'static, str>>) -> Exit {
     Exit::Refuse(reason.into())
+}
+
+/// A claim the hub refused: `taken` if someone has it, or the cluster's refusal if it could not
+/// be asked.
+fn refused(refusal: Refused, taken: &'static str) -> Exit {
+    match refusal {
+        Refused::Taken => refuse(taken),
+        Refused::Unavailable(_) => refuse(refusal::CLUSTER_UNAVAILABLE),
+    }
 }
 
 /// Sorts what the socket yielded: a data frame, nothing of interest (`None`: ping, pong), or the
