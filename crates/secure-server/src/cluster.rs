@@ -224,12 +224,15 @@ impl Link {
             id: id.to_owned(),
             max_views,
         };
-        let (state, token): (i64, Option<String>) =
+        // {state} or {1, token}.
+        let reply: Vec<Value> =
             redis::from_redis_value(&self.call(call).await?).map_err(|_| Unavailable)?;
+        let state = reply.first().and_then(|v| redis::from_redis_value::<i64>(v).ok());
+        let token = reply.get(1).and_then(|v| redis::from_redis_value::<String>(v).ok());
         Ok(match (state, token) {
-            (1, Some(token)) => RemotePage::Pending(token),
-            (2, _) => RemotePage::TooManyViews,
-            (3, _) => RemotePage::Settled,
+            (Some(1), Some(token)) => RemotePage::Pending(token),
+            (Some(2), _) => RemotePage::TooManyViews,
+            (Some(3), _) => RemotePage::Settled,
             _ => RemotePage::Unknown,
         })
     }
@@ -425,14 +428,12 @@ impl Worker {
                 }
             }
         };
-        let reading = async {
-            let last_id = last_id.as_mut().expect("set above");
-            loop {
-                if let Err(error) = read_stream(&mut reader, &node, last_id, hub).await {
-                    return Err::<Ended, _>(error);
-                }
-            }
-        };
+        let reading = read_forever(
+            &mut reader,
+            &node,
+            last_id.as_mut().expect("set above"),
+            hub,
+        );
         let beating = async {
             let mut every = tokio::time::interval(ttl / 5);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -773,6 +774,18 @@ async fn write_batch(
         }
     }
     Ok(None)
+}
+
+/// Reads the room stream until reading fails.
+async fn read_forever(
+    conn: &mut MultiplexedConnection,
+    node: &str,
+    last_id: &mut String,
+    hub: &Hub,
+) -> redis::RedisResult<Ended> {
+    loop {
+        read_stream(conn, node, last_id, hub).await?;
+    }
 }
 
 /// Reads what is new in the room stream and delivers what other nodes wrote.

@@ -5,6 +5,7 @@
 #![allow(dead_code)] // Each test binary uses its own part of the harness.
 
 pub mod process;
+pub mod redis;
 
 use std::net::SocketAddr;
 use std::path::Path;

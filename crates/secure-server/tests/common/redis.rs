@@ -1,0 +1,72 @@
+//! A real `redis-server` for the cluster tests: one per test, on a free loopback port, with no
+//! persistence (a restart comes back empty, as a crashed cache would).
+
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A `redis-server` process; killed when dropped.
+pub struct Redis {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl Redis {
+    /// Starts `redis-server` on a free port and waits until it accepts connections.
+    pub async fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Redis {
+            port,
+            child: Some(spawn(port).await),
+        }
+    }
+
+    /// The URL for `cluster.redis`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Kills the server (SIGKILL): every connection to it breaks at once.
+    pub async fn kill(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().await.unwrap();
+    }
+
+    /// Starts it again on the same port, empty.
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "killed first");
+        self.child = Some(spawn(self.port).await);
+    }
+}
+
+async fn spawn(port: u16) -> Child {
+    let mut child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("redis-server is installed (.ci/run installs it)");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("Ready to accept connections") {
+                return;
+            }
+        }
+        panic!("redis-server exited before it was ready");
+    };
+    tokio::time::timeout(super::WAIT, ready)
+        .await
+        .expect("redis-server ready in time");
+    // Keep draining its log so that it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    child
+}
