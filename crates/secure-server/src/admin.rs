@@ -173,7 +173,7 @@ async fn ban(State(server): State<Arc<Server>>, bytes: Bytes) -> ApiResult {
     })?;
     let until = ban.until_text();
     let told = refusal::banned(&target.reason, until.as_deref());
-    let saved = server.bans.add(ban);
+    let saved = server.ban(ban);
     server.hub.expel_member(&member, &told);
     tracing::info!(target = %member.name, reason = %target.reason, "banned by the owner");
     saved.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
@@ -201,8 +201,7 @@ async fn unban(State(server): State<Arc<Server>>, bytes: Bytes) -> ApiResult {
         ));
     }
     let lifted = server
-        .bans
-        .lift(|ban| {
+        .lift_bans(|ban| {
             username
                 .as_deref()
                 .is_some_and(|n| n.to_lowercase() == ban.username.to_lowercase())

@@ -158,16 +158,18 @@ impl Bans {
         self.save(&list)
     }
 
-    /// Lifts the bans that `matches` picks; saves the list. Returns how many were lifted.
+    /// Lifts the bans that `matches` picks; saves the list. Returns the bans lifted.
     ///
     /// # Errors
     /// [`BansError::Io`] when the state file cannot be written.
-    pub fn lift(&self, matches: impl Fn(&Ban) -> bool) -> Result<usize, BansError> {
+    pub fn lift(&self, matches: impl Fn(&Ban) -> bool) -> Result<Vec<Ban>, BansError> {
         let mut list = self.list();
-        let before = list.len();
         let now = now_secs();
-        list.retain(|ban| ban.active(now) && !matches(ban));
-        let lifted = before - list.len();
+        let (lifted, kept) = list
+            .drain(..)
+            .filter(|ban| ban.active(now))
+            .partition(|ban| matches(ban));
+        *list = kept;
         self.save(&list)?;
         Ok(lifted)
     }
@@ -222,12 +224,13 @@ mod tests {
         let bans = Bans::in_memory();
         bans.add(ban("user", Role::User, None)).unwrap();
         bans.add(ban("boss", Role::Admin, None)).unwrap();
-        assert_eq!(bans.lift(|b| b.role < Role::Mod).unwrap(), 1);
+        assert_eq!(bans.lift(|b| b.role < Role::Mod).unwrap().len(), 1);
         assert!(bans.check(&TokenKey::of("user")).is_none());
         assert!(bans.check(&TokenKey::of("boss")).is_some());
         assert_eq!(
             bans.lift(|b| b.label.as_deref() == Some("boss-label"))
-                .unwrap(),
+                .unwrap()
+                .len(),
             1
         );
         assert!(bans.active().is_empty());

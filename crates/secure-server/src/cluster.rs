@@ -91,6 +91,10 @@ pub(crate) enum Control {
     },
     /// Every node should close the holders of this token (hex key), telling them `reason`.
     ExpelToken { token: String, reason: String },
+    /// Every node should refuse this token until the ban ends (and keep it in its ban list).
+    Ban { ban: crate::bans::Ban },
+    /// Every node should lift its bans of these tokens (hex keys).
+    Unban { tokens: Vec<String> },
 }
 
 /// Writes that are not answered, in the order they were made.
@@ -227,8 +231,12 @@ impl Link {
         // {state} or {1, token}.
         let reply: Vec<Value> =
             redis::from_redis_value(&self.call(call).await?).map_err(|_| Unavailable)?;
-        let state = reply.first().and_then(|v| redis::from_redis_value::<i64>(v).ok());
-        let token = reply.get(1).and_then(|v| redis::from_redis_value::<String>(v).ok());
+        let state = reply
+            .first()
+            .and_then(|v| redis::from_redis_value::<i64>(v).ok());
+        let token = reply
+            .get(1)
+            .and_then(|v| redis::from_redis_value::<String>(v).ok());
         Ok(match (state, token) {
             (Some(1), Some(token)) => RemotePage::Pending(token),
             (Some(2), _) => RemotePage::TooManyViews,

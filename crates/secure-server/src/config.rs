@@ -905,6 +905,22 @@ mod tests {
     }
 
     #[test]
+    fn cluster_config_loads_and_never_shows_its_url() {
+        let text = r#"{"cluster": {"redis": "redis://:hunter2@db:6379/2", "node_id": "n-1.a_b"}}"#;
+        let config = parse(text).unwrap();
+        let cluster = config.cluster.as_ref().unwrap();
+        assert_eq!(cluster.node_id.as_deref(), Some("n-1.a_b"));
+        assert_eq!(cluster.node_ttl(), Duration::from_secs(10));
+        assert!(!format!("{config:?}").contains("hunter2"));
+        let bad = r#"{"cluster": {"redis": "redis://:hunter2@db:notaport/2"}}"#;
+        let err = parse(bad).unwrap_err().to_string();
+        assert!(
+            err.contains("cluster.redis") && !err.contains("hunter2"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn validation_names_the_key() {
         for (text, key) in [
             (r#"{"max_username_length": 0}"#, "max_username_length"),
@@ -913,6 +929,20 @@ mod tests {
             (r#"{"tokens": {" ": {}}}"#, "tokens"),
             (r#"{"bots": {"BT": ""}}"#, "bots.****"),
             (r#"{"max_frame_bytes": 10}"#, "max_frame_bytes"),
+            (r#"{"cluster": {"redis": "http://x"}}"#, "cluster.redis"),
+            (
+                r#"{"cluster": {"redis": "redis://x", "node_id": "a b"}}"#,
+                "cluster.node_id",
+            ),
+            (
+                r#"{"cluster": {"redis": "redis://x", "node_ttl_secs": 1}}"#,
+                "cluster.node_ttl_secs",
+            ),
+            (r#"{"cluster": {"node_id": "n1"}}"#, "cluster"),
+            (
+                r#"{"cluster": {"redis": "redis://x", "ttl": 3}}"#,
+                "cluster.ttl",
+            ),
         ] {
             let err = parse(text).unwrap_err().to_string();
             assert!(err.contains(&format!("key `{key}`")), "{text}: {err}");

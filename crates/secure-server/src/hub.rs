@@ -56,6 +56,17 @@ struct Inner {
     queue_len: usize,
     /// The link to the other nodes, in cluster mode.
     link: Option<Arc<Link>>,
+    /// Carries out the other nodes' requests the hub cannot carry out itself (bans).
+    for_server: OnceLock<ServerHook>,
+}
+
+/// What the server does with other nodes' bans and unbans.
+struct ServerHook(Box<dyn Fn(Control) + Send + Sync>);
+
+impl std::fmt::Debug for ServerHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerHook")
+    }
 }
 
 /// Why the hub could not grant a claim.
@@ -213,7 +224,21 @@ impl Hub {
                 one_user_per_token,
                 queue_len,
                 link,
+                for_server: OnceLock::new(),
             }),
+        }
+    }
+
+    /// Sets what to do with the other nodes' bans and unbans (once, at start). It is called
+    /// in stream order, before anything the same node wrote after them is delivered.
+    pub(crate) fn on_requests_from_nodes(&self, hook: impl Fn(Control) + Send + Sync + 'static) {
+        let _ = self.inner.for_server.set(ServerHook(Box::new(hook)));
+    }
+
+    /// In cluster mode, tells the other nodes (bans and unbans); otherwise does nothing.
+    pub(crate) fn tell_nodes(&self, control: &Control) {
+        if let Some(link) = self.link() {
+            link.control(control);
         }
     }
 
@@ -537,6 +562,11 @@ impl Hub {
                 }
             }
             Control::Expel { .. } => {}
+            Control::Ban { .. } | Control::Unban { .. } => {
+                if let Some(hook) = self.inner.for_server.get() {
+                    (hook.0)(control);
+                }
+            }
             Control::ExpelToken { token, reason } => {
                 if let Some(key) = TokenKey::from_hex(&token) {
                     for name in self.expel_local_token(&key, &reason) {

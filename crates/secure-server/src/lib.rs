@@ -163,6 +163,45 @@ impl Server {
     fn settings(&self) -> Arc<Settings> {
         self.settings.load_full()
     }
+
+    /// Bans a token here and, in cluster mode, on every node.
+    ///
+    /// # Errors
+    /// As [`bans::Bans::add`]: the ban holds, but this node could not save it.
+    fn ban(&self, ban: bans::Ban) -> Result<(), bans::BansError> {
+        self.hub
+            .tell_nodes(&cluster::Control::Ban { ban: ban.clone() });
+        self.bans.add(ban)
+    }
+
+    /// Lifts the bans `matches` picks here and, in cluster mode, on every node. Returns how
+    /// many were lifted here.
+    ///
+    /// # Errors
+    /// As [`bans::Bans::lift`].
+    fn lift_bans(&self, matches: impl Fn(&bans::Ban) -> bool) -> Result<usize, bans::BansError> {
+        let lifted = self.bans.lift(matches)?;
+        if !lifted.is_empty() {
+            let tokens = lifted.iter().map(|ban| ban.token.clone()).collect();
+            self.hub.tell_nodes(&cluster::Control::Unban { tokens });
+        }
+        Ok(lifted.len())
+    }
+}
+
+/// Carries out another node's ban or unban here.
+fn obey_other_node(server: &Server, request: cluster::Control) {
+    let saved = match request {
+        cluster::Control::Ban { ban } => server.bans.add(ban),
+        cluster::Control::Unban { tokens } => server
+            .bans
+            .lift(|ban| tokens.contains(&ban.token))
+            .map(drop),
+        _ => Ok(()),
+    };
+    if let Err(error) = saved {
+        tracing::warn!(%error, "another node's ban holds here, but could not be saved");
+    }
 }
 
 /// Serves chat and token pages on `listener` until `shutdown` completes, then closes every
@@ -245,6 +284,12 @@ async fn serve(
         }
     });
     tokio::spawn(forget_idle_addresses(Arc::clone(&server)));
+    let weak = Arc::downgrade(&server);
+    server.hub.on_requests_from_nodes(move |request| {
+        if let Some(server) = weak.upgrade() {
+            obey_other_node(&server, request);
+        }
+    });
     if server.config_file.is_some() {
         tokio::spawn(reload::watch(Arc::clone(&server), hangups));
     }

@@ -491,7 +491,7 @@ impl Session {
                 }
                 let ban = ban_of(&target, &reason, minutes)?;
                 let told = refusal::banned(&reason, ban.until_text().as_deref());
-                if let Err(error) = server.bans.add(ban) {
+                if let Err(error) = server.ban(ban) {
                     warn!(%error, "the ban holds, but could not be saved");
                 }
                 hub.expel_member(&target, &told);
@@ -503,7 +503,7 @@ impl Session {
                 token_label,
             } => {
                 // As with kicks: only bans of lower roles.
-                let lifted = server.bans.lift(|ban| {
+                let lifted = server.lift_bans(|ban| {
                     ban.role < role
                         && (username
                             .as_deref()

@@ -148,7 +148,7 @@ async fn three_nodes_share_one_room() {
 }
 
 #[tokio::test]
-async fn who_and_kicks_span_nodes() {
+async fn who_kicks_and_bans_span_nodes() {
     let redis = Redis::start().await;
     let n1 = node(&redis, "n1").await;
     let n2 = node(&redis, "n2").await;
@@ -173,6 +173,33 @@ async fn who_and_kicks_span_nodes() {
     watcher.expect(json!(["disconnect", "target"])).await;
     moderator.send(json!(["who"])).await;
     moderator.expect(json!(["users", ["mod", "watcher"]])).await;
+
+    // A ban made on node 1 closes its target on node 3 and holds on node 2 as well.
+    let mut bystander = n2.login("bystander", TOKENS[2]).await;
+    moderator.expect(json!(["join", "bystander"])).await;
+    watcher.expect(json!(["join", "bystander"])).await;
+    moderator
+        .send(json!(["ban", {"username": "watcher", "reason": "spam"}]))
+        .await;
+    let banned = "banned until lifted: spam";
+    watcher.expect_refusal_and_close(banned).await;
+    // The bystander's node has read the ban by the time it delivers the departure after it.
+    bystander.expect(json!(["disconnect", "watcher"])).await;
+    let again = json!(["auth", {"username": "watcher", "token": TOKENS[1]}]);
+    n2.expect_refused(again, banned).await;
+    moderator
+        .send(json!(["unban", {"username": "watcher"}]))
+        .await;
+    moderator.send(json!(["who"])).await;
+    moderator.expect(json!(["disconnect", "watcher"])).await;
+    moderator
+        .expect(json!(["users", ["mod", "bystander"]]))
+        .await;
+    // The moderator's node wrote the unban before it answered `who`; the bystander's node
+    // delivers a message from the moderator only after reading it.
+    moderator.say("unbanned").await;
+    bystander.expect(message("mod", "unbanned")).await;
+    let _watcher = n2.login("watcher", TOKENS[1]).await;
     for node in [n1, n2, n3] {
         node.stop().await;
     }
