@@ -322,6 +322,7 @@ impl Worker {
     pub async fn run(mut self, hub: Hub) {
         info!(node = %self.link.node, "cluster node starting");
         let mut backoff = BACKOFF.0;
+        let unreachable = crate::limits::LogThrottle::default();
         loop {
             match self.connect().await {
                 Ok(conns) => {
@@ -331,7 +332,11 @@ impl Worker {
                         Err(error) => warn!(%error, "lost the cluster's Redis; reconnecting"),
                     }
                 }
-                Err(error) => debug!(%error, "cannot reach the cluster's Redis"),
+                Err(error) => {
+                    if let Some(attempts) = unreachable.hit() {
+                        warn!(%error, attempts, "cannot reach the cluster's Redis; logins are refused until it answers");
+                    }
+                }
             }
             self.link.up.store(false, Ordering::Release);
             if self.wait(backoff).await.is_err() {
