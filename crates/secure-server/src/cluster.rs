@@ -950,7 +950,9 @@ local function alive(nodes, node, now)
   return deadline and tonumber(deadline) >= now
 end
 -- Removes node d: what it claimed, its members (announcing each one's departure on the room
--- stream), its registration; leaves a tombstone so that d, should it come back, knows.
+-- stream, as if d had written it: should d come back, it does not deliver them to its own
+-- members, who are still there), its registration; leaves a tombstone so that d, should it
+-- come back, knows.
 -- KEYS: nodes, names, holds, room. prefix, stream length: the arguments.
 local function reap(d, prefix, maxlen)
   redis.call('ZREM', KEYS[1], d)
@@ -964,7 +966,7 @@ local function reap(d, prefix, maxlen)
   for _, record in ipairs(redis.call('HVALS', base .. ':members')) do
     local ok, member = pcall(cjson.decode, record)
     if ok and type(member) == 'table' and type(member.bye) == 'string' then
-      redis.call('XADD', KEYS[4], 'MAXLEN', '~', maxlen, '*', 'o', '*', 'f', member.bye)
+      redis.call('XADD', KEYS[4], 'MAXLEN', '~', maxlen, '*', 'o', d, 'f', member.bye)
     end
   end
   redis.call('DEL', base .. ':names', base .. ':holds', base .. ':members')

@@ -326,12 +326,17 @@ impl Hub {
                     hub: self.clone(),
                     id,
                     token: temp_token.clone(),
+                    // Until Redis has it, the page is not this node's to settle there (a page
+                    // written but never settled expires by itself).
+                    shared: false,
                 }
             };
             match self.link() {
                 None => return Ok(lease),
                 Some(link) => {
+                    let mut lease = lease;
                     if link.open_page(&lease.id, &temp_token, ttl).await? {
+                        lease.shared = true;
                         return Ok(lease);
                     }
                     // Another node has (or had) a page with that id: draw again.
@@ -611,8 +616,9 @@ impl Hub {
     }
 
     /// Closes the members whose names (case-folded) or tokens (hex keys) another node took
-    /// while this one was out of touch. Their departures are not announced: the other nodes
-    /// announced them when they reaped this one.
+    /// while this one was out of touch. Their departures are announced here only: the other
+    /// nodes heard of them when this one was reaped (or, if it was not, the name now belongs
+    /// to someone else there).
     pub(crate) fn expel_lost(&self, names: &[String], holds: &[String]) {
         let mut room = self.room();
         let lost: Vec<u64> = room
@@ -627,15 +633,20 @@ impl Hub {
             })
             .map(|(&id, _)| id)
             .collect();
+        let mut dropped = Vec::new();
         for id in lost {
             if let Some(member) = room.members.remove(&id) {
                 let _ = member
                     .reason
                     .set(clichat_proto::refusal::CLUSTER_CONFLICT.to_owned());
                 member.evicted.cancel();
-                member.leave(room.link.as_deref());
+                let name = member.leave(room.link.as_deref());
+                let bye = Payload::from(ServerFrame::Disconnect(name).encode());
+                dropped.extend(room.fan_out(id, bye, false));
             }
         }
+        drop(room);
+        log_dropped(dropped);
     }
 
     /// Marks the server as shutting down: from now on departures are not announced here (the
@@ -836,6 +847,8 @@ pub struct PageLease {
     hub: Hub,
     id: String,
     token: String,
+    /// In cluster mode: the page is in Redis, to be settled there when this drops.
+    shared: bool,
 }
 
 impl PageLease {
@@ -862,7 +875,7 @@ impl Drop for PageLease {
             }
         }
         drop(login);
-        if let Some(link) = self.hub.link() {
+        if let Some(link) = self.hub.link().filter(|_| self.shared) {
             link.write(Write::SettlePage(std::mem::take(&mut self.id)));
         }
     }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use clichat_proto::refusal::{
     CLUSTER_UNAVAILABLE, MESSAGE_NOT_SENT, TOKEN_REFUSED, USERNAME_TAKEN,
 };
-use common::redis::Redis;
+use common::redis::{Redis, Relay};
 use common::{
     BOT_NAME, BOT_TOKEN, TOKENS, TestServer, WAIT, config, config_json, page_token, status,
 };
@@ -20,19 +20,24 @@ use serde_json::{Value, json};
 const NODE_TTL_SECS: u64 = 2;
 const MOD_TOKEN: &str = "mod-token";
 
-fn node_config(redis: &Redis, node: &str) -> Value {
+fn node_config(redis_url: &str, node: &str) -> Value {
     let mut tokens: serde_json::Map<String, Value> =
         TOKENS.iter().map(|t| (t.to_string(), json!({}))).collect();
     tokens.insert(MOD_TOKEN.into(), json!({"role": "mod"}));
     config_json(json!({
         "tokens": tokens,
-        "cluster": {"redis": redis.url(), "node_id": node, "node_ttl_secs": NODE_TTL_SECS},
+        "cluster": {"redis": redis_url, "node_id": node, "node_ttl_secs": NODE_TTL_SECS},
     }))
 }
 
 /// A node on `redis`, once its link is up.
 async fn node(redis: &Redis, name: &str) -> TestServer {
-    let server = TestServer::start(config(node_config(redis, name))).await;
+    node_on(&redis.url(), name).await
+}
+
+/// A node on the Redis at `redis_url`, once its link is up.
+async fn node_on(redis_url: &str, name: &str) -> TestServer {
+    let server = TestServer::start(config(node_config(redis_url, name))).await;
     wait_link(&server.url("/_status"), "up").await;
     server
 }
@@ -210,7 +215,7 @@ async fn a_killed_node_is_reaped_within_its_ttl() {
     let redis = Redis::start().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("secureconfig.json");
-    std::fs::write(&path, node_config(&redis, "doomed").to_string()).unwrap();
+    std::fs::write(&path, node_config(&redis.url(), "doomed").to_string()).unwrap();
     let mut doomed = common::process::start(&path, "info").await;
     doomed.log_line("cluster link up").await;
     let survivor = node(&redis, "survivor").await;
@@ -278,4 +283,49 @@ async fn redis_outage_refuses_rather_than_loses() {
     a.expect(message("c", "hello")).await;
     n1.stop().await;
     n2.stop().await;
+}
+
+/// A partition: one node loses Redis for longer than its TTL while the others keep it. They
+/// declare it dead and announce its users' departures; when it comes back, it announces them
+/// again, and its own users never hear that their neighbours left.
+#[tokio::test]
+async fn a_node_cut_off_past_its_ttl_rejoins() {
+    let redis = Redis::start().await;
+    let relay = Relay::start(&redis).await;
+    let island = node_on(&relay.url(), "island").await;
+    let mainland = node(&redis, "mainland").await;
+    let mut a = island.login("a", TOKENS[0]).await;
+    let mut neighbour = island.login("neighbour", TOKENS[1]).await;
+    a.expect(json!(["join", "neighbour"])).await;
+    let mut b = mainland.login("b", TOKENS[2]).await;
+    a.expect(json!(["join", "b"])).await;
+    neighbour.expect(json!(["join", "b"])).await;
+
+    relay.cut();
+    wait_link(&island.url("/_status"), "down").await;
+    let mut gone = vec![b.recv().await, b.recv().await];
+    gone.sort_by_key(Value::to_string);
+    assert_eq!(
+        gone,
+        [
+            json!(["disconnect", "a"]),
+            json!(["disconnect", "neighbour"])
+        ]
+    );
+    // Declared dead, its users' names are free on the mainland meanwhile; nobody takes them.
+
+    relay.restore();
+    wait_link(&island.url("/_status"), "up").await;
+    let mut back = vec![b.recv().await, b.recv().await];
+    back.sort_by_key(Value::to_string);
+    assert_eq!(back, [json!(["join", "a"]), json!(["join", "neighbour"])]);
+    // On the island nothing happened: the next thing a hears is its neighbour speaking.
+    neighbour.say("still here").await;
+    a.expect(message("neighbour", "still here")).await;
+    b.expect(message("neighbour", "still here")).await;
+    // And the names are the island's again.
+    let taken = json!(["auth", {"username": "a", "token": TOKENS[3]}]);
+    mainland.expect_refused(taken, USERNAME_TAKEN).await;
+    island.stop().await;
+    mainland.stop().await;
 }

@@ -70,3 +70,64 @@ async fn spawn(port: u16) -> Child {
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     child
 }
+
+/// A TCP relay to a Redis that can be cut and restored, so that one node loses Redis while the
+/// others keep it (a network partition).
+pub struct Relay {
+    pub port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Cancelled to break every relayed connection at once.
+    generation: std::sync::Arc<std::sync::Mutex<tokio_util::sync::CancellationToken>>,
+}
+
+impl Relay {
+    /// Relays `127.0.0.1:<port>` to `redis`.
+    pub async fn start(redis: &Redis) -> Relay {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let target = format!("127.0.0.1:{}", redis.port);
+        let relay = Relay {
+            port,
+            cut: Default::default(),
+            generation: Default::default(),
+        };
+        let (cut, generation) = (relay.cut.clone(), relay.generation.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if cut.load(Ordering::SeqCst) {
+                    continue; // dropped: the node sees its connection refused at once
+                }
+                let stop = generation.lock().unwrap().clone();
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        () = stop.cancelled() => {}
+                    }
+                });
+            }
+        });
+        relay
+    }
+
+    /// The URL for `cluster.redis`, through the relay.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Breaks every relayed connection and refuses new ones until [`Relay::restore`].
+    pub fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut generation = self.generation.lock().unwrap();
+        generation.cancel();
+        *generation = tokio_util::sync::CancellationToken::new();
+    }
+
+    pub fn restore(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
