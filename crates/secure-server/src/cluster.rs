@@ -599,8 +599,15 @@ async fn heartbeat(
     node: &str,
     ttl: Duration,
 ) -> redis::RedisResult<i64> {
-    redis::cmd("EVALSHA")
-        .arg(Scripts::get().heartbeat.hash)
+    reaping(&Scripts::get().heartbeat, node, ttl)
+        .query_async(conn)
+        .await
+}
+
+/// A call of a script that may reap nodes (the heartbeat, or a clean leave).
+fn reaping(script: &Script, node: &str, ttl: Duration) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.hash)
         .arg(4)
         .arg(key("nodes"))
         .arg(key("names"))
@@ -609,9 +616,8 @@ async fn heartbeat(
         .arg(node)
         .arg(ms_u64(ttl))
         .arg(PREFIX)
-        .arg(STREAM_MAX_LEN)
-        .query_async(conn)
-        .await
+        .arg(STREAM_MAX_LEN);
+    cmd
 }
 
 /// Adds `write` to a pipeline.
@@ -738,16 +744,7 @@ async fn write_batch(
             Op::Write(write) => add_write(&mut pipe, node, write),
             Op::Call(call, _) => add_call(&mut pipe, node, call),
             Op::Leave(_) => {
-                pipe.cmd("EVALSHA")
-                    .arg(Scripts::get().leave.hash)
-                    .arg(4)
-                    .arg(key("nodes"))
-                    .arg(key("names"))
-                    .arg(key("holds"))
-                    .arg(key("room"))
-                    .arg(node)
-                    .arg(PREFIX)
-                    .arg(STREAM_MAX_LEN)
+                pipe.add_command(reaping(&Scripts::get().leave, node, Duration::ZERO))
                     .ignore();
                 // Nothing after a leave is written: the node is gone.
                 break;
@@ -1007,10 +1004,11 @@ redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 return 1
 "#;
 
-/// KEYS: nodes, names, holds, room. ARGV: node, prefix, stream length. A clean shutdown.
+/// KEYS: nodes, names, holds, room. ARGV: node, (unused), prefix, stream length. A clean
+/// shutdown.
 const LUA_LEAVE: &str = r#"
-reap(ARGV[1], ARGV[2], ARGV[3])
-redis.call('DEL', ARGV[2] .. 'reaped:' .. ARGV[1])
+reap(ARGV[1], ARGV[3], ARGV[4])
+redis.call('DEL', ARGV[3] .. 'reaped:' .. ARGV[1])
 return 1
 "#;
 
