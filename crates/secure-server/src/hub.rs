@@ -7,7 +7,7 @@
 //!
 //! In cluster mode ([`Hub::clustered`]) the same interface spans every node: claims are also
 //! made in Redis, and what members cause is also written to the cluster's room stream, through
-//! [`crate::cluster`]. Session code does not know which it has.
+//! the `cluster` module. Session code does not know which it has.
 //!
 //! Locks are `std::sync::Mutex`es held only for map operations and the fan-out loop, never
 //! across an `.await`. Where both are taken, the room lock is taken before the login lock
