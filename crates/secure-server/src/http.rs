@@ -318,6 +318,7 @@ async fn metrics(
         tokens_held: hub.held_tokens,
         deliveries: hub.deliveries,
         queue_drops: hub.queue_drops,
+        cluster_link_up: server.hub.cluster_status().map(|(_, up)| up),
     });
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     ([(header::CONTENT_TYPE, content_type)], text).into_response()

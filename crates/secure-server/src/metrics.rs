@@ -41,6 +41,8 @@ pub(crate) struct Snapshot {
     pub(crate) tokens_held: usize,
     pub(crate) deliveries: u64,
     pub(crate) queue_drops: u64,
+    /// In cluster mode: whether the node's link to Redis is up.
+    pub(crate) cluster_link_up: Option<bool>,
 }
 
 /// The server's metrics.
@@ -203,6 +205,12 @@ impl Collector for Present {
         ];
         for (name, help, value) in gauges {
             let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        if let Some(up) = now.cluster_link_up {
+            let gauge = ConstGauge::new(i64::from(up));
+            let help = "1 while this cluster node can reach Redis, else 0";
+            let name = "clichat_cluster_link_up";
             gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
         }
         let counters = [

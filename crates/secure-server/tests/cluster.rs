@@ -27,6 +27,7 @@ fn node_config(redis_url: &str, node: &str) -> Value {
     config_json(json!({
         "tokens": tokens,
         "cluster": {"redis": redis_url, "node_id": node, "node_ttl_secs": NODE_TTL_SECS},
+        "metrics": {},
     }))
 }
 
@@ -65,6 +66,11 @@ async fn wait_link(status_url: &str, want: &str) {
 fn via(link: &str, node: &TestServer) -> String {
     let id = link.rsplit('/').next().unwrap();
     node.url(&format!("/{id}"))
+}
+
+async fn metrics(node: &TestServer) -> String {
+    let response = reqwest::get(node.url("/metrics")).await.unwrap();
+    response.text().await.unwrap()
 }
 
 fn message(from: &str, text: &str) -> Value {
@@ -255,6 +261,7 @@ async fn redis_outage_refuses_rather_than_loses() {
     wait_link(&n1.url("/_status"), "down").await;
     wait_link(&n2.url("/_status"), "down").await;
     assert_eq!(status(&n1.url("/healthz")).await, 503);
+    assert!(metrics(&n1).await.contains("clichat_cluster_link_up 0"));
     // Sessions stay; a message is refused, not delivered to some and lost to others.
     a.say("into the void").await;
     a.expect(json!(["refusal", MESSAGE_NOT_SENT])).await;
@@ -268,6 +275,7 @@ async fn redis_outage_refuses_rather_than_loses() {
     wait_link(&n1.url("/_status"), "up").await;
     wait_link(&n2.url("/_status"), "up").await;
     assert_eq!(status(&n1.url("/healthz")).await, 200);
+    assert!(metrics(&n1).await.contains("clichat_cluster_link_up 1"));
     a.expect(json!(["disconnect", "b"])).await;
     // What a holds was claimed again in the empty Redis.
     let taken = json!(["auth", {"username": "A", "token": TOKENS[3]}]);
