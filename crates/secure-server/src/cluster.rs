@@ -106,12 +106,24 @@ pub(crate) enum Write {
     Control(String),
     ReleaseName(String),
     ReleaseHold(String),
+    /// A member joined: its record, for `who`, kicks and reaping.
     Member {
         folded: String,
         record: String,
     },
+    /// A member left: its record goes, and `bye` is announced if the record was there (so that
+    /// a departure is announced once, however many paths report it), or whatever Redis holds
+    /// when `always` (set for the backlog when Redis lost its data).
+    Depart {
+        folded: String,
+        bye: Payload,
+        always: bool,
+    },
+    /// A member's record goes without an announcement.
     Unmember(String),
     SettlePage(String),
+    /// The others' announcement of this node's death has been answered with joins.
+    ClearTombstone,
 }
 
 /// Questions, answered in order with the writes.
@@ -155,6 +167,8 @@ pub(crate) struct Link {
     node: String,
     ops: mpsc::UnboundedSender<Op>,
     up: AtomicBool,
+    /// The worker task, to stop it if it cannot leave in time.
+    worker: std::sync::OnceLock<tokio::task::AbortHandle>,
 }
 
 impl Link {
@@ -263,13 +277,21 @@ impl Link {
         Ok(found.and_then(|(node, record)| Some((node, serde_json::from_str(&record).ok()?))))
     }
 
-    /// Writes everything queued, then takes this node out of the cluster. Waits at most
-    /// `within`.
+    /// Writes everything queued, then takes this node out of the cluster and stops its
+    /// worker. Waits at most `within`.
     pub async fn leave(&self, within: Duration) {
         let (tx, rx) = oneshot::channel();
         if self.ops.send(Op::Leave(tx)).is_ok() && tokio::time::timeout(within, rx).await.is_err() {
             warn!("could not leave the cluster in time; the other nodes will reap this one");
         }
+        self.up.store(false, Ordering::Release);
+        if let Some(worker) = self.worker.get() {
+            worker.abort();
+        }
+    }
+
+    pub fn set_worker(&self, worker: tokio::task::AbortHandle) {
+        let _ = self.worker.set(worker);
     }
 }
 
@@ -285,12 +307,14 @@ pub(crate) fn start(config: &ClusterConfig) -> (Arc<Link>, Worker) {
         node,
         ops,
         up: AtomicBool::new(false),
+        worker: std::sync::OnceLock::new(),
     });
     let worker = Worker {
         link: Arc::clone(&link),
         url: config.redis.clone(),
         ttl: config.node_ttl(),
         ops: rx,
+        inflight: Vec::new(),
         backlog: VecDeque::new(),
         last_id: None,
     };
@@ -303,6 +327,9 @@ pub(crate) struct Worker {
     url: String,
     ttl: Duration,
     ops: mpsc::UnboundedReceiver<Op>,
+    /// The batch being written: kept here, not in the future writing it, so that a spell
+    /// ended by the reader or the heartbeat does not lose it.
+    inflight: Vec<Op>,
     /// Writes made while Redis was unreachable, oldest first.
     backlog: VecDeque<Write>,
     /// The last stream entry this node has read: where to read on from after a reconnect.
@@ -327,7 +354,12 @@ impl Worker {
             match self.connect().await {
                 Ok(conns) => {
                     backoff = BACKOFF.0;
-                    match self.serve(conns, &hub).await {
+                    let served = self.serve(conns, &hub).await;
+                    self.link.up.store(false, Ordering::Release);
+                    if self.requeue_inflight() {
+                        return;
+                    }
+                    match served {
                         Ok(Ended::Left | Ended::Dropped) => return,
                         Err(error) => warn!(%error, "lost the cluster's Redis; reconnecting"),
                     }
@@ -385,6 +417,25 @@ impl Worker {
         }
     }
 
+    /// After a spell: the batch that was being written goes to the backlog (its calls fail).
+    /// `true` if it held the node's leave, which is then done.
+    fn requeue_inflight(&mut self) -> bool {
+        let mut left = false;
+        for op in std::mem::take(&mut self.inflight) {
+            match op {
+                Op::Write(write) => self.keep(write),
+                Op::Call(_, reply) => {
+                    let _ = reply.send(Err(Unavailable));
+                }
+                Op::Leave(done) => {
+                    let _ = done.send(());
+                    left = true;
+                }
+            }
+        }
+        left
+    }
+
     fn keep(&mut self, write: Write) {
         if self.backlog.len() >= BACKLOG_MAX {
             self.backlog.pop_front();
@@ -419,6 +470,7 @@ impl Worker {
         let ttl = self.ttl;
         let Worker {
             ops,
+            inflight,
             backlog,
             last_id,
             ..
@@ -426,17 +478,19 @@ impl Worker {
         let mut beat_conn = writer.clone();
         let writing = async {
             loop {
-                let Some(first) = ops.recv().await else {
-                    return Ok(Ended::Dropped);
-                };
-                let mut batch = vec![first];
-                while batch.len() < BATCH {
+                if inflight.is_empty() {
+                    let Some(first) = ops.recv().await else {
+                        return Ok(Ended::Dropped);
+                    };
+                    inflight.push(first);
+                }
+                while inflight.len() < BATCH {
                     match ops.try_recv() {
-                        Ok(op) => batch.push(op),
+                        Ok(op) => inflight.push(op),
                         Err(_) => break,
                     }
                 }
-                if let Some(ended) = write_batch(&mut writer, &node, batch, backlog).await? {
+                if let Some(ended) = write_batch(&mut writer, &node, inflight, backlog).await? {
                     return Ok(ended);
                 }
             }
@@ -473,29 +527,80 @@ impl Worker {
         }
     }
 
-    /// Registers the node and makes Redis agree with what its members hold now; closes the
-    /// members whose names or tokens another node took meanwhile; then writes the backlog.
+    /// Registers the node and makes Redis agree with what it holds now, announcing the
+    /// departures Redis still lists; closes the members and logins whose names or tokens
+    /// another node took meanwhile; writes the backlog.
+    ///
+    /// Everything queued before it joins the backlog first, and the hub's state is read right
+    /// after, so that every departure is either in the backlog or absent from the state. Then
+    /// it depends on what Redis remembers of this node:
+    /// - still registered (a short outage): the backlog goes first, so that messages and
+    ///   departures keep their order, then the state is claimed;
+    /// - declared dead (its tombstone): the others announced all its members' departures. It
+    ///   claims its state back, announces its members again (joins), and then writes the
+    ///   backlog, whose departures are then silent and whose messages arrive late, not never;
+    /// - neither (Redis lost its data, or a first start): the backlog's departures are
+    ///   announced whatever Redis holds, then the state is claimed.
     async fn sync(
         &mut self,
         conn: &mut MultiplexedConnection,
         hub: &Hub,
     ) -> redis::RedisResult<()> {
-        let node = &self.link.node;
+        let node = self.link.node.clone();
+        let (reaped, registered): (bool, Option<f64>) = redis::pipe()
+            .cmd("EXISTS")
+            .arg(key(&format!("reaped:{node}")))
+            .cmd("ZSCORE")
+            .arg(key("nodes"))
+            .arg(&node)
+            .query_async(conn)
+            .await?;
+        while let Ok(op) = self.ops.try_recv() {
+            match op {
+                Op::Write(write) => self.keep(write),
+                Op::Call(_, reply) => {
+                    let _ = reply.send(Err(Unavailable));
+                }
+                leave @ Op::Leave(_) => {
+                    // Written first once connected: the node is leaving.
+                    self.inflight.push(leave);
+                    break;
+                }
+            }
+        }
         let state = hub.cluster_state();
+        if reaped {
+            for write in &mut self.backlog {
+                if let Write::Depart { folded, .. } = write {
+                    *write = Write::Unmember(std::mem::take(folded));
+                }
+            }
+        } else {
+            if registered.is_none() {
+                for write in &mut self.backlog {
+                    if let Write::Depart { always, .. } = write {
+                        *always = true;
+                    }
+                }
+            }
+            self.write_backlog(conn).await?;
+        }
         let scripts = Scripts::get();
         let mut invocation = redis::cmd("EVALSHA");
         invocation
             .arg(scripts.sync.hash)
-            .arg(6)
+            .arg(7)
             .arg(key("nodes"))
             .arg(key("names"))
             .arg(key("holds"))
-            .arg(node_key(node, "names"))
-            .arg(node_key(node, "holds"))
-            .arg(node_key(node, "members"))
-            .arg(node)
+            .arg(node_key(&node, "names"))
+            .arg(node_key(&node, "holds"))
+            .arg(node_key(&node, "members"))
+            .arg(key("room"))
+            .arg(&node)
             .arg(ms_u64(self.ttl))
             .arg(PREFIX)
+            .arg(STREAM_MAX_LEN)
             .arg(state.names.len())
             .arg(state.holds.len())
             .arg(&state.names)
@@ -503,7 +608,7 @@ impl Worker {
         for (folded, record) in &state.members {
             invocation.arg(folded).arg(record);
         }
-        let (reaped, lost_names, lost_holds): (i64, Vec<String>, Vec<String>) =
+        let (lost_names, lost_holds): (Vec<String>, Vec<String>) =
             invocation.query_async(conn).await?;
         if !lost_names.is_empty() || !lost_holds.is_empty() {
             warn!(
@@ -511,33 +616,39 @@ impl Worker {
                 tokens = lost_holds.len(),
                 "taken by other nodes while this one was out of touch; closing their holders"
             );
-            hub.expel_lost(&lost_names, &lost_holds);
         }
-        let mut backlog = std::mem::take(&mut self.backlog);
-        if reaped == 1 {
-            // The others declared this node dead and announced every member's departure: the
-            // departures in the backlog were announced, and those still here are announced
-            // again as joins.
-            backlog.retain(|write| !matches!(write, Write::Frame(_)));
+        let expelled = hub.expel_lost(&lost_names, &lost_holds);
+        if reaped {
             info!(
-                members = state.members.len(),
-                "rejoining the cluster after being reaped"
+                members = state.members.len() - expelled.len(),
+                "rejoining the cluster after being declared dead"
             );
-            for (_, record) in &state.members {
-                if let Ok(member) = serde_json::from_str::<MemberRecord>(record) {
+            let mut joins: VecDeque<Write> = state
+                .members
+                .iter()
+                .filter(|(folded, _)| !expelled.contains(folded))
+                .filter_map(|(_, record)| serde_json::from_str::<MemberRecord>(record).ok())
+                .map(|member| {
                     let join = clichat_proto::ServerFrame::Join(member.name).encode();
-                    backlog.push_back(Write::Frame(Payload::from(join)));
-                }
-            }
-        }
-        while !backlog.is_empty() {
-            let chunk: Vec<Op> = backlog
-                .drain(..backlog.len().min(BATCH))
-                .map(Op::Write)
+                    Write::Frame(Payload::from(join))
+                })
                 .collect();
+            joins.push_back(Write::ClearTombstone);
+            joins.append(&mut self.backlog);
+            self.backlog = joins;
+            self.write_backlog(conn).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the backlog, oldest first. What a broken connection leaves unwritten stays in it.
+    async fn write_backlog(&mut self, conn: &mut MultiplexedConnection) -> redis::RedisResult<()> {
+        while !self.backlog.is_empty() {
+            let count = self.backlog.len().min(BATCH);
+            let mut chunk: Vec<Op> = self.backlog.drain(..count).map(Op::Write).collect();
             let mut again = VecDeque::new();
-            if let Err(error) = write_batch(conn, node, chunk, &mut again).await {
-                again.extend(backlog);
+            if let Err(error) = write_batch(conn, &self.link.node, &mut chunk, &mut again).await {
+                again.append(&mut self.backlog);
                 self.backlog = again;
                 return Err(error);
             }
@@ -635,6 +746,36 @@ fn add_write(pipe: &mut redis::Pipeline, node: &str, write: &Write) {
                 .arg(record)
                 .ignore();
         }
+        Write::Depart {
+            folded,
+            bye,
+            always: true,
+        } => {
+            pipe.cmd("HDEL")
+                .arg(node_key(node, "members"))
+                .arg(folded)
+                .ignore();
+            add_xadd(pipe, "f", node, bye.as_str());
+        }
+        Write::Depart {
+            folded,
+            bye,
+            always: false,
+        } => {
+            pipe.cmd("EVALSHA")
+                .arg(scripts.depart.hash)
+                .arg(2)
+                .arg(node_key(node, "members"))
+                .arg(key("room"))
+                .arg(node)
+                .arg(folded)
+                .arg(bye.as_str())
+                .arg(STREAM_MAX_LEN)
+                .ignore();
+        }
+        Write::ClearTombstone => {
+            pipe.cmd("DEL").arg(key(&format!("reaped:{node}"))).ignore();
+        }
         Write::Unmember(folded) => {
             pipe.cmd("HDEL")
                 .arg(node_key(node, "members"))
@@ -711,8 +852,9 @@ fn add_call(pipe: &mut redis::Pipeline, node: &str, call: &Call) {
         Call::Find(folded) => {
             pipe.cmd("EVALSHA")
                 .arg(scripts.find.hash)
-                .arg(1)
+                .arg(2)
                 .arg(key("names"))
+                .arg(key("nodes"))
                 .arg(PREFIX)
                 .arg(folded);
         }
@@ -730,16 +872,21 @@ fn add_claim(pipe: &mut redis::Pipeline, scripts: &Scripts, node: &str, what: &s
         .arg(item);
 }
 
-/// Writes one batch as one pipeline and answers its calls. On a Redis error the batch's writes
-/// go to `backlog` (in order, to be written after reconnecting) and its calls fail.
+/// Writes one batch as one pipeline and answers its calls, emptying `batch`.
+///
+/// If the connection breaks, the batch's writes go to `backlog` (in order, to be written after
+/// reconnecting: Redis may have run some, so those few may be written twice) and its calls
+/// fail. If Redis answers an error (a bug, or a Redis that cannot write: out of memory, read
+/// only), it did run the rest of the pipeline: the writes are not repeated, the calls fail, and
+/// the link is restarted, so that a Redis that keeps failing keeps the node refusing.
 async fn write_batch(
     conn: &mut MultiplexedConnection,
     node: &str,
-    batch: Vec<Op>,
+    batch: &mut Vec<Op>,
     backlog: &mut VecDeque<Write>,
 ) -> redis::RedisResult<Option<Ended>> {
     let mut pipe = redis::pipe();
-    for op in &batch {
+    for op in batch.iter() {
         match op {
             Op::Write(write) => add_write(&mut pipe, node, write),
             Op::Call(call, _) => add_call(&mut pipe, node, call),
@@ -751,30 +898,25 @@ async fn write_batch(
             }
         }
     }
-    let replies: Result<Vec<Value>, _> = pipe.query_async(conn).await;
-    let mut replies = match replies {
-        Ok(replies) => replies.into_iter(),
-        Err(error) => {
-            for op in batch {
-                match op {
-                    Op::Write(write) => backlog.push_back(write),
-                    Op::Call(_, reply) => {
-                        let _ = reply.send(Err(Unavailable));
-                    }
-                    Op::Leave(done) => {
-                        let _ = done.send(());
-                        return Ok(Some(Ended::Left));
-                    }
-                }
-            }
-            return Err(error);
-        }
+    let replies: redis::RedisResult<Vec<Value>> = pipe.query_async(conn).await;
+    let (mut replies, failed) = match replies {
+        Ok(replies) => (replies.into_iter(), None),
+        Err(error) => (Vec::new().into_iter(), Some(error)),
     };
-    for op in batch {
+    let link_broke = failed.as_ref().is_some_and(is_link_failure);
+    if let Some(error) = failed.as_ref().filter(|_| !link_broke) {
+        warn!(%error, writes = batch.len(), "Redis refused part of a batch; restarting the link");
+    }
+    for op in batch.drain(..) {
         match op {
+            Op::Write(write) if link_broke => backlog.push_back(write),
             Op::Write(_) => {}
             Op::Call(_, reply) => {
-                let _ = reply.send(replies.next().ok_or(Unavailable));
+                let answer = match &failed {
+                    None => replies.next().ok_or(Unavailable),
+                    Some(_) => Err(Unavailable),
+                };
+                let _ = reply.send(answer);
             }
             Op::Leave(done) => {
                 info!("left the cluster");
@@ -783,7 +925,19 @@ async fn write_batch(
             }
         }
     }
-    Ok(None)
+    match failed {
+        Some(error) => Err(error),
+        None => Ok(None),
+    }
+}
+
+/// Whether `error` means the connection is gone (rather than Redis answering an error).
+fn is_link_failure(error: &redis::RedisError) -> bool {
+    error.is_io_error()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || error.is_timeout()
+        || error.is_unrecoverable_error()
 }
 
 /// Reads the room stream until reading fails.
@@ -883,6 +1037,7 @@ struct Script {
 struct Scripts {
     claim: Script,
     release: Script,
+    depart: Script,
     heartbeat: Script,
     leave: Script,
     sync: Script,
@@ -908,6 +1063,7 @@ impl Scripts {
             Scripts {
                 claim: make(LUA_CLAIM),
                 release: make(LUA_RELEASE),
+                depart: make(LUA_DEPART),
                 heartbeat: make(LUA_HEARTBEAT),
                 leave: make(LUA_LEAVE),
                 sync: make(LUA_SYNC),
@@ -920,10 +1076,11 @@ impl Scripts {
         &SCRIPTS
     }
 
-    fn all(&self) -> [&Script; 9] {
+    fn all(&self) -> [&Script; 10] {
         [
             &self.claim,
             &self.release,
+            &self.depart,
             &self.heartbeat,
             &self.leave,
             &self.sync,
@@ -990,6 +1147,16 @@ redis.call('SREM', KEYS[2], ARGV[2])
 return 1
 "#;
 
+/// KEYS: node's members, room. ARGV: node, case-folded name, `disconnect` frame, stream length.
+/// Announces the departure only if the member's record was there: once, however many paths
+/// (the session, the backlog, a sync) report it.
+const LUA_DEPART: &str = r#"
+if redis.call('HDEL', KEYS[1], ARGV[2]) == 1 then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'o', ARGV[1], 'f', ARGV[3])
+end
+return 1
+"#;
+
 /// KEYS: nodes, names, holds, room. ARGV: node, ttl ms, prefix, stream length.
 /// Reaps every node past its deadline, then renews this one's. 0 if this node's own deadline
 /// had passed (it must sync again), else 1.
@@ -1012,14 +1179,30 @@ redis.call('DEL', ARGV[3] .. 'reaped:' .. ARGV[1])
 return 1
 "#;
 
-/// KEYS: nodes, names, holds, node's names, node's holds, node's members.
-/// ARGV: node, ttl ms, prefix, #names, #holds, names..., holds..., (folded name, record)...
-/// Registers the node and replaces what Redis says it holds by what it holds. Returns
-/// {1 if the node had been reaped, names taken by others, holds taken by others}.
+/// KEYS: nodes, names, holds, node's names, node's holds, node's members, room.
+/// ARGV: node, ttl ms, prefix, stream length, #names, #holds, names..., holds...,
+/// (folded name, record)...
+/// Registers the node and replaces what Redis says it holds by what it holds. Members Redis
+/// still lists but the node no longer has (it restarted within its TTL, or the departures'
+/// announcements were lost) are announced as gone. Returns {names taken by others, holds taken
+/// by others}.
 const LUA_SYNC: &str = r#"
 local now = now_ms()
 local me = ARGV[1]
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), me)
+local counts = {tonumber(ARGV[5]), tonumber(ARGV[6])}
+local first_member = 7 + counts[1] + counts[2]
+local present = {}
+for k = first_member, #ARGV - 1, 2 do present[ARGV[k]] = true end
+local old = redis.call('HGETALL', KEYS[6])
+for k = 1, #old, 2 do
+  if not present[old[k]] then
+    local ok, member = pcall(cjson.decode, old[k + 1])
+    if ok and type(member) == 'table' and type(member.bye) == 'string' then
+      redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[4], '*', 'o', me, 'f', member.bye)
+    end
+  end
+end
 for _, n in ipairs(redis.call('SMEMBERS', KEYS[4])) do
   if redis.call('HGET', KEYS[2], n) == me then redis.call('HDEL', KEYS[2], n) end
 end
@@ -1028,8 +1211,7 @@ for _, h in ipairs(redis.call('SMEMBERS', KEYS[5])) do
 end
 redis.call('DEL', KEYS[4], KEYS[5], KEYS[6])
 local lost = {{}, {}}
-local i = 6
-local counts = {tonumber(ARGV[4]), tonumber(ARGV[5])}
+local i = 7
 for which = 1, 2 do
   local index, mine = KEYS[1 + which], KEYS[3 + which]
   for _ = 1, counts[which] do
@@ -1048,8 +1230,7 @@ while i < #ARGV do
   redis.call('HSET', KEYS[6], ARGV[i], ARGV[i + 1])
   i = i + 2
 end
-local reaped = redis.call('DEL', ARGV[3] .. 'reaped:' .. me)
-return {reaped, lost[1], lost[2]}
+return lost
 "#;
 
 /// KEYS: page, settled marker. ARGV: temporary token, ttl ms. 1 opened, 0 id in use.
@@ -1085,10 +1266,11 @@ end
 return out
 "#;
 
-/// KEYS: names. ARGV: prefix, folded name. {node, record} of that member, or nil.
+/// KEYS: names, nodes. ARGV: prefix, folded name. {node, record} of that member, or nil (also
+/// when its node is past its deadline: it cannot act on a kick).
 const LUA_FIND: &str = r#"
 local owner = redis.call('HGET', KEYS[1], ARGV[2])
-if not owner then return false end
+if not owner or not alive(KEYS[2], owner, now_ms()) then return false end
 local record = redis.call('HGET', ARGV[1] .. 'node:' .. owner .. ':members', ARGV[2])
 if not record then return false end
 return {owner, record}

@@ -97,6 +97,10 @@ struct LoginState {
     pending_pages: HashMap<String, PendingPage>,
     settled_pages: HashSet<String>,
     settled_order: VecDeque<String>,
+    /// Cluster mode: names and tokens this node held while out of touch, and found taken by
+    /// another node when it came back. A login holding one is refused at [`Hub::join`].
+    lost_names: HashSet<String>,
+    lost_holds: HashSet<TokenKey>,
 }
 
 #[derive(Debug, Default)]
@@ -206,8 +210,8 @@ impl Hub {
     /// [`Refused::Unavailable`]. Must be called within a Tokio runtime.
     pub fn clustered(one_user_per_token: bool, queue_len: usize, config: &ClusterConfig) -> Hub {
         let (link, worker) = cluster::start(config);
-        let hub = Hub::with_link(one_user_per_token, queue_len, Some(link));
-        tokio::spawn(worker.run(hub.clone()));
+        let hub = Hub::with_link(one_user_per_token, queue_len, Some(Arc::clone(&link)));
+        link.set_worker(tokio::spawn(worker.run(hub.clone())).abort_handle());
         hub
     }
 
@@ -326,20 +330,22 @@ impl Hub {
                     hub: self.clone(),
                     id,
                     token: temp_token.clone(),
-                    // Until Redis has it, the page is not this node's to settle there (a page
-                    // written but never settled expires by itself).
+                    // Set when the page is written to Redis (cluster mode).
                     shared: false,
                 }
             };
             match self.link() {
                 None => return Ok(lease),
                 Some(link) => {
+                    // Shared from before the question: a login abandoned while it is asked
+                    // settles the page (the settling follows the opening in Redis).
                     let mut lease = lease;
+                    lease.shared = true;
                     if link.open_page(&lease.id, &temp_token, ttl).await? {
-                        lease.shared = true;
                         return Ok(lease);
                     }
-                    // Another node has (or had) a page with that id: draw again.
+                    // Another node has (or had) a page with that id: not ours to settle.
+                    lease.shared = false;
                 }
             }
         }
@@ -378,26 +384,23 @@ impl Hub {
     /// dropped as a slow consumer) releases them first and then announces
     /// `["disconnect", name]`, so that whoever hears of the disconnect may take the name and
     /// token at once.
-    pub fn join(&self, name: &str, leases: Leases, profile: Profile) -> Membership {
+    ///
+    /// `None` (the leases released) if, in cluster mode, another node was given the name or
+    /// the token while this one was out of touch.
+    pub fn join(&self, name: &str, leases: Leases, profile: Profile) -> Option<Membership> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(self.inner.queue_len);
         let evicted = CancellationToken::new();
         let reason = Arc::new(OnceLock::new());
-        if let Some(link) = self.link() {
-            let record = MemberRecord {
-                id,
-                name: name.to_owned(),
-                kind: profile.kind.to_owned(),
-                role: profile.role,
-                label: profile.label.clone(),
-                token: profile.token.map(|key| key.to_hex()),
-                bye: ServerFrame::Disconnect(name.to_owned()).encode(),
-            };
-            link.write(Write::Member {
-                folded: leases.name.folded.clone(),
-                record: serde_json::to_string(&record).expect("a record always serializes"),
-            });
-        }
+        let record = self.link().map(|_| MemberRecord {
+            id,
+            name: name.to_owned(),
+            kind: profile.kind.to_owned(),
+            role: profile.role,
+            label: profile.label.clone(),
+            token: profile.token.map(|key| key.to_hex()),
+            bye: ServerFrame::Disconnect(name.to_owned()).encode(),
+        });
         let member = Member {
             name: name.to_owned(),
             folded: leases.name.folded.clone(),
@@ -408,18 +411,30 @@ impl Hub {
             reason: Arc::clone(&reason),
         };
         let payload = Payload::from(ServerFrame::Join(name.to_owned()).encode());
+        // Under the room lock, which a sync's `expel_lost` holds too: a login is either
+        // refused here or in the room when that looks.
         let mut room = self.room();
+        if self.login().lost(&member.leases) {
+            drop(room);
+            return None;
+        }
+        if let (Some(link), Some(record)) = (self.link(), record) {
+            link.write(Write::Member {
+                folded: member.folded.clone(),
+                record: serde_json::to_string(&record).expect("a record always serializes"),
+            });
+        }
         room.members.insert(id, member);
         let dropped = room.fan_out(id, payload, true);
         drop(room);
         log_dropped(dropped);
-        Membership {
+        Some(Membership {
             hub: self.clone(),
             id,
             rx,
             evicted,
             reason,
-        }
+        })
     }
 
     /// Everyone in the room, in the order they joined.
@@ -616,11 +631,25 @@ impl Hub {
     }
 
     /// Closes the members whose names (case-folded) or tokens (hex keys) another node took
-    /// while this one was out of touch. Their departures are announced here only: the other
-    /// nodes heard of them when this one was reaped (or, if it was not, the name now belongs
-    /// to someone else there).
-    pub(crate) fn expel_lost(&self, names: &[String], holds: &[String]) {
+    /// while this one was out of touch, and marks them so that logins under way with them are
+    /// refused at [`Hub::join`]. The departures are announced here only: the other nodes heard
+    /// of them when this one was declared dead (or, if it was not, the name now belongs to
+    /// someone else there). Returns the names of the members closed.
+    pub(crate) fn expel_lost(&self, names: &[String], holds: &[String]) -> Vec<String> {
         let mut room = self.room();
+        {
+            let mut login = self.login();
+            for name in names {
+                if login.names.contains(name) {
+                    login.lost_names.insert(name.clone());
+                }
+            }
+            for key in holds.iter().filter_map(|hex| TokenKey::from_hex(hex)) {
+                if login.holds.contains_key(&key) {
+                    login.lost_holds.insert(key);
+                }
+            }
+        }
         let lost: Vec<u64> = room
             .members
             .iter()
@@ -633,6 +662,7 @@ impl Hub {
             })
             .map(|(&id, _)| id)
             .collect();
+        let mut expelled = Vec::new();
         let mut dropped = Vec::new();
         for id in lost {
             if let Some(member) = room.members.remove(&id) {
@@ -640,13 +670,18 @@ impl Hub {
                     .reason
                     .set(clichat_proto::refusal::CLUSTER_CONFLICT.to_owned());
                 member.evicted.cancel();
-                let name = member.leave(room.link.as_deref());
+                let (name, folded) = member.leave();
+                if let Some(link) = &room.link {
+                    link.write(Write::Unmember(folded.clone()));
+                }
                 let bye = Payload::from(ServerFrame::Disconnect(name).encode());
                 dropped.extend(room.fan_out(id, bye, false));
+                expelled.push(folded);
             }
         }
         drop(room);
         log_dropped(dropped);
+        expelled
     }
 
     /// Marks the server as shutting down: from now on departures are not announced here (the
@@ -703,10 +738,10 @@ impl Room {
             if let Some(member) = self.members.remove(&id) {
                 self.queue_drops += 1;
                 member.evicted.cancel();
-                let name = member.leave(self.link.as_deref());
+                let (name, folded) = member.leave();
                 let bye = Payload::from(ServerFrame::Disconnect(name.clone()).encode());
                 self.deliver(id, &bye, &mut slow);
-                self.publish(bye);
+                self.publish_departure(folded, bye);
                 dropped.push((id, name));
             }
         }
@@ -717,6 +752,18 @@ impl Room {
     fn publish(&self, payload: Payload) {
         if let Some(link) = &self.link {
             link.write(Write::Frame(payload));
+        }
+    }
+
+    /// In cluster mode, removes a departed member's record and announces its departure (once:
+    /// a sync that finds the record gone does not announce it again).
+    fn publish_departure(&self, folded: String, bye: Payload) {
+        if let Some(link) = &self.link {
+            link.write(Write::Depart {
+                folded,
+                bye,
+                always: false,
+            });
         }
     }
 
@@ -734,14 +781,14 @@ impl Room {
             let _ = member.reason.set(reason.to_owned());
             member.evicted.cancel();
         }
-        let name = member.leave(self.link.as_deref());
+        let (name, folded) = member.leave();
         let bye = Payload::from(ServerFrame::Disconnect(name.clone()).encode());
+        // The other nodes' members hear of it even while everyone here is leaving too.
+        self.publish_departure(folded, bye.clone());
         if closing.load(Ordering::Relaxed) {
-            // Everyone here is leaving too; the other nodes' members still hear of it.
-            self.publish(bye);
             return Some((name, Vec::new()));
         }
-        let dropped = self.fan_out(id, bye, true);
+        let dropped = self.fan_out(id, bye, false);
         Some((name, dropped))
     }
 
@@ -771,14 +818,22 @@ fn log_dropped(dropped: Vec<(u64, String)>) {
 }
 
 impl Member {
-    /// Releases the member's leases (and, in cluster mode, its record) and gives back its name
-    /// for the announcement.
-    fn leave(self, link: Option<&Link>) -> String {
+    /// Releases the member's leases and gives back its name, for the announcement, and its
+    /// case-folded name, for its record in the cluster.
+    fn leave(self) -> (String, String) {
         drop(self.leases);
-        if let Some(link) = link {
-            link.write(Write::Unmember(self.folded));
-        }
-        self.name
+        (self.name, self.folded)
+    }
+}
+
+impl LoginState {
+    /// Whether a sync found one of these leases taken by another node.
+    fn lost(&self, leases: &Leases) -> bool {
+        self.lost_names.contains(&leases.name.folded)
+            || leases
+                .token
+                .as_ref()
+                .is_some_and(|hold| self.lost_holds.contains(&hold.key))
     }
 }
 
@@ -807,7 +862,11 @@ pub struct NameLease {
 
 impl Drop for NameLease {
     fn drop(&mut self) {
-        self.hub.login().names.remove(&self.folded);
+        let mut login = self.hub.login();
+        login.names.remove(&self.folded);
+        login.lost_names.remove(&self.folded);
+        // Queued under the lock: a claim of the same name that follows this release locally
+        // follows it in Redis too.
         if let Some(link) = self.hub.link() {
             link.write(Write::ReleaseName(std::mem::take(&mut self.folded)));
         }
@@ -828,9 +887,10 @@ impl Drop for TokenHold {
             *count -= 1;
             if *count == 0 {
                 login.holds.remove(&self.key);
+                login.lost_holds.remove(&self.key);
             }
         }
-        drop(login);
+        // Queued under the lock, as for names.
         if let Some(link) = self
             .hub
             .link()
@@ -948,8 +1008,12 @@ mod tests {
     #[tokio::test]
     async fn departures_are_not_announced_while_closing() {
         let hub = Hub::new(true, 8);
-        let mut a = hub.join("a", leases(&hub, "a").await, Profile::default());
-        let b = hub.join("b", leases(&hub, "b").await, Profile::default());
+        let mut a = hub
+            .join("a", leases(&hub, "a").await, Profile::default())
+            .unwrap();
+        let b = hub
+            .join("b", leases(&hub, "b").await, Profile::default())
+            .unwrap();
         assert_eq!(a.recv().await.unwrap(), r#"["join","b"]"#);
         hub.close();
         drop(b);
@@ -1026,8 +1090,12 @@ mod tests {
     #[tokio::test]
     async fn broadcast_skips_the_sender_and_drops_slow_consumers() {
         let hub = Hub::new(true, 2);
-        let mut a = hub.join("a", leases(&hub, "a").await, Profile::default());
-        let mut b = hub.join("b", leases(&hub, "b").await, Profile::default());
+        let mut a = hub
+            .join("a", leases(&hub, "a").await, Profile::default())
+            .unwrap();
+        let mut b = hub
+            .join("b", leases(&hub, "b").await, Profile::default())
+            .unwrap();
         assert_eq!(a.recv().await.unwrap(), r#"["join","b"]"#);
         hub.broadcast(
             a.id(),

@@ -294,7 +294,9 @@ impl Session {
             profile,
         } = login;
         let (kind, role) = (profile.kind, profile.role);
-        let mut member = self.server.hub.join(&name, leases, profile);
+        let Some(mut member) = self.server.hub.join(&name, leases, profile) else {
+            return refuse(refusal::CLUSTER_CONFLICT);
+        };
         self.server.metrics.login(kind);
         info!(peer = %self.peer, id = member.id(), %name, kind, role = role.as_str(), "logged in");
         let Err(exit) = self.chat_loop(&mut member, &name, role).await;

@@ -337,3 +337,37 @@ async fn a_node_cut_off_past_its_ttl_rejoins() {
     island.stop().await;
     mainland.stop().await;
 }
+
+/// A node killed and started again at once under the same `node_id` (a process manager's
+/// restart), long before its TTL: it announces the departures of the users it had.
+#[tokio::test]
+async fn a_node_restarted_under_its_name_announces_who_it_lost() {
+    let redis = Redis::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secureconfig.json");
+    let mut config = node_config(&redis.url(), "phoenix");
+    // Long enough that only the restart, not reaping, can explain the departure.
+    config["cluster"]["node_ttl_secs"] = json!(60);
+    std::fs::write(&path, config.to_string()).unwrap();
+    let mut phoenix = common::process::start(&path, "info").await;
+    phoenix.log_line("cluster link up").await;
+    let survivor = node(&redis, "survivor").await;
+    let mut watch = survivor.login("watch", TOKENS[1]).await;
+    let mut zed = phoenix.connect().await;
+    let link = zed.auth("zed", TOKENS[0]).await;
+    zed.tokenauth(&link).await;
+    watch.expect(json!(["join", "zed"])).await;
+
+    phoenix.child.kill().await.unwrap();
+    let mut reborn = common::process::start(&path, "info").await;
+    reborn.log_line("cluster link up").await;
+    watch.expect(json!(["disconnect", "zed"])).await;
+    // zed's name and token are free, and the reborn node is a node like any other.
+    let mut zed = reborn.connect().await;
+    let link = zed.auth("zed", TOKENS[0]).await;
+    zed.tokenauth(&link).await;
+    watch.expect(json!(["join", "zed"])).await;
+    zed.say("back").await;
+    watch.expect(message("zed", "back")).await;
+    survivor.stop().await;
+}
