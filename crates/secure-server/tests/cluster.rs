@@ -223,7 +223,7 @@ async fn a_killed_node_is_reaped_within_its_ttl() {
     let path = dir.path().join("secureconfig.json");
     std::fs::write(&path, node_config(&redis.url(), "doomed").to_string()).unwrap();
     let mut doomed = common::process::start(&path, "info").await;
-    doomed.log_line("cluster link up").await;
+    wait_link(&format!("http://{}/_status", doomed.addr), "up").await;
     let survivor = node(&redis, "survivor").await;
 
     let mut watch = survivor.login("watch", TOKENS[1]).await;
@@ -350,7 +350,7 @@ async fn a_node_restarted_under_its_name_announces_who_it_lost() {
     config["cluster"]["node_ttl_secs"] = json!(60);
     std::fs::write(&path, config.to_string()).unwrap();
     let mut phoenix = common::process::start(&path, "info").await;
-    phoenix.log_line("cluster link up").await;
+    wait_link(&format!("http://{}/_status", phoenix.addr), "up").await;
     let survivor = node(&redis, "survivor").await;
     let mut watch = survivor.login("watch", TOKENS[1]).await;
     let mut zed = phoenix.connect().await;
@@ -359,8 +359,8 @@ async fn a_node_restarted_under_its_name_announces_who_it_lost() {
     watch.expect(json!(["join", "zed"])).await;
 
     phoenix.child.kill().await.unwrap();
-    let mut reborn = common::process::start(&path, "info").await;
-    reborn.log_line("cluster link up").await;
+    let reborn = common::process::start(&path, "info").await;
+    wait_link(&format!("http://{}/_status", reborn.addr), "up").await;
     watch.expect(json!(["disconnect", "zed"])).await;
     // zed's name and token are free, and the reborn node is a node like any other.
     let mut zed = reborn.connect().await;
