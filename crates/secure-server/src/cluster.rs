@@ -33,7 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::config::{ClusterConfig, Role};
-use crate::hub::{Hub, Payload};
+use crate::hub::{Hub, Payload, Profile};
 
 /// Prefix of every key this server writes. A second cluster on the same Redis uses another
 /// database (`redis://host/1`).
@@ -77,6 +77,22 @@ pub(crate) struct MemberRecord {
     pub token: Option<String>,
     /// The `disconnect` frame to announce if the node dies.
     pub bye: String,
+}
+
+impl MemberRecord {
+    /// The record of member `id` called `name`, as JSON.
+    pub fn json(id: u64, name: &str, profile: &Profile) -> String {
+        let record = MemberRecord {
+            id,
+            name: name.to_owned(),
+            kind: profile.kind.to_owned(),
+            role: profile.role,
+            label: profile.label.clone(),
+            token: profile.token.map(|key| key.to_hex()),
+            bye: clichat_proto::ServerFrame::Disconnect(name.to_owned()).encode(),
+        };
+        serde_json::to_string(&record).expect("a record always serializes")
+    }
 }
 
 /// A message between nodes that is not a frame for the room.

@@ -312,7 +312,7 @@ impl Hub {
     /// Dropping the lease settles the page for good.
     pub async fn open_page(&self, temp_token: String, ttl: Duration) -> Result<PageLease, Refused> {
         loop {
-            let lease = {
+            let mut lease = {
                 let mut login = self.login();
                 let id = loop {
                     let id = auth::generate_page_id();
@@ -339,7 +339,6 @@ impl Hub {
                 Some(link) => {
                     // Shared from before the question: a login abandoned while it is asked
                     // settles the page (the settling follows the opening in Redis).
-                    let mut lease = lease;
                     lease.shared = true;
                     if link.open_page(&lease.id, &temp_token, ttl).await? {
                         return Ok(lease);
@@ -392,15 +391,7 @@ impl Hub {
         let (tx, rx) = mpsc::channel(self.inner.queue_len);
         let evicted = CancellationToken::new();
         let reason = Arc::new(OnceLock::new());
-        let record = self.link().map(|_| MemberRecord {
-            id,
-            name: name.to_owned(),
-            kind: profile.kind.to_owned(),
-            role: profile.role,
-            label: profile.label.clone(),
-            token: profile.token.map(|key| key.to_hex()),
-            bye: ServerFrame::Disconnect(name.to_owned()).encode(),
-        });
+        let record = self.link().map(|_| MemberRecord::json(id, name, &profile));
         let member = Member {
             name: name.to_owned(),
             folded: leases.name.folded.clone(),
@@ -419,10 +410,8 @@ impl Hub {
             return None;
         }
         if let (Some(link), Some(record)) = (self.link(), record) {
-            link.write(Write::Member {
-                folded: member.folded.clone(),
-                record: serde_json::to_string(&record).expect("a record always serializes"),
-            });
+            let folded = member.folded.clone();
+            link.write(Write::Member { folded, record });
         }
         room.members.insert(id, member);
         let dropped = room.fan_out(id, payload, true);
@@ -604,16 +593,7 @@ impl Hub {
             .members
             .iter()
             .map(|(&id, member)| {
-                let record = MemberRecord {
-                    id,
-                    name: member.name.clone(),
-                    kind: member.profile.kind.to_owned(),
-                    role: member.profile.role,
-                    label: member.profile.label.clone(),
-                    token: member.profile.token.map(|key| key.to_hex()),
-                    bye: ServerFrame::Disconnect(member.name.clone()).encode(),
-                };
-                let record = serde_json::to_string(&record).expect("a record always serializes");
+                let record = MemberRecord::json(id, &member.name, &member.profile);
                 (member.folded.clone(), record)
             })
             .collect();
