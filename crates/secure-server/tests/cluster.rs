@@ -371,3 +371,37 @@ async fn a_node_restarted_under_its_name_announces_who_it_lost() {
     watch.expect(message("zed", "back")).await;
     survivor.stop().await;
 }
+
+/// Each node applies its own copy of the config; a revocation one node applies also closes the
+/// token's holders on the others, before their copies catch up.
+#[tokio::test]
+async fn a_revocation_on_one_node_closes_holders_on_all() {
+    let redis = Redis::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = Vec::new();
+    for name in ["n1", "n2"] {
+        let path = dir.path().join(format!("{name}.json"));
+        std::fs::write(&path, node_config(&redis.url(), name).to_string()).unwrap();
+        let node = TestServer::start_from_file(&path).await;
+        wait_link(&node.url("/_status"), "up").await;
+        nodes.push((node, path));
+    }
+    let (n1, n1_path) = &nodes[0];
+    let (n2, _) = &nodes[1];
+    let mut stays = n1.login("stays", TOKENS[0]).await;
+    let mut revoked = n2.login("revoked", TOKENS[1]).await;
+    stays.expect(json!(["join", "revoked"])).await;
+
+    // Only node 1's file changes.
+    let mut config = node_config(&redis.url(), "n1");
+    config["tokens"].as_object_mut().unwrap().remove(TOKENS[1]);
+    std::fs::write(n1_path, config.to_string()).unwrap();
+
+    revoked
+        .expect_refusal_and_close("Your token was revoked.")
+        .await;
+    stays.expect(json!(["disconnect", "revoked"])).await;
+    for (node, _) in nodes {
+        node.stop().await;
+    }
+}
