@@ -537,10 +537,10 @@ impl Session {
         let evicted = member.evicted();
         let ws = &mut self.ws;
         let write = async {
-            ws.feed(Message::Text(first)).await?;
+            ws.feed(Message::Text(first.text())).await?;
             for _ in 1..MAX_BATCH {
                 let Some(next) = member.try_recv() else { break };
-                ws.feed(Message::Text(next)).await?;
+                ws.feed(Message::Text(next.text())).await?;
             }
             ws.flush().await
         };
