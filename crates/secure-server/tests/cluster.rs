@@ -236,10 +236,11 @@ async fn a_killed_node_is_reaped_within_its_ttl() {
     let killed = Instant::now();
     watch.expect(json!(["disconnect", "zed"])).await;
     let took = killed.elapsed();
-    // Its deadline passes within the TTL, and the next heartbeat (every TTL/5) reaps it.
+    // Its deadline passes within the TTL, and the next heartbeat (every TTL/5) reaps it. The
+    // slack is for a loaded test machine; the point is the bound, far below WAIT.
     let bound = Duration::from_secs(NODE_TTL_SECS) + Duration::from_secs(NODE_TTL_SECS) / 5;
     assert!(
-        took <= bound + Duration::from_millis(500),
+        took <= bound + Duration::from_millis(1500),
         "reaped after {took:?}"
     );
     // Its user's name and token are free again.
