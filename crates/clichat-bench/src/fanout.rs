@@ -27,7 +27,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::Setup;
 use crate::login::{LoginError, login};
 use crate::pool::{self, ConnStats, CountSink, Ended, Sampler};
-use crate::report::{Counts, CpuShare, CpuWindow, Latency, Table, counts_text};
+use crate::report::{Counts, CpuShare, CpuWindow, Latency, Run, Table, counts_text};
 
 /// Most messages a sender writes in one go when it has fallen behind its schedule.
 const MAX_BATCH: u64 = 256;
@@ -56,14 +56,9 @@ pub struct Params {
 /// The result of a `fanout` run.
 #[derive(Debug, Serialize)]
 pub struct Report {
-    /// `"fanout"`.
-    pub scenario: &'static str,
-    /// The server address; the nodes' addresses comma-separated when there are several.
-    pub server: String,
-    /// The nodes connections were spread over, round-robin (one for a single server).
-    pub nodes: Vec<String>,
-    /// `sauth2` or `bot`.
-    pub login: &'static str,
+    /// The scenario, where it connected and how it logged in.
+    #[serde(flatten)]
+    pub run: Run,
     /// Receiving connections.
     pub receivers: usize,
     /// Sending connections.
@@ -111,12 +106,12 @@ impl Report {
     pub fn table(&self) -> Table {
         let mut t = Table::default();
         t.row("scenario", "fanout")
-            .server(&self.nodes)
+            .server(&self.run.nodes)
             .row(
                 "connections",
                 format!(
                     "{} receivers + {} senders ({} logins), setup {:.1} s",
-                    self.receivers, self.senders, self.login, self.setup_s
+                    self.receivers, self.senders, self.run.login, self.setup_s
                 ),
             )
             .row(
@@ -338,12 +333,8 @@ pub async fn run(setup: &Setup, params: &Params) -> anyhow::Result<Report> {
     abort_all(&tasks);
 
     let lost = expected.saturating_sub(delivered_total);
-    let nodes = setup.target.node_addresses();
     Ok(Report {
-        scenario: "fanout",
-        server: nodes.join(","),
-        nodes,
-        login: setup.mode.as_str(),
+        run: Run::of("fanout", setup),
         receivers: params.receivers,
         senders: params.senders,
         rate_per_sender: params.rate,

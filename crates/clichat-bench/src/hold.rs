@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use crate::Setup;
 use crate::login::login;
 use crate::pool::{self, Held};
-use crate::report::{Counts, CpuShare, CpuWindow, Table, counts_text, cpu_time, rss_kib};
+use crate::report::{Counts, CpuShare, CpuWindow, Run, Table, counts_text, cpu_time, rss_kib};
 
 /// Connections per worker process when `--workers` is not given: well under the 20,000 files
 /// one process may open.
@@ -208,14 +208,9 @@ impl Share {
 /// The result of a `hold` run.
 #[derive(Debug, Serialize)]
 pub struct Report {
-    /// `"hold"`.
-    pub scenario: &'static str,
-    /// The server address; the nodes' addresses comma-separated when there are several.
-    pub server: String,
-    /// The nodes connections were spread over, round-robin (one for a single server).
-    pub nodes: Vec<String>,
-    /// `sauth2` or `bot`.
-    pub login: &'static str,
+    /// The scenario, where it connected and how it logged in.
+    #[serde(flatten)]
+    pub run: Run,
     /// Connections asked for.
     pub count: usize,
     /// Worker processes (0: all in this process).
@@ -259,12 +254,12 @@ impl Report {
         let kib =
             |v: Option<u64>| v.map_or_else(|| "? (give --pid)".to_owned(), |k| format!("{k} KiB"));
         t.row("scenario", "hold")
-            .server(&self.nodes)
+            .server(&self.run.nodes)
             .row(
                 "connections",
                 format!(
                     "{} {} logins over {} worker processes",
-                    self.count, self.login, self.workers
+                    self.count, self.run.login, self.workers
                 ),
             )
             .row("held", self.held)
@@ -444,12 +439,8 @@ pub async fn run(setup: &Setup, params: &Params, worker_args: &[String]) -> anyh
         .zip(rss_held)
         .filter(|_| held > 0)
         .map(|(before, after)| (after as f64 - before as f64) * 1024.0 / held as f64);
-    let nodes = setup.target.node_addresses();
     Ok(Report {
-        scenario: "hold",
-        server: nodes.join(","),
-        nodes,
-        login: setup.mode.as_str(),
+        run: Run::of("hold", setup),
         count,
         workers,
         held,

@@ -9,20 +9,15 @@ use serde::Serialize;
 use crate::Setup;
 use crate::pool::{self, Held};
 use crate::report::{
-    Counts, CpuShare, CpuWindow, Latency, Table, counts_text, micros_histogram, record,
+    Counts, CpuShare, CpuWindow, Latency, Run, Table, counts_text, micros_histogram, record,
 };
 
 /// The result of a `logins` run.
 #[derive(Debug, Serialize)]
 pub struct Report {
-    /// `"logins"`.
-    pub scenario: &'static str,
-    /// The server address; the nodes' addresses comma-separated when there are several.
-    pub server: String,
-    /// The nodes connections were spread over, round-robin (one for a single server).
-    pub nodes: Vec<String>,
-    /// `sauth2` or `bot`.
-    pub login: &'static str,
+    /// The scenario, where it connected and how it logged in.
+    #[serde(flatten)]
+    pub run: Run,
     /// Logins attempted.
     pub count: usize,
     /// Logins in flight at once.
@@ -88,12 +83,12 @@ impl Report {
     pub fn table(&self) -> Table {
         let mut t = Table::default();
         t.row("scenario", "logins")
-            .server(&self.nodes)
+            .server(&self.run.nodes)
             .row(
                 "logins",
                 format!(
                     "{} {} logins, {} at a time",
-                    self.count, self.login, self.concurrency
+                    self.count, self.run.login, self.concurrency
                 ),
             )
             .row("succeeded", self.succeeded)
@@ -188,12 +183,8 @@ pub async fn run(setup: &Setup, count: usize, settle: Duration) -> anyhow::Resul
         }
         _ => 0.0,
     };
-    let nodes = setup.target.node_addresses();
     Ok(Report {
-        scenario: "logins",
-        server: nodes.join(","),
-        nodes,
-        login: setup.mode.as_str(),
+        run: Run::of("logins", setup),
         count,
         concurrency: setup.concurrency,
         succeeded,

@@ -6,6 +6,32 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+/// What every report starts with: the scenario, where it connected, and how it logged in.
+#[derive(Debug, Serialize)]
+pub struct Run {
+    /// The scenario's name.
+    pub scenario: &'static str,
+    /// The server address; the nodes' addresses comma-separated when there are several.
+    pub server: String,
+    /// The nodes connections were spread over, round-robin (one for a single server).
+    pub nodes: Vec<String>,
+    /// `sauth2` or `bot`.
+    pub login: &'static str,
+}
+
+impl Run {
+    /// The start of `scenario`'s report, run with `setup`.
+    pub fn of(scenario: &'static str, setup: &crate::Setup) -> Run {
+        let nodes = setup.target.node_addresses();
+        Run {
+            scenario,
+            server: nodes.join(","),
+            nodes,
+            login: setup.mode.as_str(),
+        }
+    }
+}
+
 /// A two-column table printed for people; `--json` prints the report struct instead.
 #[derive(Debug, Default)]
 pub struct Table {
