@@ -452,27 +452,21 @@ impl Session {
         frame: ClientFrame,
     ) -> Option<ServerFrame> {
         let not_permitted = Some(ServerFrame::Refusal(refusal::NOT_PERMITTED.to_owned()));
-        let unavailable = Some(ServerFrame::Refusal(
-            refusal::CLUSTER_UNAVAILABLE.to_owned(),
-        ));
         if role < Role::Mod {
             return not_permitted;
         }
         let hub = &server.hub;
         match frame {
-            ClientFrame::Who => match hub.who().await {
-                Ok(names) => Some(ServerFrame::Users(names)),
-                Err(_) => unavailable,
-            },
+            ClientFrame::Who => Some(match hub.who().await {
+                Ok(names) => ServerFrame::Users(names),
+                Err(_) => ServerFrame::Refusal(refusal::CLUSTER_UNAVAILABLE.to_owned()),
+            }),
             ClientFrame::Kick { username, reason } => {
                 let reason = reason.unwrap_or_default();
-                let Ok(target) = hub.find(username.as_deref()?).await else {
-                    return unavailable;
+                let target = match target_of(hub, username.as_deref(), role).await {
+                    Ok(target) => target,
+                    Err(answer) => return answer,
                 };
-                let target = target?;
-                if target.profile.role >= role {
-                    return not_permitted;
-                }
                 if hub.expel_member(&target, &refusal::kicked(&reason)) {
                     info!(%actor, target = %target.name, %reason, "kicked");
                 }
@@ -484,13 +478,10 @@ impl Session {
                 minutes,
             } => {
                 let reason = reason.unwrap_or_default();
-                let Ok(target) = hub.find(username.as_deref()?).await else {
-                    return unavailable;
+                let target = match target_of(hub, username.as_deref(), role).await {
+                    Ok(target) => target,
+                    Err(answer) => return answer,
                 };
-                let target = target?;
-                if target.profile.role >= role {
-                    return not_permitted;
-                }
                 let ban = ban_of(&target, &reason, minutes)?;
                 let told = refusal::banned(&reason, ban.until_text().as_deref());
                 if let Err(error) = server.ban(ban) {
@@ -651,6 +642,26 @@ const NO_PONG: Exit = Exit::Close(close_code::GOING_AWAY, "no answer to ping");
 const EVICTED: Exit = Exit::Close(close_code::POLICY, "outbound queue full");
 
 /// The ban of a member, for `minutes` or until lifted; `None` for a member without a token.
+/// The member a kick or ban by someone of `role` aims at, on any node; otherwise the answer to
+/// send: nothing if nobody of that name is connected, a refusal if the target's role is not
+/// lower or the cluster cannot be asked.
+async fn target_of(
+    hub: &crate::hub::Hub,
+    username: Option<&str>,
+    role: Role,
+) -> Result<MemberInfo, Option<ServerFrame>> {
+    let answer = |text: &str| Some(ServerFrame::Refusal(text.to_owned()));
+    let found = hub
+        .find(username.ok_or(None)?)
+        .await
+        .map_err(|_| answer(refusal::CLUSTER_UNAVAILABLE))?;
+    let target = found.ok_or(None)?;
+    if target.profile.role >= role {
+        return Err(answer(refusal::NOT_PERMITTED));
+    }
+    Ok(target)
+}
+
 pub(crate) fn ban_of(target: &MemberInfo, reason: &str, minutes: Option<u64>) -> Option<Ban> {
     Some(Ban {
         username: target.name.clone(),
