@@ -9,22 +9,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header, uri::Authority};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Json, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
 use hyper::server::conn::http1;
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
 use tower::ServiceExt;
 use tracing::debug;
+use tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::Server;
 use crate::auth::TokenKey;
+use crate::coalesce::Coalesced;
 use crate::hub::PageView;
 use crate::limits::{ConnectionSlot, UNKNOWN_PAGE_COST};
 use crate::session::Session;
@@ -36,10 +40,10 @@ const MAX_REQUEST_HEAD: usize = 16 * 1024;
 /// Read buffer per WebSocket: small, because chat frames are small and idle connections are
 /// many (it is kept for the connection's life); a larger frame grows it as it arrives.
 const READ_BUFFER: usize = 1024;
-/// Bytes buffered before tungstenite writes to the socket. The buffer keeps the largest size it
-/// ever reached for the connection's life, so it is kept small: a batch of queued frames goes
-/// out in a few writes of this size rather than one large one.
-const WRITE_BUFFER: usize = 1024;
+/// Bytes tungstenite gathers before it writes to the socket: none. Its buffer would keep the
+/// largest size it ever reached for the connection's life; the socket is [`Coalesced`] instead,
+/// which gathers a batch of frames into one write and frees its buffer afterwards.
+const WRITE_BUFFER: usize = 0;
 
 /// Security headers on every page: nothing cached, indexed, framed, sniffed or referred, and a
 /// Content-Security-Policy that allows no script, style, image or form at all.
@@ -177,52 +181,80 @@ pub(crate) fn router(server: Arc<Server>) -> Router {
 /// Hands WebSocket upgrade requests to a [`Session`]; answers a broken upgrade request (wrong
 /// method, key or version) with axum's 4xx rejection; lets every other request through to the
 /// routes.
+///
+/// axum checks the request, but the socket is taken over here rather than through axum's
+/// `WebSocket`, so that sessions own the [`Coalesced`] stream under tungstenite and can copy
+/// room frames, framed once for everyone, straight into it.
 async fn websocket_on_any_path(
     State(server): State<Arc<Server>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Extension(slot): Extension<Arc<ConnectionSlot>>,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     request: Request,
     next: Next,
 ) -> Response {
-    let upgrade = match upgrade {
-        Ok(upgrade) => upgrade,
-        Err(rejection) if wants_websocket(request.headers()) => return rejection.into_response(),
-        Err(_) => return next.run(request).await,
+    let (mut parts, body) = request.into_parts();
+    // The extractor takes the upgrade out of the request: a handle to it is kept first.
+    let on_upgrade = parts.extensions.get::<OnUpgrade>().cloned();
+    let checked = WebSocketUpgrade::from_request_parts(&mut parts, &()).await;
+    let request = Request::from_parts(parts, body);
+    let on_upgrade = match (checked, on_upgrade) {
+        (Ok(_), Some(on_upgrade)) => on_upgrade,
+        (Ok(_), None) => unreachable!("axum's extractor requires the upgrade"),
+        (Err(rejection), _) if wants_websocket(request.headers()) => {
+            return rejection.into_response();
+        }
+        (Err(_), _) => return next.run(request).await,
     };
-    if !well_formed_key(request.headers()) {
+    let Some(accept) = well_formed_key(request.headers()) else {
         return (
             StatusCode::BAD_REQUEST,
             "Sec-WebSocket-Key must be one base64-encoded 16-byte value\n",
         )
             .into_response();
-    }
+    };
     let link_base = link_base(&server, request.headers());
     let max_frame = server.settings().config.max_frame_bytes;
-    let session_guard = server.sessions.token();
-    upgrade
+    let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
         .max_write_buffer_size(WRITE_BUFFER + 4 * max_frame)
-        .max_frame_size(max_frame)
-        .max_message_size(max_frame)
-        .on_upgrade(move |ws| async move {
-            Session::new(ws, server, peer, link_base).run().await;
-            drop((slot, session_guard));
-        })
+        .max_frame_size(Some(max_frame))
+        .max_message_size(Some(max_frame));
+    let session_guard = server.sessions.token();
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let socket = Coalesced::new(TokioIo::new(upgraded));
+                let ws = WebSocketStream::from_raw_socket(socket, Role::Server, Some(config)).await;
+                Session::new(ws, server, peer, link_base).run().await;
+            }
+            Err(error) => debug!(%peer, %error, "WebSocket upgrade failed"),
+        }
+        drop((slot, session_guard));
+    });
+    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    response
 }
 
-/// Whether the upgrade request has exactly one `Sec-WebSocket-Key`, the base64 of 16 bytes, as
-/// RFC 6455 (4.2.1) requires; axum only checks that one is there.
-fn well_formed_key(headers: &HeaderMap) -> bool {
+/// The `Sec-WebSocket-Accept` answer to the upgrade request's `Sec-WebSocket-Key`, if it has
+/// exactly one and it is the base64 of 16 bytes, as RFC 6455 (4.2.1) requires (axum only checks
+/// that one is there).
+fn well_formed_key(headers: &HeaderMap) -> Option<HeaderValue> {
     use base64::Engine;
     let mut keys = headers.get_all(header::SEC_WEBSOCKET_KEY).iter();
     let (Some(key), None) = (keys.next(), keys.next()) else {
-        return false;
+        return None;
     };
-    base64::engine::general_purpose::STANDARD
-        .decode(key.as_bytes())
-        .is_ok_and(|bytes| bytes.len() == 16)
+    let decoded = base64::engine::general_purpose::STANDARD.decode(key.as_bytes());
+    if !decoded.is_ok_and(|bytes| bytes.len() == 16) {
+        return None;
+    }
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    Some(HeaderValue::from_str(&accept).expect("base64 is a valid header value"))
 }
 
 /// Whether a request asks for a WebSocket (`Upgrade: websocket`), well-formed or not.

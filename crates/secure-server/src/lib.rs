@@ -46,6 +46,7 @@
 //! - [`hub`]: state shared between connections (names, token holds, token pages, the room) and
 //!   fan-out; the seam for a distributed backend.
 //! - `session`: one connection's loop, login to close.
+//! - `coalesce`: gathers each connection's small writes into one per flush.
 //! - `http`: each accepted socket (HTTP/1.1 with a header timeout), and the routes: WebSocket
 //!   upgrade on any path, token pages, index, and a status report for local tools.
 //! - `web`: the browser client served at `/`.
@@ -56,6 +57,7 @@ mod admin;
 pub mod auth;
 pub mod bans;
 mod cluster;
+mod coalesce;
 pub mod config;
 pub mod config_file;
 mod http;

@@ -11,15 +11,21 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use clichat_proto::{ClientFrame, ServerFrame, refusal};
 use futures_util::{SinkExt, StreamExt};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
 use tokio::time::timeout;
+use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, info, warn};
+use tungstenite::protocol::CloseFrame;
+use tungstenite::{Message, Utf8Bytes};
 
 use crate::Server;
 use crate::auth::{self, Grant};
 use crate::bans::{self, Ban};
+use crate::coalesce::Coalesced;
 use crate::config::Role;
 use crate::hub::{Leases, MemberInfo, Membership, PageLease, Payload, Profile, Refused};
 use crate::limits::{MessageBudget, MessageVerdict};
@@ -29,6 +35,9 @@ use crate::rules::MessageRefusal;
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// The most queued frames written before one flush.
 const MAX_BATCH: usize = 256;
+
+/// A WebSocket over an upgraded HTTP connection, with its writes coalesced.
+pub(crate) type Socket = WebSocketStream<Coalesced<TokioIo<Upgraded>>>;
 
 /// WebSocket close codes this server sends.
 mod close_code {
@@ -89,7 +98,7 @@ struct Pending {
 
 /// One connection.
 pub(crate) struct Session {
-    ws: WebSocket,
+    ws: Socket,
     server: Arc<Server>,
     peer: SocketAddr,
     /// `http://host:port` or the configured `public_url`: the `authmsg` link base.
@@ -98,7 +107,7 @@ pub(crate) struct Session {
 
 impl Session {
     pub(crate) fn new(
-        ws: WebSocket,
+        ws: Socket,
         server: Arc<Server>,
         peer: SocketAddr,
         link_base: String,
@@ -515,6 +524,10 @@ impl Session {
 
     /// Writes `first` and whatever else is already queued, then flushes once. Gives up at once
     /// if the hub drops this connection as a slow consumer meanwhile.
+    ///
+    /// Room frames are framed once for every receiver, so they are copied into the socket's
+    /// write buffer as they are, behind whatever tungstenite has written there (it buffers
+    /// nothing itself once a flush has completed), and leave with the flush.
     async fn write_batch(
         &mut self,
         first: Payload,
@@ -526,15 +539,13 @@ impl Session {
         // returns at once.
         tokio::task::yield_now().await;
         let evicted = member.evicted();
-        let ws = &mut self.ws;
-        let write = async {
-            ws.feed(Message::Text(first.text())).await?;
-            for _ in 1..MAX_BATCH {
-                let Some(next) = member.try_recv() else { break };
-                ws.feed(Message::Text(next.text())).await?;
-            }
-            ws.flush().await
-        };
+        let socket = self.ws.get_mut();
+        socket.stage(&first.wire());
+        for _ in 1..MAX_BATCH {
+            let Some(next) = member.try_recv() else { break };
+            socket.stage(&next.wire());
+        }
+        let write = self.ws.flush();
         // A write that completes at once (the usual case) arms no timer and does not register
         // with the eviction token; only one that has to wait for the socket does.
         let mut write = std::pin::pin!(write);
@@ -613,16 +624,19 @@ impl Session {
             Exit::Removed => self.close(close_code::POLICY, "removed").await,
             Exit::Gone => {
                 // Flushes a close reply tungstenite may have queued; bounded for dead peers.
-                let _ = timeout(CLOSE_GRACE, self.ws.close()).await;
+                let _ = timeout(CLOSE_GRACE, SinkExt::close(&mut self.ws)).await;
             }
         }
+        // tungstenite may have written a last frame (the reply to a bad close frame) and
+        // reported the connection closed without flushing it.
+        let _ = timeout(CLOSE_GRACE, AsyncWriteExt::flush(self.ws.get_mut())).await;
     }
 
     /// Sends a close frame and waits briefly for the client's, so that the closing handshake
     /// completes and the client reads everything sent before it.
     async fn close(&mut self, code: u16, reason: &'static str) {
         let frame = Message::Close(Some(CloseFrame {
-            code,
+            code: code.into(),
             reason: Utf8Bytes::from_static(reason),
         }));
         if let Ok(Ok(())) = timeout(CLOSE_GRACE, self.ws.send(frame)).await {
@@ -688,11 +702,12 @@ fn refused(refusal: Refused, taken: &'static str) -> Exit {
 
 /// Sorts what the socket yielded: a data frame, nothing of interest (`None`: ping, pong), or the
 /// end of the session.
-fn classify(msg: Option<Result<Message, axum::Error>>) -> Result<Option<Frame>, Exit> {
+fn classify(msg: Option<Result<Message, tungstenite::Error>>) -> Result<Option<Frame>, Exit> {
     match msg {
         Some(Ok(Message::Text(text))) => Ok(Some(Frame::Text(text))),
         Some(Ok(Message::Binary(_))) => Ok(Some(Frame::Binary)),
-        Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(None),
+        // Raw frames are only ever written, never read.
+        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Ok(None),
         Some(Ok(Message::Close(_))) | None => Err(Exit::Gone),
         Some(Err(error)) => Err(read_error_exit(error)),
     }
@@ -700,15 +715,14 @@ fn classify(msg: Option<Result<Message, axum::Error>>) -> Result<Option<Frame>, 
 
 /// The close a read error calls for: 1009 for a frame over the limit, 1007 for a text frame
 /// that is not UTF-8, 1002 for other protocol violations; nothing for a broken socket.
-fn read_error_exit(error: axum::Error) -> Exit {
+fn read_error_exit(error: tungstenite::Error) -> Exit {
     use tungstenite::Error as WsError;
-    let inner = error.into_inner();
-    match inner.downcast_ref::<WsError>() {
-        Some(WsError::Capacity(_)) => Exit::Close(close_code::TOO_BIG, "frame too large"),
-        Some(WsError::Utf8(_)) => Exit::Close(close_code::INVALID_DATA, "text frame is not UTF-8"),
-        Some(WsError::Protocol(_)) => Exit::Close(close_code::PROTOCOL, "protocol error"),
-        _ => {
-            debug!(error = %inner, "read failed");
+    match error {
+        WsError::Capacity(_) => Exit::Close(close_code::TOO_BIG, "frame too large"),
+        WsError::Utf8(_) => Exit::Close(close_code::INVALID_DATA, "text frame is not UTF-8"),
+        WsError::Protocol(_) => Exit::Close(close_code::PROTOCOL, "protocol error"),
+        error => {
+            debug!(%error, "read failed");
             Exit::Gone
         }
     }
