@@ -55,6 +55,12 @@ pub struct Config {
     /// Seconds one write to a client may take before the client is dropped as dead. Default
     /// `10`.
     pub write_timeout_secs: u64,
+    /// Joins and departures are announced while the room, counting whoever joins or leaves,
+    /// has at most this many members (this node's, in a cluster); past it they are not, as in
+    /// a large channel's "auditorium" mode. Every login into a room of N announces itself to N
+    /// people, so a login storm costs N² frames; this bounds it. Default `null`: always
+    /// announced, as the original did.
+    pub announce_presence_up_to: Option<usize>,
     /// Abuse limits: connections, login and message rates, timeouts, page views.
     pub limits: Limits,
     /// Bearer key of the owner API under `/admin/`. Default `null`: the API is off (404).
@@ -213,6 +219,7 @@ impl std::fmt::Debug for Config {
             max_frame_bytes,
             outbound_queue,
             write_timeout_secs,
+            announce_presence_up_to,
             limits,
             admin_key,
             tls,
@@ -240,6 +247,7 @@ impl std::fmt::Debug for Config {
             .field("max_frame_bytes", max_frame_bytes)
             .field("outbound_queue", outbound_queue)
             .field("write_timeout_secs", write_timeout_secs)
+            .field("announce_presence_up_to", announce_presence_up_to)
             .field("limits", limits)
             .field("admin_key", &admin_key.as_ref().map(|_| "<set>"))
             .field("tls", tls)
@@ -276,6 +284,7 @@ impl Default for Config {
             max_frame_bytes: 16 * 1024,
             outbound_queue: 1024,
             write_timeout_secs: 10,
+            announce_presence_up_to: None,
             limits: Limits::default(),
             admin_key: None,
             tls: None,
@@ -531,6 +540,12 @@ impl Config {
             ),
             ("outbound_queue", self.outbound_queue as u64, 1, 1 << 20),
             ("write_timeout_secs", self.write_timeout_secs, 1, 3_600),
+            (
+                "announce_presence_up_to",
+                self.announce_presence_up_to.unwrap_or(0) as u64,
+                0,
+                10_000_000,
+            ),
             (
                 "limits.max_connections",
                 self.limits.max_connections.unwrap_or(1) as u64,

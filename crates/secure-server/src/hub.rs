@@ -168,6 +168,9 @@ struct Room {
     deliveries: u64,
     /// Members dropped as slow consumers, ever.
     queue_drops: u64,
+    /// `announce_presence_up_to`: joins and departures are announced while the room, counting
+    /// whoever joins or leaves, has at most this many members here. `None`: always.
+    announce_up_to: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -287,6 +290,13 @@ impl Hub {
                 for_server: OnceLock::new(),
             }),
         }
+    }
+
+    /// Sets `announce_presence_up_to`: joins and departures are announced while the room
+    /// (this node's members, in a cluster), counting whoever joins or leaves, has at most
+    /// `limit` members; `None` announces them always.
+    pub fn announce_presence_up_to(&self, limit: Option<usize>) {
+        self.room().announce_up_to = limit;
     }
 
     /// Sets what to do with the other nodes' bans and unbans (once, at start). It is called
@@ -470,7 +480,11 @@ impl Hub {
             link.write(Write::Member { folded, record });
         }
         room.members.insert(id, member);
-        let dropped = room.fan_out(id, payload, true);
+        let dropped = if room.announces_presence(0) {
+            room.fan_out(id, payload, true)
+        } else {
+            Vec::new()
+        };
         drop(room);
         log_dropped(dropped);
         Some(Membership {
@@ -775,13 +789,31 @@ impl Room {
                 self.queue_drops += 1;
                 member.evicted.cancel();
                 let (name, folded) = member.leave();
-                let bye = Payload::from(ServerFrame::Disconnect(name.clone()).encode());
-                self.deliver(id, &bye, &mut slow);
-                self.publish_departure(folded, bye);
+                if self.announces_presence(1) {
+                    let bye = Payload::from(ServerFrame::Disconnect(name.clone()).encode());
+                    self.deliver(id, &bye, &mut slow);
+                    self.publish_departure(folded, bye);
+                } else {
+                    self.unpublish_member(folded);
+                }
                 dropped.push((id, name));
             }
         }
         dropped
+    }
+
+    /// Whether a join or departure is announced, the room now having `gone` fewer members
+    /// than counting the one who joins or leaves.
+    fn announces_presence(&self, gone: usize) -> bool {
+        self.announce_up_to
+            .is_none_or(|limit| self.members.len() + gone <= limit)
+    }
+
+    /// In cluster mode, removes a departed member's record without announcing the departure.
+    fn unpublish_member(&self, folded: String) {
+        if let Some(link) = &self.link {
+            link.write(Write::Unmember(folded));
+        }
     }
 
     /// In cluster mode, writes a frame this node's members caused to the room stream.
@@ -818,6 +850,10 @@ impl Room {
             member.evicted.cancel();
         }
         let (name, folded) = member.leave();
+        if !self.announces_presence(1) {
+            self.unpublish_member(folded);
+            return Some((name, Vec::new()));
+        }
         let bye = Payload::from(ServerFrame::Disconnect(name.clone()).encode());
         // The other nodes' members hear of it even while everyone here is leaving too.
         self.publish_departure(folded, bye.clone());

@@ -253,15 +253,17 @@ async fn serve(
         None => bans::Bans::in_memory(),
     };
     let tls = config.tls.as_ref().map(tls::Tls::new).transpose()?;
+    let hub = match &config.cluster {
+        Some(cluster) => {
+            hub::Hub::clustered(config.one_user_per_token, config.outbound_queue, cluster)
+        }
+        None => hub::Hub::new(config.one_user_per_token, config.outbound_queue),
+    };
+    hub.announce_presence_up_to(config.announce_presence_up_to);
     let server = Arc::new(Server {
         tls,
         metrics: metrics::Metrics::new(),
-        hub: match &config.cluster {
-            Some(cluster) => {
-                hub::Hub::clustered(config.one_user_per_token, config.outbound_queue, cluster)
-            }
-            None => hub::Hub::new(config.one_user_per_token, config.outbound_queue),
-        },
+        hub,
         connections: limits::Connections::new(&config.limits, limits::open_file_capacity()),
         settings: ArcSwap::from_pointee(Settings::new(config, None)),
         config_file,

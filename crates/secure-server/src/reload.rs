@@ -6,7 +6,7 @@
 //!   `tokenauth` with that token is refused when it arrives.
 //! - The filter, the length rules and the limits apply to new input (a changed `limits` starts
 //!   every address with a fresh budget); `max_frame_bytes`, timeouts and `public_url` apply to
-//!   new connections.
+//!   new connections; `announce_presence_up_to` to the next join or departure.
 //! - `port`, `bind`, `1UPT`, `outbound_queue` and `cluster` need a restart: a change is logged as
 //!   such and not applied.
 //! - A file that no longer loads is refused with a log line naming the problem, and the server
@@ -189,6 +189,9 @@ fn apply(server: &Server, path: &Path, file_restart_only: &mut Option<RestartOnl
         .filter(|key| !old.tokens.contains(key))
         .count();
     server.connections.configure(&settings.config.limits);
+    server
+        .hub
+        .announce_presence_up_to(settings.config.announce_presence_up_to);
     server.settings.store(Arc::new(settings));
     for key in &revoked {
         for name in server.hub.expel_token(key, refusal::TOKEN_REVOKED) {

@@ -35,6 +35,30 @@ async fn messages_reach_everyone_else_and_never_the_sender() {
     carol.expect(json!(["message", "bob", "hi alice"])).await;
 }
 
+/// Past `announce_presence_up_to` members, joins and departures go unannounced; messages do
+/// not. Each "nothing came" is shown by the next frame being a later message.
+#[tokio::test]
+async fn presence_is_announced_only_up_to_the_configured_room_size() {
+    let server = TestServer::start(config(json!({"announce_presence_up_to": 2}))).await;
+    let mut alice = server.login("alice", TOKENS[0]).await;
+    let mut bob = server.login("bob", TOKENS[1]).await;
+    alice.expect(json!(["join", "bob"])).await;
+    let mut carol = server.login("carol", TOKENS[2]).await;
+    carol.say("unannounced").await;
+    for client in [&mut alice, &mut bob] {
+        client
+            .expect(json!(["message", "carol", "unannounced"]))
+            .await;
+    }
+    // Carol leaves a room of three: not announced either.
+    carol.close().await;
+    bob.say("still here").await;
+    alice.expect(json!(["message", "bob", "still here"])).await;
+    // Bob leaves a room of two: announced.
+    bob.close().await;
+    alice.expect(json!(["disconnect", "bob"])).await;
+}
+
 #[tokio::test]
 async fn one_senders_messages_arrive_in_order() {
     let server = TestServer::default().await;
