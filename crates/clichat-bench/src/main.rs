@@ -225,6 +225,11 @@ struct ConfigArgs {
     /// machine trips by design; leave it out for a server that has no `limits` key.
     #[arg(long)]
     no_limits: bool,
+    /// Set the server's `announce_presence_up_to`: joins and departures are then announced
+    /// only while the room has at most N members, so that a login storm does not cost N²
+    /// join frames.
+    #[arg(long, value_name = "N")]
+    announce_presence_up_to: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -301,7 +306,10 @@ fn main() -> ExitCode {
 /// Runs a command; `Ok(false)` when a scenario completed but found losses or failures.
 fn run(cli: Cli) -> anyhow::Result<bool> {
     if let Command::Config(args) = &cli.command {
-        let config = creds::generate_config(args.count, !args.no_1upt, !args.no_limits);
+        let mut config = creds::generate_config(args.count, !args.no_1upt, !args.no_limits);
+        if let Some(limit) = args.announce_presence_up_to {
+            config["announce_presence_up_to"] = limit.into();
+        }
         creds::write_config(&args.out, &config, args.force)?;
         println!(
             "wrote {}: {} generic tokens, {} bots (b0..b{}), 1UPT {}, {}",

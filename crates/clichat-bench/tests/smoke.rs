@@ -102,6 +102,21 @@ async fn bench(args: &[&str]) -> (i32, Value) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_generator_can_bound_presence_announcements() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secureconfig.json");
+    let output = tokio::process::Command::new(BENCH)
+        .args(["config", "2", "--announce-presence-up-to", "100", "--out"])
+        .arg(&path)
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let loaded = secure_server::Config::load(&path).unwrap();
+    assert_eq!(loaded.announce_presence_up_to, Some(100));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_generator_writes_a_config_the_server_loads() {
     let config = generate_config(7).await;
     let loaded = secure_server::Config::load(&config.path).unwrap();
@@ -118,6 +133,7 @@ async fn config_generator_writes_a_config_the_server_loads() {
         .collect();
     bots.sort_unstable();
     assert_eq!(bots, ["b0", "b1", "b2", "b3", "b4", "b5", "b6"]);
+    assert!(loaded.announce_presence_up_to.is_none());
     // A second run does not clobber it.
     let again = std::process::Command::new(BENCH)
         .args(["config", "3", "--out"])
