@@ -199,11 +199,11 @@ async fn websocket_on_any_path(
     let request = Request::from_parts(parts, body);
     let on_upgrade = match (checked, on_upgrade) {
         (Ok(_), Some(on_upgrade)) => on_upgrade,
-        (Ok(_), None) => unreachable!("axum's extractor requires the upgrade"),
         (Err(rejection), _) if wants_websocket(request.headers()) => {
             return rejection.into_response();
         }
-        (Err(_), _) => return next.run(request).await,
+        // Not an upgrade (the extractor fails without the upgrade handle too).
+        _ => return next.run(request).await,
     };
     let Some(accept) = well_formed_key(request.headers()) else {
         return (
