@@ -1159,6 +1159,24 @@ mod tests {
         );
     }
 
+    /// Every header length (7-bit, 16-bit and 64-bit payload lengths) parses back as one
+    /// final, unmasked text frame carrying exactly the text.
+    #[test]
+    fn payloads_are_whole_text_frames() {
+        for len in [0, 125, 126, 200, 65_535, 65_536, 70_000] {
+            let text = "x".repeat(len);
+            let payload = Payload::from(text.clone());
+            let [head, body] = payload.wire();
+            let mut wire = std::io::Cursor::new([head, body].concat());
+            let (header, length) = FrameHeader::parse(&mut wire).unwrap().unwrap();
+            assert!(header.is_final && header.mask.is_none(), "{len}");
+            assert_eq!(header.opcode, OpCode::Data(Data::Text), "{len}");
+            assert_eq!(length, len as u64);
+            assert_eq!(wire.position() as usize, head.len());
+            assert_eq!(body, text.as_bytes());
+        }
+    }
+
     #[tokio::test]
     async fn broadcast_skips_the_sender_and_drops_slow_consumers() {
         let hub = Hub::new(true, 2);
