@@ -23,7 +23,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
@@ -51,6 +51,10 @@ const READ_BLOCK_MS: u32 = 1000;
 const BACKLOG_MAX: usize = 100_000;
 /// How long a settled token page keeps answering 410 rather than 404.
 const SETTLED_PAGE_SECS: u32 = 3600;
+/// Ops waiting for the worker past which new messages are refused as if Redis were unreachable:
+/// Redis is not keeping up with the room, and a queue without a bound would hold the node's
+/// memory. Logins, departures and moderation still queue (one or a few per connection).
+const MAX_QUEUED_OPS: usize = 50_000;
 /// How long a connection attempt to Redis, or one reply, may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -182,6 +186,8 @@ pub(crate) enum RemotePage {
 pub(crate) struct Link {
     node: String,
     ops: mpsc::UnboundedSender<Op>,
+    /// Ops sent and not yet taken by the worker.
+    queued: Arc<AtomicUsize>,
     up: AtomicBool,
     /// The worker task, to stop it if it cannot leave in time.
     worker: std::sync::OnceLock<tokio::task::AbortHandle>,
@@ -198,9 +204,23 @@ impl Link {
         self.up.load(Ordering::Acquire)
     }
 
+    /// Whether a new message may be published: Redis is reachable and keeping up.
+    pub fn accepts_messages(&self) -> bool {
+        self.is_up() && self.queued.load(Ordering::Relaxed) < MAX_QUEUED_OPS
+    }
+
     pub fn write(&self, write: Write) {
         // The worker lives as long as the process; a send fails only while it shuts down.
-        let _ = self.ops.send(Op::Write(write));
+        let _ = self.send(Op::Write(write));
+    }
+
+    /// Queues `op` for the worker, counted until the worker takes it.
+    fn send(&self, op: Op) -> Result<(), Unavailable> {
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        self.ops.send(op).map_err(|_| {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            Unavailable
+        })
     }
 
     pub fn control(&self, control: &Control) {
@@ -213,7 +233,7 @@ impl Link {
             return Err(Unavailable);
         }
         let (tx, rx) = oneshot::channel();
-        self.ops.send(Op::Call(call, tx)).map_err(|_| Unavailable)?;
+        self.send(Op::Call(call, tx))?;
         rx.await.unwrap_or(Err(Unavailable))
     }
 
@@ -297,7 +317,7 @@ impl Link {
     /// worker. Waits at most `within`.
     pub async fn leave(&self, within: Duration) {
         let (tx, rx) = oneshot::channel();
-        if self.ops.send(Op::Leave(tx)).is_ok() && tokio::time::timeout(within, rx).await.is_err() {
+        if self.send(Op::Leave(tx)).is_ok() && tokio::time::timeout(within, rx).await.is_err() {
             warn!("could not leave the cluster in time; the other nodes will reap this one");
         }
         self.up.store(false, Ordering::Release);
@@ -319,9 +339,11 @@ pub(crate) fn start(config: &ClusterConfig) -> (Arc<Link>, Worker) {
         format!("node-{suffix:08x}")
     });
     let (ops, rx) = mpsc::unbounded_channel();
+    let queued = Arc::new(AtomicUsize::new(0));
     let link = Arc::new(Link {
         node,
         ops,
+        queued: Arc::clone(&queued),
         up: AtomicBool::new(false),
         worker: std::sync::OnceLock::new(),
     });
@@ -329,7 +351,7 @@ pub(crate) fn start(config: &ClusterConfig) -> (Arc<Link>, Worker) {
         link: Arc::clone(&link),
         url: config.redis.clone(),
         ttl: config.node_ttl(),
-        ops: rx,
+        ops: OpQueue { rx, queued },
         inflight: Vec::new(),
         backlog: VecDeque::new(),
         last_id: None,
@@ -342,7 +364,7 @@ pub(crate) struct Worker {
     link: Arc<Link>,
     url: String,
     ttl: Duration,
-    ops: mpsc::UnboundedReceiver<Op>,
+    ops: OpQueue,
     /// The batch being written: kept here, not in the future writing it, so that a spell
     /// ended by the reader or the heartbeat does not lose it.
     inflight: Vec<Op>,
@@ -350,6 +372,32 @@ pub(crate) struct Worker {
     backlog: VecDeque<Write>,
     /// The last stream entry this node has read: where to read on from after a reconnect.
     last_id: Option<String>,
+}
+
+/// The worker's end of the op queue, which keeps [`Link`]'s count of queued ops.
+struct OpQueue {
+    rx: mpsc::UnboundedReceiver<Op>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl OpQueue {
+    async fn recv(&mut self) -> Option<Op> {
+        let op = self.rx.recv().await;
+        self.taken(op.is_some());
+        op
+    }
+
+    fn try_recv(&mut self) -> Result<Op, mpsc::error::TryRecvError> {
+        let op = self.rx.try_recv();
+        self.taken(op.is_ok());
+        op
+    }
+
+    fn taken(&self, one: bool) {
+        if one {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Why a connected spell ended.
@@ -1291,3 +1339,29 @@ local record = redis.call('HGET', ARGV[1] .. 'node:' .. owner .. ':members', ARG
 if not record then return false end
 return {owner, record}
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn messages_are_refused_while_the_op_queue_is_full() {
+        let config = ClusterConfig {
+            redis: "redis://127.0.0.1:1/".to_owned(),
+            node_id: Some("n1".to_owned()),
+            node_ttl_secs: 10,
+        };
+        // The worker is not run: nothing takes the ops but the test.
+        let (link, mut worker) = start(&config);
+        link.up.store(true, Ordering::Release);
+        assert!(link.accepts_messages());
+        for _ in 0..MAX_QUEUED_OPS {
+            link.write(Write::Control(String::new()));
+        }
+        assert!(!link.accepts_messages(), "a full queue refuses messages");
+        assert!(worker.ops.try_recv().is_ok());
+        assert!(link.accepts_messages(), "one taken frees one place");
+        assert!(worker.ops.recv().await.is_some());
+        assert_eq!(link.queued.load(Ordering::Relaxed), MAX_QUEUED_OPS - 2);
+    }
+}

@@ -611,9 +611,10 @@ impl Hub {
     }
 
     /// Sends `frame` to every member but `from`. The frame is serialized once. In cluster
-    /// mode, while the cluster cannot be reached, it is sent to nobody and refused.
+    /// mode, while the cluster cannot be reached or does not keep up (the writes waiting for
+    /// Redis are past their bound), it is sent to nobody and refused.
     pub fn broadcast(&self, from: u64, frame: &ServerFrame) -> Result<(), cluster::Unavailable> {
-        if self.link().is_some_and(|link| !link.is_up()) {
+        if self.link().is_some_and(|link| !link.accepts_messages()) {
             return Err(cluster::Unavailable);
         }
         let payload = Payload::from(frame.encode());
