@@ -17,7 +17,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 const BENCH: &str = env!("CARGO_BIN_EXE_clichat-bench");
@@ -46,32 +46,24 @@ async fn generate_config(count: usize) -> ConfigFile {
 /// A real secure-server in this process.
 struct TestServer {
     addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), secure_server::Error>>,
+    running: secure_server::Running,
 }
 
 impl TestServer {
     async fn start(config: &Path) -> TestServer {
         let config = secure_server::Config::load(config).expect("the generated config loads");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(secure_server::run(listener, config, async {
-            let _ = stopped.await;
-        }));
+        let running = secure_server::Running::start(listener, config).unwrap();
         TestServer {
-            addr,
-            stop: Some(stop),
-            task,
+            addr: running.local_addr(),
+            running,
         }
     }
 
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(30), &mut self.task)
+    async fn stop(self) {
+        tokio::time::timeout(Duration::from_secs(30), self.running.stop())
             .await
             .expect("the server stops")
-            .unwrap()
             .unwrap();
     }
 }

@@ -14,7 +14,6 @@ use clichat_client::{
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -26,8 +25,7 @@ const BOT_TOKEN: &str = "bot-secret";
 /// This project's server, stopped by dropping or calling [`Server::stop`].
 struct Server {
     address: ServerAddress,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), secure_server::Error>>,
+    running: secure_server::Running,
 }
 
 impl Server {
@@ -39,21 +37,15 @@ impl Server {
         let config = secure_server::Config::parse(&config.to_string(), Path::new("test.json"))
             .expect("test config is valid");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(secure_server::run(listener, config, async {
-            let _ = stopped.await;
-        }));
+        let running = secure_server::Running::start(listener, config).unwrap();
         Server {
-            address: ServerAddress::parse(&addr.to_string()).unwrap(),
-            stop: Some(stop),
-            task,
+            address: ServerAddress::parse(&running.local_addr().to_string()).unwrap(),
+            running,
         }
     }
 
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        within(&mut self.task).await.unwrap().unwrap();
+    async fn stop(self) {
+        within(self.running.stop()).await.unwrap();
     }
 
     /// A user through the whole SAUTH2 flow, the test playing the person who reads the page.

@@ -8,8 +8,6 @@ use clichat_client::{ConnectOptions, Error, Event, LoginStep, ServerAddress, con
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 const WAIT: Duration = Duration::from_secs(10);
 const TOKEN: &str = "generic-token";
@@ -27,17 +25,10 @@ fn certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     (cert_path, key_path)
 }
 
+/// Dropping it shuts the server down.
 struct Server {
     port: u16,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), secure_server::Error>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.stop.take().map(|stop| stop.send(()));
-        self.task.abort();
-    }
+    _running: secure_server::Running,
 }
 
 /// A TLS server started from a config file in `dir` whose `tls` names `server.crt`/`.key`.
@@ -50,20 +41,10 @@ async fn start(dir: &Path) -> Server {
     std::fs::write(&path, config.to_string()).unwrap();
     let config = secure_server::Config::load(&path).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(secure_server::run_from_file(
-        listener,
-        config,
-        path,
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let running = secure_server::Running::start_from_file(listener, config, path).unwrap();
     Server {
-        port,
-        stop: Some(stop),
-        task,
+        port: running.local_addr().port(),
+        _running: running,
     }
 }
 

@@ -209,15 +209,7 @@ async fn wss_works_with_a_trusted_certificate() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = format!("wss://localhost:{}", listener.local_addr().unwrap().port());
     let config = secure_server::Config::load(&path).unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(secure_server::run_from_file(
-        listener,
-        config,
-        path,
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let server = secure_server::Running::start_from_file(listener, config, path).unwrap();
 
     let args = ["--plain", "--bot", "--username", BOT_NAME, &address];
     let mut untrusting = LineClient::spawn(&args, Some(BOT_TOKEN));
@@ -245,6 +237,5 @@ async fn wss_works_with_a_trusted_certificate() {
         .await;
     bot.close_stdin();
     assert_eq!(bot.exit_code().await, 0);
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    server.stop().await.unwrap();
 }

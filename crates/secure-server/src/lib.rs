@@ -16,20 +16,15 @@
 //! # }
 //! ```
 //!
-//! And in a test, on a port of the OS's choosing, stopped by a channel:
+//! And in a test, on a port of the OS's choosing, on a task of its own ([`Running`]):
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-//! let addr = listener.local_addr().unwrap();
-//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-//! let server = tokio::spawn(secure_server::run(listener, Default::default(), async {
-//!     let _ = stopped.await;
-//! }));
-//! assert!(tokio::net::TcpStream::connect(addr).await.is_ok());
-//! stop.send(()).unwrap();
-//! server.await.unwrap().unwrap();
+//! let server = secure_server::Running::start(listener, Default::default()).unwrap();
+//! assert!(tokio::net::TcpStream::connect(server.local_addr()).await.is_ok());
+//! server.stop().await.unwrap();
 //! # }
 //! ```
 //!
@@ -79,6 +74,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -222,6 +218,89 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     serve(listener, config, None, shutdown).await
+}
+
+/// A server running on a task of its own, as tests, benchmarks and programs that embed one
+/// start it. Dropping it shuts the server down too, without waiting.
+#[derive(Debug)]
+pub struct Running {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), Error>>,
+}
+
+impl Running {
+    /// Starts [`run`] on `listener` with `config`.
+    ///
+    /// # Errors
+    /// When the listener cannot report its address.
+    pub fn start(listener: TcpListener, config: Config) -> std::io::Result<Running> {
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = oneshot::channel();
+        Ok(Running::spawn(
+            addr,
+            stop,
+            run(listener, config, signal(stopped)),
+        ))
+    }
+
+    /// Starts [`run_from_file`] on `listener` with `config`, loaded from `path`.
+    ///
+    /// # Errors
+    /// When the listener cannot report its address.
+    pub fn start_from_file(
+        listener: TcpListener,
+        config: Config,
+        path: PathBuf,
+    ) -> std::io::Result<Running> {
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = oneshot::channel();
+        let server = run_from_file(listener, config, path, signal(stopped));
+        Ok(Running::spawn(addr, stop, server))
+    }
+
+    fn spawn(
+        addr: SocketAddr,
+        stop: oneshot::Sender<()>,
+        server: impl Future<Output = Result<(), Error>> + Send + 'static,
+    ) -> Running {
+        Running {
+            addr,
+            stop: Some(stop),
+            task: tokio::spawn(server),
+        }
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Shuts the server down as a signal would (every session closed with WebSocket code
+    /// 1001) and waits until it has.
+    ///
+    /// # Errors
+    /// What [`run`] returned.
+    ///
+    /// # Panics
+    /// If the server's task panicked, with its panic.
+    pub async fn stop(mut self) -> Result<(), Error> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match (&mut self.task).await {
+            Ok(result) => result,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(_cancelled) => Err(Error::Io(std::io::Error::other(
+                "the server's task was cancelled",
+            ))),
+        }
+    }
+}
+
+/// Completes when `stopped` is sent to, or its sender dropped.
+async fn signal(stopped: oneshot::Receiver<()>) {
+    let _ = stopped.await;
 }
 
 /// As [`run`], for a server started from the config file at `path` (already loaded as

@@ -23,8 +23,6 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// The Content-Security-Policy the client page must carry.
 const CLIENT_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -402,27 +400,23 @@ impl Browser {
 
 struct Restartable {
     addr: SocketAddr,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<(), secure_server::Error>>,
+    running: secure_server::Running,
 }
 
 impl Restartable {
     async fn start_on(addr: SocketAddr) -> Restartable {
         let listener = TcpListener::bind(addr).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(secure_server::run(listener, config(json!({})), async {
-            let _ = stopped.await;
-        }));
-        Restartable { addr, stop, task }
+        let running = secure_server::Running::start(listener, config(json!({}))).unwrap();
+        Restartable {
+            addr: running.local_addr(),
+            running,
+        }
     }
 
     async fn stop(self) {
-        let _ = self.stop.send(());
-        tokio::time::timeout(WAIT, self.task)
+        tokio::time::timeout(WAIT, self.running.stop())
             .await
             .expect("the server stops")
-            .unwrap()
             .unwrap();
     }
 }

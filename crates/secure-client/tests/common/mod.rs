@@ -9,13 +9,11 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use secure_server::Config;
+use secure_server::{Config, Running};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::TcpListener;
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// The longest any single expected line, screen or exit may take.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -46,8 +44,7 @@ pub fn config(overrides: Value) -> Config {
 pub struct TestServer {
     /// `127.0.0.1:PORT`, as a person would type it.
     pub address: String,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), secure_server::Error>>,
+    running: Running,
 }
 
 impl TestServer {
@@ -59,25 +56,18 @@ impl TestServer {
     /// A server on the test config with `overrides` merged over it.
     pub async fn start_with(overrides: Value) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap().to_string();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(secure_server::run(listener, config(overrides), async {
-            let _ = stopped.await;
-        }));
+        let running = Running::start(listener, config(overrides)).unwrap();
         TestServer {
-            address,
-            stop: Some(stop),
-            task,
+            address: running.local_addr().to_string(),
+            running,
         }
     }
 
     /// Signals shutdown and waits for `run` to return.
-    pub async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(WAIT, &mut self.task)
+    pub async fn stop(self) {
+        tokio::time::timeout(WAIT, self.running.stop())
             .await
             .expect("run returns after shutdown")
-            .unwrap()
             .unwrap();
     }
 }

@@ -12,11 +12,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use secure_server::Config;
+use secure_server::{Config, Running};
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -65,22 +63,19 @@ pub fn config(overrides: Value) -> Config {
 /// A running server.
 pub struct TestServer {
     pub addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), secure_server::Error>>,
+    running: Running,
 }
 
 impl TestServer {
     pub async fn start(config: Config) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(secure_server::run(listener, config, async {
-            let _ = stopped.await;
-        }));
+        TestServer::from(Running::start(listener, config).unwrap())
+    }
+
+    fn from(running: Running) -> TestServer {
         TestServer {
-            addr,
-            stop: Some(stop),
-            task,
+            addr: running.local_addr(),
+            running,
         }
     }
 
@@ -89,16 +84,7 @@ impl TestServer {
     pub async fn start_from_file(path: &Path) -> TestServer {
         let config = Config::load(path).expect("the test config file is valid");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let run = secure_server::run_from_file(listener, config, path.to_owned(), async {
-            let _ = stopped.await;
-        });
-        TestServer {
-            addr,
-            stop: Some(stop),
-            task: tokio::spawn(run),
-        }
+        TestServer::from(Running::start_from_file(listener, config, path.to_owned()).unwrap())
     }
 
     /// A server on the default test config.
@@ -144,12 +130,10 @@ impl TestServer {
     }
 
     /// Signals shutdown and waits for `run` to return.
-    pub async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(WAIT, &mut self.task)
+    pub async fn stop(self) {
+        tokio::time::timeout(WAIT, self.running.stop())
             .await
             .expect("run returns after shutdown")
-            .unwrap()
             .unwrap();
     }
 }
