@@ -35,7 +35,7 @@ use serde_json::{Value, json};
 
 use crate::config::Role;
 use crate::config_file::{self, ConfigFile, EditError};
-use crate::{Server, auth, reload, session};
+use crate::{Server, auth, names, reload};
 
 /// The owner API's routes.
 pub(crate) fn routes(server: Arc<Server>) -> Router<Arc<Server>> {
@@ -118,7 +118,7 @@ async fn connections(State(server): State<Arc<Server>>) -> Json<Value> {
             "id": member.id,
             "name": member.name,
             "kind": member.profile.kind,
-            "role": member.profile.role,
+            "role": server.role_of(&member.profile),
             "label": member.profile.label,
             "peer": member.profile.peer.map(|peer| peer.to_string()),
         })
@@ -158,25 +158,23 @@ async fn kick(State(server): State<Arc<Server>>, bytes: Bytes) -> ApiResult {
     server
         .hub
         .expel_member(&member, &refusal::kicked(&target.reason));
-    tracing::info!(target = %member.name, reason = %target.reason, "kicked by the owner");
+    tracing::info!(target = ?member.name, reason = ?target.reason, "kicked by the owner");
     Ok(Json(json!({ "kicked": member.name })).into_response())
 }
 
 async fn ban(State(server): State<Arc<Server>>, bytes: Bytes) -> ApiResult {
     let target: Target = body(&bytes)?;
     let member = find(&server, &target.username).await?;
-    let ban = session::ban_of(&member, &target.reason, target.minutes).ok_or_else(|| {
-        ApiError(
-            StatusCode::BAD_REQUEST,
-            "that connection has no token to ban".to_owned(),
-        )
-    })?;
-    let until = ban.until_text();
-    let told = refusal::banned(&target.reason, until.as_deref());
-    let saved = server.ban(ban);
-    server.hub.expel_member(&member, &told);
-    tracing::info!(target = %member.name, reason = %target.reason, "banned by the owner");
-    saved.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let banned = server
+        .ban_member(&member, &target.reason, target.minutes)
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                "that connection has no token to ban".to_owned(),
+            )
+        })?;
+    tracing::info!(target = ?member.name, reason = ?target.reason, "banned by the owner");
+    let until = banned.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(Json(json!({ "banned": member.name, "until": until })).into_response())
 }
 
@@ -204,7 +202,7 @@ async fn unban(State(server): State<Arc<Server>>, bytes: Bytes) -> ApiResult {
         .lift_bans(|ban| {
             username
                 .as_deref()
-                .is_some_and(|n| n.to_lowercase() == ban.username.to_lowercase())
+                .is_some_and(|n| names::key(n) == names::key(&ban.username))
                 || token_label.is_some() && token_label == ban.label
         })
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;

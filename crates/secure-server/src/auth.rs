@@ -136,6 +136,15 @@ impl Tokens {
         self.users.keys().chain(self.bots.keys())
     }
 
+    /// The role the token with this key has now (a reload may have changed it); `None` once it
+    /// is not configured any more.
+    pub fn role_of(&self, key: &TokenKey) -> Option<Role> {
+        self.users
+            .get(key)
+            .or_else(|| self.bots.get(key))
+            .map(|stored| stored.role)
+    }
+
     /// Whether the token with this key is still configured (as a user or bot token).
     pub fn contains(&self, key: &TokenKey) -> bool {
         self.users.contains_key(key) || self.bots.contains_key(key)

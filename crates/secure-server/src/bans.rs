@@ -35,11 +35,25 @@ pub struct Ban {
     pub until: Option<u64>,
 }
 
+/// The longest ban with an end: longer ones (a moderator may ask for 2^64 - 1 minutes) are cut
+/// to this, about a thousand years.
+pub const MAX_MINUTES: u64 = 1_000 * 366 * 24 * 60;
+/// The last second RFC 3339 can write (9999-12-31T23:59:59Z): an end in a file past it is shown
+/// as it.
+const LAST_WRITABLE_SECS: u64 = 253_402_300_799;
+
 impl Ban {
+    /// The end of a ban of `minutes` from now (cut to [`MAX_MINUTES`]), in seconds since the
+    /// Unix epoch; `None` for a ban until lifted.
+    pub fn end_after(minutes: Option<u64>) -> Option<u64> {
+        minutes.map(|m| now_secs().saturating_add(m.min(MAX_MINUTES) * 60))
+    }
+
     /// The end of the ban as an RFC 3339 UTC time, or `None` for a ban until lifted.
     pub fn until_text(&self) -> Option<String> {
         self.until.map(|secs| {
-            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
+            let end = UNIX_EPOCH + Duration::from_secs(secs.min(LAST_WRITABLE_SECS));
+            humantime::format_rfc3339_seconds(end).to_string()
         })
     }
 

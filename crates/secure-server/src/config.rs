@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::auth;
+use crate::proxy::Cidr;
 
 /// The server's configuration, as read from `secureconfig.json`.
 ///
@@ -77,6 +78,16 @@ pub struct Config {
     /// shares one room through Redis (see `docs/CLUSTER.md`). Default `null`: a single server
     /// with its room in memory.
     pub cluster: Option<ClusterConfig>,
+    /// Reverse proxies in front of the server: addresses (`"127.0.0.1"`) or CIDR ranges
+    /// (`"10.0.0.0/8"`). A request from one of them is taken to be from the client its
+    /// `X-Forwarded-For` names (the rightmost hop that is not a trusted proxy), for the
+    /// per-address limits, logs and `authmsg` links, and is never served `/_status` or key-less
+    /// `/metrics`. Default: none (forwarded headers are ignored).
+    pub trusted_proxies: Vec<Cidr>,
+    /// Origins (`"https://chat.example.com"`) besides the server's own whose pages may open a
+    /// WebSocket to it. An upgrade that carries any other `Origin` is refused (403); clients
+    /// that send none (terminal clients, bots) are not affected. Default: none.
+    pub allowed_origins: Vec<String>,
 }
 
 /// The `cluster` object: where the cluster's Redis is, and who this node is.
@@ -180,6 +191,17 @@ pub struct Limits {
     /// Page requests one IP address may make per minute; a request for an unknown or closed
     /// page costs 5. Over it: HTTP 429. Default `120`.
     pub page_requests_per_ip_per_minute: u32,
+    /// WebSocket frames of any kind (messages, ignored frames, pings) one connection may send
+    /// per second, on average; never less than `messages_per_second`. Over it the connection is
+    /// closed (1008), so that junk frames cannot cost the server a core. Default `50`.
+    pub frames_per_second: u32,
+    /// Frames one connection may send at once; never less than `message_burst`. Default `200`.
+    pub frame_burst: u32,
+    /// Bytes of frames one connection may send per second, on average, with one second's worth
+    /// (at least one frame of `max_frame_bytes`) at once; never less than `messages_per_second`
+    /// frames of `max_frame_bytes`. Over it the connection is closed (1008). Default `1048576`
+    /// (1 MiB).
+    pub bytes_per_second: u32,
 }
 
 impl Default for Limits {
@@ -198,6 +220,9 @@ impl Default for Limits {
             ping_interval_secs: 30,
             max_page_views: 10,
             page_requests_per_ip_per_minute: 120,
+            frames_per_second: 50,
+            frame_burst: 200,
+            bytes_per_second: 1 << 20,
         }
     }
 }
@@ -225,6 +250,8 @@ impl std::fmt::Debug for Config {
             tls,
             metrics,
             cluster,
+            trusted_proxies,
+            allowed_origins,
         } = self;
         f.debug_struct("Config")
             .field("port", port)
@@ -264,6 +291,8 @@ impl std::fmt::Debug for Config {
                     .as_ref()
                     .map(|c| (c.node_id.as_deref(), c.node_ttl_secs)),
             )
+            .field("trusted_proxies", trusted_proxies)
+            .field("allowed_origins", allowed_origins)
             .finish()
     }
 }
@@ -290,6 +319,8 @@ impl Default for Config {
             tls: None,
             metrics: None,
             cluster: None,
+            trusted_proxies: Vec::new(),
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -624,6 +655,24 @@ impl Config {
                 1,
                 10_000_000,
             ),
+            (
+                "limits.frames_per_second",
+                self.limits.frames_per_second.into(),
+                1,
+                10_000_000,
+            ),
+            (
+                "limits.frame_burst",
+                self.limits.frame_burst.into(),
+                1,
+                10_000_000,
+            ),
+            (
+                "limits.bytes_per_second",
+                self.limits.bytes_per_second.into(),
+                256,
+                u32::MAX.into(),
+            ),
         ];
         let node_ttl = self.cluster.as_ref().map_or(10, |c| c.node_ttl_secs);
         let ranges = ranges
@@ -671,6 +720,16 @@ impl Config {
                     "must look like http://host[:port] or https://host[:port]",
                 );
             }
+        }
+        if let Some(origin) = self
+            .allowed_origins
+            .iter()
+            .find(|origin| !crate::origin::is_origin(origin))
+        {
+            return fail(
+                "allowed_origins",
+                &format!("{origin:?} is not an origin: http(s)://host[:port], nothing after"),
+            );
         }
         if let Some(cluster) = &self.cluster {
             if let Err(error) = redis::Client::open(cluster.redis.as_str()) {

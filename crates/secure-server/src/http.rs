@@ -31,6 +31,7 @@ use crate::auth::TokenKey;
 use crate::coalesce::Coalesced;
 use crate::hub::PageView;
 use crate::limits::{ConnectionSlot, UNKNOWN_PAGE_COST};
+use crate::proxy::{self, Client};
 use crate::session::Session;
 use crate::tls;
 
@@ -133,9 +134,15 @@ async fn serve_connection<S>(
         return;
     };
     let slot = Arc::new(slot);
+    let shared = Arc::clone(&server);
     let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
         let mut request = request.map(Body::new);
-        request.extensions_mut().insert(ConnectInfo(peer));
+        // Who sent it: the peer, or the client a trusted proxy forwarded. Every route sees the
+        // client's address as its `ConnectInfo`.
+        let trusted = &shared.settings().config.trusted_proxies;
+        let client = Client::of(peer, request.headers(), trusted);
+        request.extensions_mut().insert(ConnectInfo(client.addr));
+        request.extensions_mut().insert(client);
         request.extensions_mut().insert(Arc::clone(&slot));
         router.clone().oneshot(request)
     });
@@ -187,7 +194,7 @@ pub(crate) fn router(server: Arc<Server>) -> Router {
 /// room frames, framed once for everyone, straight into it.
 async fn websocket_on_any_path(
     State(server): State<Arc<Server>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(client): Extension<Client>,
     Extension(slot): Extension<Arc<ConnectionSlot>>,
     request: Request,
     next: Next,
@@ -212,8 +219,43 @@ async fn websocket_on_any_path(
         )
             .into_response();
     };
-    let link_base = link_base(&server, request.headers());
-    let max_frame = server.settings().config.max_frame_bytes;
+    let (host, scheme) = addressed_to(&server, &client, request.headers());
+    let settings = server.settings();
+    let origin = request.headers().get(header::ORIGIN).map(|o| o.to_str());
+    let same_site = match origin {
+        None => true,
+        Some(Ok(origin)) => crate::origin::allowed(
+            Some(origin),
+            host,
+            settings.config.public_url(),
+            &settings.config.allowed_origins,
+        ),
+        Some(Err(_)) => false,
+    };
+    if !same_site {
+        debug!(peer = %client.addr, origin = ?origin, "refused a WebSocket from another site");
+        return (
+            StatusCode::FORBIDDEN,
+            "WebSocket connections from this page's site are not allowed\n",
+        )
+            .into_response();
+    }
+    // A proxied client holds a place under its own address, as a direct one does at accept.
+    let client_slot = if client.proxied {
+        match server.connections.admit_client(client.addr.ip()) {
+            Some(slot) => Some(slot),
+            None => {
+                server.metrics.connection_refused();
+                return busy();
+            }
+        }
+    } else {
+        None
+    };
+    let link_base = link_base(&server, host, scheme);
+    let max_frame = settings.config.max_frame_bytes;
+    drop(settings);
+    let peer = client.addr;
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
@@ -230,7 +272,7 @@ async fn websocket_on_any_path(
             }
             Err(error) => debug!(%peer, %error, "WebSocket upgrade failed"),
         }
-        drop((slot, session_guard));
+        drop((slot, client_slot, session_guard));
     });
     let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
     let headers = response.headers_mut();
@@ -264,23 +306,38 @@ fn wants_websocket(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
 }
 
-/// The base of `authmsg` links: `public_url` when set, else `http://` and the `Host` the client
-/// connected to (falling back to the listening address when that header is missing or not a
-/// plain host\[:port\]).
-fn link_base(server: &Server, headers: &HeaderMap) -> String {
+/// The host a request was addressed to (its `Host`, or a trusted proxy's `X-Forwarded-Host`),
+/// when it is a plain host\[:port\], and the scheme the client used (a trusted proxy's
+/// `X-Forwarded-Proto`, or this port's own).
+fn addressed_to<'a>(
+    server: &Server,
+    client: &Client,
+    headers: &'a HeaderMap,
+) -> (Option<&'a str>, &'static str) {
+    let (proto, forwarded_host) = if client.proxied {
+        proxy::forwarded_origin(headers)
+    } else {
+        (None, None)
+    };
+    let host = forwarded_host
+        .or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()))
+        .filter(|h| h.parse::<Authority>().is_ok() && !h.contains('@'));
+    let scheme = match proto {
+        Some("https") => "https",
+        Some(_) => "http",
+        None if server.tls.is_some() => "https",
+        None => "http",
+    };
+    (host, scheme)
+}
+
+/// The base of `authmsg` links: `public_url` when set, else the `scheme` and `host` the client
+/// addressed (falling back to the listening address when the host is missing or not a plain
+/// host\[:port\]).
+fn link_base(server: &Server, host: Option<&str>, scheme: &str) -> String {
     if let Some(url) = server.settings().config.public_url() {
         return url.to_owned();
     }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.parse::<Authority>().ok())
-        .filter(|a| !a.as_str().contains('@'));
-    let scheme = if server.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
     match host {
         Some(host) => format!("{scheme}://{host}"),
         None => format!("{scheme}://{}", server.local_addr),
@@ -288,12 +345,12 @@ fn link_base(server: &Server, headers: &HeaderMap) -> String {
 }
 
 /// `GET /_status`, for tools on the same machine (soak tests, benchmarks): what the server holds
-/// now, as JSON. Other addresses get 404.
+/// now, as JSON. Other addresses, and any request through a trusted proxy, get 404.
 async fn status(
     State(server): State<Arc<Server>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(client): Extension<Client>,
 ) -> Response {
-    if !peer.ip().is_loopback() {
+    if client.proxied || !client.addr.ip().is_loopback() {
         return not_found().await;
     }
     let hub = server.hub.stats();
@@ -321,10 +378,11 @@ async fn status(
 }
 
 /// `GET /metrics`: Prometheus text, when the config enables it, to the addresses it allows or
-/// with its key; 404 otherwise (as if there were no such page).
+/// with its key; 404 otherwise (as if there were no such page). A request through a trusted
+/// proxy needs the key.
 async fn metrics(
     State(server): State<Arc<Server>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(client): Extension<Client>,
     headers: HeaderMap,
 ) -> Response {
     let settings = server.settings();
@@ -338,7 +396,7 @@ async fn metrics(
             .and_then(|value| value.strip_prefix("Bearer "))
             .is_some_and(|presented| crate::auth::secret_eq(presented, key))
     });
-    if !keyed && !access.allow_from.contains(&peer.ip()) {
+    if !keyed && (client.proxied || !access.allow_from.contains(&client.addr.ip())) {
         return not_found().await;
     }
     let hub = server.hub.stats();

@@ -28,6 +28,7 @@ use tungstenite::protocol::frame::coding::{Data, OpCode};
 use crate::auth::{self, TokenKey};
 use crate::cluster::{self, Control, Link, MemberRecord, RemotePage, Write};
 use crate::config::{ClusterConfig, Role};
+use crate::names;
 
 /// A frame for the room, serialized once and framed once: the JSON text and the header of the
 /// WebSocket text frame that carries it. A server's frames are not masked, so the header and
@@ -136,6 +137,16 @@ pub enum Refused {
     Unavailable(#[from] cluster::Unavailable),
 }
 
+/// Why [`Hub::join`] refused a login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JoinRefused {
+    /// Cluster mode: another node was given the name or the token while this one was out of
+    /// touch.
+    Conflict,
+    /// The login's check refused, with this refusal.
+    Refused(String),
+}
+
 #[derive(Debug)]
 struct PendingPage {
     token: String,
@@ -176,7 +187,7 @@ struct Room {
 #[derive(Debug)]
 struct Member {
     name: String,
-    /// The name as reserved (case-folded): the member's key in the cluster.
+    /// The name as reserved (its [`names::key`]): the member's key in the cluster.
     folded: String,
     profile: Profile,
     tx: mpsc::Sender<Payload>,
@@ -331,10 +342,10 @@ impl Hub {
         self.inner.room.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Reserves `name` (compared case-insensitively) until the lease is dropped; refused if
-    /// someone connected or mid-login has it (on any node).
+    /// Reserves `name` until the lease is dropped; refused if someone connected or mid-login
+    /// (on any node) has a name that looks the same (an equal [`names::key`]).
     pub async fn reserve_name(&self, name: &str) -> Result<NameLease, Refused> {
-        let folded = name.to_lowercase();
+        let folded = names::key(name);
         if !self.login().names.insert(folded.clone()) {
             return Err(Refused::Taken);
         }
@@ -450,9 +461,22 @@ impl Hub {
     /// `["disconnect", name]`, so that whoever hears of the disconnect may take the name and
     /// token at once.
     ///
-    /// `None` (the leases released) if, in cluster mode, another node was given the name or
-    /// the token while this one was out of touch.
-    pub fn join(&self, name: &str, leases: Leases, profile: Profile) -> Option<Membership> {
+    /// `admit` is asked under the room's lock, so that whatever it checks (the token is still
+    /// configured and not banned) cannot change between the check and the join: a revocation
+    /// or ban that removes the token's members after changing what `admit` reads either finds
+    /// this member in the room or is seen by `admit`.
+    ///
+    /// # Errors
+    /// The leases are released and [`JoinRefused::Conflict`] returned if, in cluster mode,
+    /// another node was given the name or the token while this one was out of touch;
+    /// [`JoinRefused::Refused`] if `admit` refused.
+    pub fn join(
+        &self,
+        name: &str,
+        leases: Leases,
+        profile: Profile,
+        admit: impl FnOnce() -> Result<(), String>,
+    ) -> Result<Membership, JoinRefused> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(self.inner.queue_len);
         let evicted = CancellationToken::new();
@@ -473,7 +497,11 @@ impl Hub {
         let mut room = self.room();
         if self.login().lost(&member.leases) {
             drop(room);
-            return None;
+            return Err(JoinRefused::Conflict);
+        }
+        if let Err(reason) = admit() {
+            drop(room);
+            return Err(JoinRefused::Refused(reason));
         }
         if let (Some(link), Some(record)) = (self.link(), record) {
             let folded = member.folded.clone();
@@ -487,7 +515,7 @@ impl Hub {
         };
         drop(room);
         log_dropped(dropped);
-        Some(Membership {
+        Ok(Membership {
             hub: self.clone(),
             id,
             rx,
@@ -514,14 +542,14 @@ impl Hub {
         members
     }
 
-    /// The member called `name` (compared case-insensitively, as names are reserved), on any
-    /// node.
+    /// The member called `name` (or a name that looks the same: compared by [`names::key`], as
+    /// names are reserved), on any node.
     pub async fn find(&self, name: &str) -> Result<Option<MemberInfo>, Refused> {
-        let folded = name.to_lowercase();
+        let folded = names::key(name);
         let local = || {
             self.members()
                 .into_iter()
-                .find(|member| member.name.to_lowercase() == folded)
+                .find(|member| names::key(&member.name) == folded)
         };
         let Some(link) = self.link() else {
             return Ok(local());
@@ -638,7 +666,7 @@ impl Hub {
                 reason,
             } if to == node => {
                 if let Some(name) = self.expel(id, &reason) {
-                    tracing::info!(%name, %reason, "removed at another node's request");
+                    tracing::info!(?name, ?reason, "removed at another node's request");
                 }
             }
             Control::Expel { .. } => {}
@@ -650,7 +678,7 @@ impl Hub {
             Control::ExpelToken { token, reason } => {
                 if let Some(key) = TokenKey::from_hex(&token) {
                     for name in self.expel_local_token(&key, &reason) {
-                        tracing::info!(%name, %reason, "removed at another node's request");
+                        tracing::info!(?name, ?reason, "removed at another node's request");
                     }
                 }
             }
@@ -886,7 +914,7 @@ impl Room {
 /// never stalls the room.
 fn log_dropped(dropped: Vec<(u64, String)>) {
     for (id, name) in dropped {
-        tracing::warn!(id, %name, "outbound queue full; dropped a slow consumer");
+        tracing::warn!(id, ?name, "outbound queue full; dropped a slow consumer");
     }
 }
 
@@ -1082,10 +1110,10 @@ mod tests {
     async fn departures_are_not_announced_while_closing() {
         let hub = Hub::new(true, 8);
         let mut a = hub
-            .join("a", leases(&hub, "a").await, Profile::default())
+            .join("a", leases(&hub, "a").await, Profile::default(), || Ok(()))
             .unwrap();
         let b = hub
-            .join("b", leases(&hub, "b").await, Profile::default())
+            .join("b", leases(&hub, "b").await, Profile::default(), || Ok(()))
             .unwrap();
         assert_eq!(a.recv().await.unwrap(), r#"["join","b"]"#);
         hub.close();
@@ -1182,10 +1210,10 @@ mod tests {
     async fn broadcast_skips_the_sender_and_drops_slow_consumers() {
         let hub = Hub::new(true, 2);
         let mut a = hub
-            .join("a", leases(&hub, "a").await, Profile::default())
+            .join("a", leases(&hub, "a").await, Profile::default(), || Ok(()))
             .unwrap();
         let mut b = hub
-            .join("b", leases(&hub, "b").await, Profile::default())
+            .join("b", leases(&hub, "b").await, Profile::default(), || Ok(()))
             .unwrap();
         assert_eq!(a.recv().await.unwrap(), r#"["join","b"]"#);
         hub.broadcast(

@@ -33,6 +33,7 @@
 //! - [`config`]: `secureconfig.json`, its defaults and its validation.
 //! - `cluster`: cluster mode, the hub's link to the other nodes through Redis.
 //! - [`auth`]: tokens: generation (CSPRNG), constant-time checks, masking.
+//! - [`names`]: usernames people can trust: their shape, and the key look-alikes share.
 //! - [`rules`]: what a username and a message must pass, and the refusals.
 //! - [`limits`]: connection caps, login, page and message rates, and the open-file limit.
 //! - [`bans`]: banned tokens, kept beside the config file.
@@ -44,6 +45,8 @@
 //! - `coalesce`: gathers each connection's small writes into one per flush.
 //! - `http`: each accepted socket (HTTP/1.1 with a header timeout), and the routes: WebSocket
 //!   upgrade on any path, token pages, index, and a status report for local tools.
+//! - [`proxy`]: trusted reverse proxies, and the client address they forward.
+//! - `origin`: which web pages may open a WebSocket to the server.
 //! - `web`: the browser client served at `/`.
 //! - [`tls`]: HTTPS and WSS on the same port, with certificates replaced live.
 //! - [`shutdown`]: SIGINT/SIGTERM handlers, installed before the server listens.
@@ -59,7 +62,10 @@ mod http;
 pub mod hub;
 pub mod limits;
 mod metrics;
+pub mod names;
+mod origin;
 pub mod owner;
+pub mod proxy;
 mod reload;
 pub mod rules;
 mod session;
@@ -152,6 +158,9 @@ pub(crate) struct Server {
     shutdown: CancellationToken,
     /// Every live session, so that [`run`] can wait for them.
     sessions: TaskTracker,
+    /// Changed after every ban and every reload that revoked a token: logins waiting for their
+    /// `tokenauth` check again whether their token still admits them.
+    expulsions: tokio::sync::watch::Sender<()>,
     local_addr: SocketAddr,
 }
 
@@ -162,14 +171,64 @@ impl Server {
         self.settings.load_full()
     }
 
-    /// Bans a token here and, in cluster mode, on every node.
+    /// Whether the token with `key` still admits its holder into the room: configured (not
+    /// revoked) and not banned; otherwise the refusal to send. Checked at login, after
+    /// `tokenauth`, and again inside [`hub::Hub::join`], so that no revocation or ban can fall
+    /// between the check and the join.
+    fn admits(&self, key: &auth::TokenKey) -> Result<(), String> {
+        if !self.settings().tokens.contains(key) {
+            return Err(clichat_proto::refusal::TOKEN_REVOKED.to_owned());
+        }
+        match self.bans.check(key) {
+            Some(ban) => Err(clichat_proto::refusal::banned(
+                &ban.reason,
+                ban.until_text().as_deref(),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// What a member with `profile` may do now: its token's role in the config in force (a
+    /// reload may have promoted or demoted it), or the role it logged in with when its token
+    /// is not (any more) configured here.
+    fn role_of(&self, profile: &hub::Profile) -> config::Role {
+        profile
+            .token
+            .and_then(|key| self.settings().tokens.role_of(&key))
+            .unwrap_or(profile.role)
+    }
+
+    /// Bans `target`'s token for `reason`, for `minutes` (at most [`bans::MAX_MINUTES`]) or
+    /// until lifted, here and on every node, and closes every session and pending login of that
+    /// token, on every node. Returns the ban's end as RFC 3339 text, if it has one; `None` if the
+    /// target has no token to ban.
     ///
     /// # Errors
     /// As [`bans::Bans::add`]: the ban holds, but this node could not save it.
-    fn ban(&self, ban: bans::Ban) -> Result<(), bans::BansError> {
+    fn ban_member(
+        &self,
+        target: &hub::MemberInfo,
+        reason: &str,
+        minutes: Option<u64>,
+    ) -> Option<Result<Option<String>, bans::BansError>> {
+        let key = target.profile.token?;
+        let ban = bans::Ban {
+            username: target.name.clone(),
+            token: key.to_hex(),
+            label: target.profile.label.clone(),
+            role: target.profile.role,
+            reason: reason.to_owned(),
+            until: bans::Ban::end_after(minutes),
+        };
+        let until = ban.until_text();
+        let told = clichat_proto::refusal::banned(reason, until.as_deref());
         self.hub
             .tell_nodes(&cluster::Control::Ban { ban: ban.clone() });
-        self.bans.add(ban)
+        let saved = self.bans.add(ban);
+        // After the ban is in force: a login that joins from now on is refused at its join.
+        self.hub.expel_token(&key, &told);
+        self.expulsions.send_replace(());
+        Some(saved.map(|()| until))
     }
 
     /// Lifts the bans `matches` picks here and, in cluster mode, on every node. Returns how
@@ -190,7 +249,12 @@ impl Server {
 /// Carries out another node's ban or unban here.
 fn obey_other_node(server: &Server, request: cluster::Control) {
     let saved = match request {
-        cluster::Control::Ban { ban } => server.bans.add(ban),
+        cluster::Control::Ban { ban } => {
+            let saved = server.bans.add(ban);
+            // Logins waiting here for their `tokenauth` check their token again.
+            server.expulsions.send_replace(());
+            saved
+        }
         cluster::Control::Unban { tokens } => server
             .bans
             .lift(|ban| tokens.contains(&ban.token))
@@ -349,6 +413,7 @@ async fn serve(
         bans,
         shutdown: CancellationToken::new(),
         sessions: TaskTracker::new(),
+        expulsions: tokio::sync::watch::Sender::new(()),
         local_addr,
     });
     let hangups = server.config_file.as_ref().and_then(|_| reload::hangups());
@@ -386,7 +451,10 @@ async fn serve(
         };
         match accepted {
             Ok((tcp, peer)) => {
-                let slot = server.connections.admit(peer.ip());
+                // A trusted proxy's clients are counted by address once they say who they are.
+                let proxied =
+                    proxy::is_trusted(peer.ip(), &server.settings().config.trusted_proxies);
+                let slot = server.connections.admit(peer.ip(), !proxied);
                 if slot.is_none() {
                     server.metrics.connection_refused();
                 }

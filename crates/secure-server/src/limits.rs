@@ -107,11 +107,28 @@ impl Connections {
         lock(&self.counts).total
     }
 
-    /// Takes a connection slot for `ip`, held until the returned slot is dropped; `None` when
-    /// the server or the address is at its limit (logged, at most once per interval).
-    pub(crate) fn admit(&self, ip: IpAddr) -> Option<ConnectionSlot> {
-        let max_total = self.max();
-        let max_per_ip = self.max_per_ip.load(Ordering::Relaxed);
+    /// Takes a connection slot for a socket from `ip`, held until the returned slot is
+    /// dropped; `None` when the server or the address is at its limit (logged, at most once per
+    /// interval). A trusted proxy's sockets (`per_ip` false) count only towards the total: its
+    /// clients are counted by address when their requests say who they are
+    /// ([`Connections::admit_client`]).
+    pub(crate) fn admit(&self, ip: IpAddr, per_ip: bool) -> Option<ConnectionSlot> {
+        self.take(ip, true, per_ip)
+    }
+
+    /// Takes a place for a client whose address a trusted proxy forwarded (its socket holds a
+    /// place in the total already); `None` when the address is at its limit.
+    pub(crate) fn admit_client(&self, ip: IpAddr) -> Option<ConnectionSlot> {
+        self.take(ip, false, true)
+    }
+
+    fn take(&self, ip: IpAddr, in_total: bool, per_ip: bool) -> Option<ConnectionSlot> {
+        let max_total = if in_total { self.max() } else { usize::MAX };
+        let max_per_ip = if per_ip {
+            self.max_per_ip.load(Ordering::Relaxed)
+        } else {
+            usize::MAX
+        };
         let mut counts = lock(&self.counts);
         let for_ip = counts.per_ip.get(&ip).copied().unwrap_or(0);
         if counts.total >= max_total || for_ip >= max_per_ip {
@@ -128,11 +145,14 @@ impl Connections {
             }
             return None;
         }
-        *counts.per_ip.entry(ip).or_default() += 1;
-        counts.total += 1;
+        if per_ip {
+            *counts.per_ip.entry(ip).or_default() += 1;
+        }
+        counts.total += usize::from(in_total);
         Some(ConnectionSlot {
             counts: Arc::clone(&self.counts),
-            ip,
+            ip: per_ip.then_some(ip),
+            in_total,
         })
     }
 }
@@ -206,6 +226,31 @@ impl Rates {
         }
     }
 
+    /// A fresh frame budget for one connection whose frames are at most `max_frame_bytes`.
+    /// Never stricter than the message budget (its rate and burst in frames, its rate in frames
+    /// of the largest size in bytes), so that a raised message rate does not close the
+    /// connections that use it.
+    pub(crate) fn frame_budget(&self, max_frame_bytes: usize) -> FrameBudget {
+        let config = &self.config;
+        let frames = config.frames_per_second.max(config.messages_per_second);
+        let burst = config.frame_burst.max(config.message_burst);
+        let max_frame = u32::try_from(max_frame_bytes).unwrap_or(u32::MAX);
+        let bytes = config
+            .bytes_per_second
+            .max(config.messages_per_second.saturating_mul(max_frame));
+        let byte_burst = bytes.max(max_frame);
+        FrameBudget {
+            frames: RateLimiter::direct_with_clock(
+                Quota::per_second(nonzero(frames)).allow_burst(nonzero(burst)),
+                self.clock.clone(),
+            ),
+            bytes: RateLimiter::direct_with_clock(
+                Quota::per_second(nonzero(bytes)).allow_burst(nonzero(byte_burst)),
+                self.clock.clone(),
+            ),
+        }
+    }
+
     /// Drops the per-address state of addresses whose buckets are full again.
     pub(crate) fn forget_idle(&self) {
         for limiter in [&self.logins, &self.pages] {
@@ -235,17 +280,21 @@ struct Counts {
 #[derive(Debug)]
 pub(crate) struct ConnectionSlot {
     counts: Arc<Mutex<Counts>>,
-    ip: IpAddr,
+    /// The address whose count it holds, if it holds one.
+    ip: Option<IpAddr>,
+    /// Whether it holds a place in the total.
+    in_total: bool,
 }
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         let mut counts = lock(&self.counts);
-        counts.total -= 1;
-        if let Some(for_ip) = counts.per_ip.get_mut(&self.ip) {
+        counts.total -= usize::from(self.in_total);
+        let Some(ip) = self.ip else { return };
+        if let Some(for_ip) = counts.per_ip.get_mut(&ip) {
             *for_ip -= 1;
             if *for_ip == 0 {
-                counts.per_ip.remove(&self.ip);
+                counts.per_ip.remove(&ip);
             }
         }
     }
@@ -279,6 +328,23 @@ impl MessageBudget {
         } else {
             MessageVerdict::Flood
         }
+    }
+}
+
+/// One connection's budget of frames of any kind, and of their bytes: what it may cost the
+/// server to read and decode, whatever the frames say.
+#[derive(Debug)]
+pub(crate) struct FrameBudget {
+    frames: DefaultDirectRateLimiter,
+    bytes: DefaultDirectRateLimiter,
+}
+
+impl FrameBudget {
+    /// Spends one frame of `len` bytes; `false` when the connection is over its budget.
+    pub(crate) fn spend(&self, len: usize) -> bool {
+        let bytes = NonZeroU32::new(u32::try_from(len).unwrap_or(u32::MAX));
+        self.frames.check().is_ok()
+            && bytes.is_none_or(|n| matches!(self.bytes.check_n(n), Ok(Ok(()))))
     }
 }
 
@@ -326,25 +392,51 @@ mod tests {
         let limits = Connections::new(&config, None);
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
-        let a1 = limits.admit(a).unwrap();
-        let _a2 = limits.admit(a).unwrap();
-        assert!(limits.admit(a).is_none(), "per-address limit");
-        let _b1 = limits.admit(b).unwrap();
-        assert!(limits.admit(b).is_none(), "total limit");
+        let a1 = limits.admit(a, true).unwrap();
+        let _a2 = limits.admit(a, true).unwrap();
+        assert!(limits.admit(a, true).is_none(), "per-address limit");
+        let _b1 = limits.admit(b, true).unwrap();
+        assert!(limits.admit(b, true).is_none(), "total limit");
         assert_eq!(limits.open(), 3);
         drop(a1);
         assert_eq!(limits.open(), 2);
-        let b2 = limits.admit(b);
+        let b2 = limits.admit(b, true);
         assert!(b2.is_some(), "a freed place is taken again");
         limits.configure(&config::Limits {
             max_connections: Some(4),
             ..config
         });
-        assert!(limits.admit(b).is_none(), "still two per address");
+        assert!(limits.admit(b, true).is_none(), "still two per address");
         assert!(
-            limits.admit("10.0.0.3".parse().unwrap()).is_some(),
+            limits.admit("10.0.0.3".parse().unwrap(), true).is_some(),
             "a reload raised the cap"
         );
+    }
+
+    #[test]
+    fn a_proxys_clients_are_counted_by_their_own_address() {
+        let config = config::Limits {
+            max_connections: Some(3),
+            max_connections_per_ip: 1,
+            ..Default::default()
+        };
+        let limits = Connections::new(&config, None);
+        let proxy: IpAddr = "127.0.0.1".parse().unwrap();
+        let sockets: Vec<_> = (0..3).map(|_| limits.admit(proxy, false)).collect();
+        assert!(sockets.iter().all(Option::is_some), "no per-address cap");
+        assert!(
+            limits.admit(proxy, false).is_none(),
+            "the total still holds"
+        );
+        let client: IpAddr = "10.0.0.1".parse().unwrap();
+        let first = limits.admit_client(client).unwrap();
+        assert!(
+            limits.admit_client(client).is_none(),
+            "one per client address"
+        );
+        assert_eq!(limits.open(), 3, "clients take no place in the total");
+        drop(first);
+        assert!(limits.admit_client(client).is_some());
     }
 
     #[test]
@@ -402,6 +494,44 @@ mod tests {
             [Send, Send, Send, SlowDown, SlowDown, Flood, Flood],
             "three at once, then two refusals, then a flood"
         );
+    }
+
+    #[test]
+    fn frames_are_budgeted_by_count_and_bytes() {
+        let limits = Rates::new(&config::Limits {
+            frames_per_second: 1,
+            frame_burst: 3,
+            bytes_per_second: 1_000,
+            messages_per_second: 1,
+            message_burst: 1,
+            ..Default::default()
+        });
+        let budget = limits.frame_budget(256);
+        assert!((0..3).all(|_| budget.spend(10)), "the burst");
+        assert!(!budget.spend(10), "then one a second");
+
+        let budget = limits.frame_budget(256);
+        assert!(budget.spend(1_000), "a second's bytes at once");
+        assert!(!budget.spend(1), "and no more");
+
+        let budget = limits.frame_budget(4_000);
+        assert!(
+            budget.spend(4_000),
+            "one frame of the largest size always fits"
+        );
+    }
+
+    #[test]
+    fn the_frame_budget_is_never_below_the_message_budget() {
+        let limits = Rates::new(&config::Limits {
+            frames_per_second: 1,
+            frame_burst: 1,
+            messages_per_second: 100,
+            message_burst: 100,
+            ..Default::default()
+        });
+        let budget = limits.frame_budget(256);
+        assert!((0..100).all(|_| budget.spend(10)));
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! SIGHUP) and applies them without dropping anyone.
 //!
 //! - New tokens and bots work at once; a revoked token's holders get
-//!   `["refusal", "Your token was revoked."]` and are closed, and a login still waiting for its
-//!   `tokenauth` with that token is refused when it arrives.
+//!   `["refusal", "Your token was revoked."]` and are closed, and so is a login still waiting
+//!   for its `tokenauth` with that token. A changed role applies to live sessions at once (the
+//!   session looks its token's role up at each moderation frame).
 //! - The filter, the length rules and the limits apply to new input (a changed `limits` starts
 //!   every address with a fresh budget); `max_frame_bytes`, timeouts and `public_url` apply to
 //!   new connections; `announce_presence_up_to` to the next join or departure.
@@ -193,10 +194,15 @@ fn apply(server: &Server, path: &Path, file_restart_only: &mut Option<RestartOnl
         .hub
         .announce_presence_up_to(settings.config.announce_presence_up_to);
     server.settings.store(Arc::new(settings));
+    // After the new settings are in force: a login that joins from now on is refused at its
+    // join, and one waiting for its `tokenauth` is woken to check.
     for key in &revoked {
         for name in server.hub.expel_token(key, refusal::TOKEN_REVOKED) {
-            info!(%name, "closed: its token was revoked");
+            info!(?name, "closed: its token was revoked");
         }
+    }
+    if !revoked.is_empty() {
+        server.expulsions.send_replace(());
     }
     info!(added, revoked = revoked.len(), "config reloaded");
 }

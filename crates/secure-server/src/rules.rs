@@ -3,9 +3,7 @@
 use clichat_proto::refusal;
 
 use crate::config::Config;
-
-/// The prefix that marks bots; users may not start their names with it.
-pub const BOT_PREFIX: &str = "[BOT]";
+use crate::names;
 
 /// Username and message rules, from the config.
 #[derive(Debug, Clone)]
@@ -35,11 +33,12 @@ impl Rules {
         }
     }
 
-    /// Checks a username a user asked for, in this order: present and well-formed (not blank,
-    /// no white space at either end, no control or invisible characters, not starting with
-    /// `[BOT]`), not too long, not filtered. The well-formedness rules keep one name from
-    /// passing for another (`alice` and `alice `, or a user and a bot).
-    /// Uniqueness is the hub's business.
+    /// Checks a username a user asked for, in this order: present and well-formed
+    /// ([`names::check`]: not blank, no white space at either end, no control, invisible or
+    /// look-alike characters, no mixed scripts; and not passing for a bot, [`names::is_reserved`]),
+    /// not too long, not filtered. The well-formedness rules keep one name from passing for
+    /// another (`alice` and `alice `, `аlice` in Cyrillic, or a user and a bot).
+    /// Uniqueness is the hub's business (by [`names::key`]).
     ///
     /// # Errors
     /// The refusal text of the first broken rule; otherwise the name is given back.
@@ -47,11 +46,7 @@ impl Rules {
         let Some(name) = name else {
             return Err(refusal::INVALID_USERNAME);
         };
-        if name.trim().is_empty()
-            || name.trim() != name
-            || name.chars().any(|c| c.is_control() || is_invisible(c))
-            || name.to_uppercase().starts_with(BOT_PREFIX)
-        {
+        if !names::check(&name) || names::is_reserved(&name) {
             return Err(refusal::INVALID_USERNAME);
         }
         if name.chars().count() > self.max_username_length {
@@ -92,17 +87,6 @@ impl Rules {
         let text = text.to_lowercase();
         self.filter.iter().any(|word| text.contains(word.as_str()))
     }
-}
-
-/// Invisible characters that would let one name pass for another: Unicode format characters
-/// (zero-width spaces and joiners, bidirectional controls, the soft hyphen, the byte-order
-/// mark, tag characters) and the Hangul fillers that render as blanks.
-fn is_invisible(c: char) -> bool {
-    matches!(c,
-        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
-        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF9}'..='\u{FFFB}'
-        | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
 }
 
 #[cfg(test)]

@@ -24,11 +24,13 @@ use tungstenite::{Message, Utf8Bytes};
 
 use crate::Server;
 use crate::auth::{self, Grant};
-use crate::bans::{self, Ban};
 use crate::coalesce::Coalesced;
 use crate::config::Role;
-use crate::hub::{Leases, MemberInfo, Membership, PageLease, Payload, Profile, Refused};
-use crate::limits::{MessageBudget, MessageVerdict};
+use crate::hub::{
+    JoinRefused, Leases, MemberInfo, Membership, PageLease, Payload, Profile, Refused,
+};
+use crate::limits::{FrameBudget, MessageBudget, MessageVerdict};
+use crate::names;
 use crate::rules::MessageRefusal;
 
 /// How long a closing session waits for the client's close frame before dropping the socket.
@@ -100,9 +102,12 @@ struct Pending {
 pub(crate) struct Session {
     ws: Socket,
     server: Arc<Server>,
+    /// The client's address (forwarded by a trusted proxy, or the socket's peer).
     peer: SocketAddr,
     /// `http://host:port` or the configured `public_url`: the `authmsg` link base.
     link_base: String,
+    /// What every frame the client sends, of any kind, costs; past it, the connection closes.
+    frames: FrameBudget,
 }
 
 impl Session {
@@ -112,11 +117,15 @@ impl Session {
         peer: SocketAddr,
         link_base: String,
     ) -> Session {
+        let settings = server.settings();
+        let frames = settings.rates.frame_budget(settings.config.max_frame_bytes);
+        drop(settings);
         Session {
             ws,
             server,
             peer,
             link_base,
+            frames,
         }
     }
 
@@ -176,12 +185,15 @@ impl Session {
                 Ok(other) => {
                     debug!(peer = %self.peer, kind = other.kind(), "ignored frame before login")
                 }
-                Err(error) => debug!(peer = %self.peer, %error, "ignored malformed frame"),
+                Err(error) => debug!(peer = %self.peer, ?error, "ignored malformed frame"),
             }
         }
     }
 
     /// SAUTH2: username rules, generic token, then the temporary token from the page.
+    ///
+    /// The token is checked before the name is looked up, so that a client without a valid
+    /// token learns nothing of who is online or mid-login.
     async fn user_login(
         &mut self,
         username: Option<String>,
@@ -190,15 +202,15 @@ impl Session {
         let server = Arc::clone(&self.server);
         let settings = server.settings();
         let name = settings.rules.check_username(username).map_err(refuse)?;
+        let Some(grant) = token.and_then(|t| settings.tokens.check_user(&t)) else {
+            return Err(self.wrong_token(refusal::TOKEN_REFUSED));
+        };
+        self.check_admitted(&grant)?;
         let name_lease = server
             .hub
             .reserve_name(&name)
             .await
             .map_err(|e| refused(e, refusal::USERNAME_TAKEN))?;
-        let Some(grant) = token.and_then(|t| settings.tokens.check_user(&t)) else {
-            return Err(self.wrong_token(refusal::TOKEN_REFUSED));
-        };
-        self.check_ban(&grant)?;
         // A good token in use elsewhere (1UPT) is refused with the same text, but is no guess.
         let hold = server
             .hub
@@ -220,13 +232,22 @@ impl Session {
             .await
             .map_err(|e| refused(e, refusal::CLUSTER_UNAVAILABLE))?;
         let pending = Pending { leases, page };
+        // Subscribed before the page is shown: a ban or revocation from now on wakes the wait.
+        let mut expulsions = server.expulsions.subscribe();
         let link = format!("{}/{}", self.link_base, pending.page.id());
         self.send(&ServerFrame::AuthMsg(link)).await?;
 
-        // The very next data frame decides, and the page dies whatever it is.
-        let frame = timeout(tokenauth_timeout, self.next_frame())
-            .await
-            .map_err(|_elapsed| refuse(refusal::TOKENAUTH_TIMEOUT))??;
+        // The very next data frame decides, and the page dies whatever it is. Meanwhile a ban
+        // or revocation of the token ends the wait at once.
+        let deadline = tokio::time::Instant::now() + tokenauth_timeout;
+        let frame = loop {
+            tokio::select! {
+                frame = tokio::time::timeout_at(deadline, self.next_frame()) => {
+                    break frame.map_err(|_elapsed| refuse(refusal::TOKENAUTH_TIMEOUT))??;
+                }
+                Ok(()) = expulsions.changed() => self.check_admitted(&grant)?,
+            }
+        };
         let accepted = match &frame {
             Frame::Text(text) => matches!(
                 ClientFrame::decode(text),
@@ -239,10 +260,8 @@ impl Session {
         }
         let Pending { leases, page } = pending;
         drop(page);
-        // The owner may have revoked the token while the person read the page.
-        if !server.settings().tokens.contains(&grant.key) {
-            return Err(refuse(refusal::TOKEN_REVOKED));
-        }
+        // Checked again at the join, under the room's lock (see `chat`).
+        self.check_admitted(&grant)?;
         Ok(LoggedIn {
             name,
             leases,
@@ -262,8 +281,8 @@ impl Session {
         let Some(grant) = self.server.settings().tokens.check_bot(&name, &token) else {
             return Err(self.wrong_token(refusal::BOT_REFUSED));
         };
-        self.check_ban(&grant)?;
-        let display = format!("{} {name}", crate::rules::BOT_PREFIX);
+        self.check_admitted(&grant)?;
+        let display = format!("{} {name}", names::BOT_PREFIX);
         let name = self.server.hub.reserve_name(&display).await;
         let name = name.map_err(|e| refused(e, refusal::USERNAME_TAKEN))?;
         Ok(LoggedIn {
@@ -273,15 +292,9 @@ impl Session {
         })
     }
 
-    /// Refuses a token banned now, saying until when.
-    fn check_ban(&self, grant: &Grant) -> Result<(), Exit> {
-        match self.server.bans.check(&grant.key) {
-            Some(ban) => Err(refuse(refusal::banned(
-                &ban.reason,
-                ban.until_text().as_deref(),
-            ))),
-            None => Ok(()),
-        }
+    /// Refuses a token revoked or banned now (saying until when).
+    fn check_admitted(&self, grant: &Grant) -> Result<(), Exit> {
+        self.server.admits(&grant.key).map_err(refuse)
     }
 
     fn profile(&self, kind: &'static str, grant: Grant) -> Profile {
@@ -302,14 +315,23 @@ impl Session {
             leases,
             profile,
         } = login;
-        let (kind, role) = (profile.kind, profile.role);
-        let Some(mut member) = self.server.hub.join(&name, leases, profile) else {
-            return refuse(refusal::CLUSTER_CONFLICT);
+        let kind = profile.kind;
+        let server = Arc::clone(&self.server);
+        let admit = || match &profile.token {
+            Some(key) => server.admits(key),
+            None => Ok(()),
+        };
+        let joined = self.server.hub.join(&name, leases, profile.clone(), admit);
+        let mut member = match joined {
+            Ok(member) => member,
+            Err(JoinRefused::Conflict) => return refuse(refusal::CLUSTER_CONFLICT),
+            Err(JoinRefused::Refused(reason)) => return refuse(reason),
         };
         self.server.metrics.login(kind);
-        info!(peer = %self.peer, id = member.id(), %name, kind, role = role.as_str(), "logged in");
-        let Err(exit) = self.chat_loop(&mut member, &name, role).await;
-        info!(peer = %self.peer, id = member.id(), %name, "left the room");
+        let role = self.server.role_of(&profile);
+        info!(peer = %self.peer, id = member.id(), ?name, kind, role = role.as_str(), "logged in");
+        let Err(exit) = self.chat_loop(&mut member, &name, &profile).await;
+        info!(peer = %self.peer, id = member.id(), ?name, "left the room");
         let exit = match exit {
             Exit::Removed => match member.removal_reason() {
                 Some(reason) => refuse(reason.to_owned()),
@@ -327,7 +349,7 @@ impl Session {
         &mut self,
         member: &mut Membership,
         name: &str,
-        role: Role,
+        profile: &Profile,
     ) -> Result<Infallible, Exit> {
         let id = member.id();
         let welcome = ServerFrame::Id {
@@ -363,9 +385,10 @@ impl Session {
                 }
                 msg = self.ws.next() => {
                     unanswered = false;
+                    self.spend(&msg)?;
                     if let Some(Frame::Text(text)) = classify(msg)? {
                         // Boxed: a rare path, kept out of the state every idle connection holds.
-                        Box::pin(self.chat_frame(id, name, role, &text, &budget)).await?;
+                        Box::pin(self.chat_frame(id, name, profile, &text, &budget)).await?;
                     }
                 }
                 _ = ping.tick() => {
@@ -387,7 +410,7 @@ impl Session {
         &mut self,
         id: u64,
         name: &str,
-        role: Role,
+        profile: &Profile,
         text: &str,
         budget: &MessageBudget,
     ) -> Result<(), Exit> {
@@ -402,6 +425,8 @@ impl Session {
                 | ClientFrame::Unban { .. }
                 | ClientFrame::Who),
             ) => {
+                // The role in force now: a reload may have demoted (or promoted) the token.
+                let role = self.server.role_of(profile);
                 let answer = Self::moderate(Arc::clone(&self.server), name, role, frame).await;
                 return match answer {
                     Some(frame) => self.send(&frame).await,
@@ -413,7 +438,7 @@ impl Session {
                 return Ok(());
             }
             Err(error) => {
-                debug!(id, %error, "ignored malformed frame");
+                debug!(id, ?error, "ignored malformed frame");
                 return Ok(());
             }
         };
@@ -444,7 +469,7 @@ impl Session {
                 Ok(())
             }
             Err(MessageRefusal::TooLong(reason)) => {
-                info!(peer = %self.peer, id, %reason, "refused message");
+                info!(peer = %self.peer, id, ?reason, "refused message");
                 self.send(&ServerFrame::Refusal(reason)).await
             }
             Err(MessageRefusal::Close(reason)) => Err(refuse(reason)),
@@ -472,12 +497,12 @@ impl Session {
             }),
             ClientFrame::Kick { username, reason } => {
                 let reason = reason.unwrap_or_default();
-                let target = match target_of(hub, username.as_deref(), role).await {
+                let target = match target_of(&server, username.as_deref(), role).await {
                     Ok(target) => target,
                     Err(answer) => return answer,
                 };
                 if hub.expel_member(&target, &refusal::kicked(&reason)) {
-                    info!(%actor, target = %target.name, %reason, "kicked");
+                    info!(?actor, target = ?target.name, ?reason, "kicked");
                 }
                 None
             }
@@ -487,17 +512,14 @@ impl Session {
                 minutes,
             } => {
                 let reason = reason.unwrap_or_default();
-                let target = match target_of(hub, username.as_deref(), role).await {
+                let target = match target_of(&server, username.as_deref(), role).await {
                     Ok(target) => target,
                     Err(answer) => return answer,
                 };
-                let ban = ban_of(&target, &reason, minutes)?;
-                let told = refusal::banned(&reason, ban.until_text().as_deref());
-                if let Err(error) = server.ban(ban) {
+                if let Err(error) = server.ban_member(&target, &reason, minutes)? {
                     warn!(%error, "the ban holds, but could not be saved");
                 }
-                hub.expel_member(&target, &told);
-                info!(%actor, target = %target.name, %reason, ?minutes, "banned");
+                info!(?actor, target = ?target.name, ?reason, ?minutes, "banned");
                 None
             }
             ClientFrame::Unban {
@@ -509,11 +531,11 @@ impl Session {
                     ban.role < role
                         && (username
                             .as_deref()
-                            .is_some_and(|n| n.to_lowercase() == ban.username.to_lowercase())
+                            .is_some_and(|n| names::key(n) == names::key(&ban.username))
                             || token_label.is_some() && token_label == ban.label)
                 });
                 match lifted {
-                    Ok(lifted) => info!(%actor, lifted, "unbanned"),
+                    Ok(lifted) => info!(?actor, lifted, "unbanned"),
                     Err(error) => warn!(%error, "the unban holds, but could not be saved"),
                 }
                 None
@@ -570,7 +592,8 @@ impl Session {
         }
     }
 
-    /// The next data frame, or how the session must end (shutdown, close, a read error).
+    /// The next data frame, or how the session must end (shutdown, close, a read error, a
+    /// client over its frame budget).
     async fn next_frame(&mut self) -> Result<Frame, Exit> {
         loop {
             let msg = tokio::select! {
@@ -578,9 +601,22 @@ impl Session {
                 () = self.server.shutdown.cancelled() => return Err(SHUTTING_DOWN),
                 msg = self.ws.next() => msg,
             };
+            self.spend(&msg)?;
             if let Some(frame) = classify(msg)? {
                 return Ok(frame);
             }
+        }
+    }
+
+    /// Charges what the socket yielded to the frame budget: every frame the client sends, of
+    /// any kind, costs one frame and its length in bytes.
+    fn spend(&self, msg: &Option<Result<Message, tungstenite::Error>>) -> Result<(), Exit> {
+        match msg {
+            Some(Ok(message)) if !self.frames.spend(message.len()) => {
+                debug!(peer = %self.peer, "over the frame budget");
+                Err(TOO_MANY_FRAMES)
+            }
+            _ => Ok(()),
         }
     }
 
@@ -607,7 +643,7 @@ impl Session {
     async fn finish(&mut self, exit: Exit) {
         match exit {
             Exit::Refuse(reason) => {
-                info!(peer = %self.peer, %reason, "refused");
+                info!(peer = %self.peer, ?reason, "refused");
                 if self
                     .send(&ServerFrame::Refusal(reason.into_owned()))
                     .await
@@ -654,37 +690,28 @@ const SHUTTING_DOWN: Exit = Exit::Close(close_code::GOING_AWAY, "server shutting
 const NO_PONG: Exit = Exit::Close(close_code::GOING_AWAY, "no answer to ping");
 /// The exit of a connection dropped as a slow consumer.
 const EVICTED: Exit = Exit::Close(close_code::POLICY, "outbound queue full");
+/// The exit of a connection that sent more frames (or bytes) than its budget allows.
+const TOO_MANY_FRAMES: Exit = Exit::Close(close_code::POLICY, "too many frames");
 
-/// The ban of a member, for `minutes` or until lifted; `None` for a member without a token.
 /// The member a kick or ban by someone of `role` aims at, on any node; otherwise the answer to
-/// send: nothing if nobody of that name is connected, a refusal if the target's role is not
-/// lower or the cluster cannot be asked.
+/// send: nothing if nobody of that name is connected, a refusal if the target's role (as in
+/// force now) is not lower or the cluster cannot be asked.
 async fn target_of(
-    hub: &crate::hub::Hub,
+    server: &Server,
     username: Option<&str>,
     role: Role,
 ) -> Result<MemberInfo, Option<ServerFrame>> {
     let answer = |text: &str| Some(ServerFrame::Refusal(text.to_owned()));
-    let found = hub
+    let found = server
+        .hub
         .find(username.ok_or(None)?)
         .await
         .map_err(|_| answer(refusal::CLUSTER_UNAVAILABLE))?;
     let target = found.ok_or(None)?;
-    if target.profile.role >= role {
+    if server.role_of(&target.profile) >= role {
         return Err(answer(refusal::NOT_PERMITTED));
     }
     Ok(target)
-}
-
-pub(crate) fn ban_of(target: &MemberInfo, reason: &str, minutes: Option<u64>) -> Option<Ban> {
-    Some(Ban {
-        username: target.name.clone(),
-        token: target.profile.token?.to_hex(),
-        label: target.profile.label.clone(),
-        role: target.profile.role,
-        reason: reason.to_owned(),
-        until: minutes.map(|m| bans::now_secs().saturating_add(m.saturating_mul(60))),
-    })
 }
 
 fn refuse(reason: impl Into<Cow<'static, str>>) -> Exit {
