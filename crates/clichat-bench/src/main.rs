@@ -4,7 +4,8 @@
 //! `auth`, an HTTP GET of the token page the `authmsg` link names, then `tokenauth`. Scenarios:
 //! `fanout` (deliveries per second and latency in one busy room), `logins` (SAUTH2 logins per
 //! second while the room fills), `hold` (many connections at once: the server's memory per
-//! connection, and whether a message still reaches all of them). `config N` writes a
+//! connection, and whether a message still reaches all of them), `junk` (what connections that
+//! send ignored frames as fast as they can cost the server). `config N` writes a
 //! `secureconfig.json` with enough tokens for the runs.
 //!
 //! Logins go through the client library (`clichat-client`); after login the bench takes the raw
@@ -18,12 +19,13 @@
 //!   chosen local address, each step timed; the token page fetched as a person would.
 //! - [`creds`]: the config generator, and the tokens and bots of a config.
 //! - [`pool`]: connections that log in at a set concurrency and keep reading, with counters.
-//! - [`fanout`], [`logins`], [`hold`]: the scenarios.
+//! - [`fanout`], [`logins`], [`hold`], [`junk`]: the scenarios.
 //! - [`report`]: tables, latency summaries, CPU and memory from `/proc`.
 
 mod creds;
 mod fanout;
 mod hold;
+mod junk;
 mod login;
 mod logins;
 mod pool;
@@ -64,6 +66,9 @@ enum Command {
     /// Log in N connections and keep them: the server's memory per connection (with --pid), and
     /// whether one message from an extra connection reaches all of them.
     Hold(HoldArgs),
+    /// C connections send frames the server ignores as fast as they can, reconnecting whenever
+    /// closed: frames sent, how the server ended the connections, and its CPU (with --pid).
+    Junk(JunkArgs),
     /// Write a secureconfig.json with N generic tokens and N bots (b0, b1, ...), 1UPT on, and
     /// the server's abuse limits lifted for benchmarking.
     Config(ConfigArgs),
@@ -205,6 +210,24 @@ struct HoldArgs {
     /// Seconds the probe message may take to reach everyone.
     #[arg(long, default_value_t = 30.0)]
     probe_timeout: f64,
+}
+
+#[derive(Debug, Args)]
+struct JunkArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Connections sending junk at once.
+    #[arg(long = "connections", short = 'n', default_value_t = 1)]
+    connections: usize,
+    /// Bytes of each junk frame.
+    #[arg(long, default_value_t = 11_000)]
+    size: usize,
+    /// Seconds to send.
+    #[arg(long, short, default_value_t = 5.0)]
+    duration: f64,
+    /// Log in first (see --login), and send the junk from inside the room.
+    #[arg(long)]
+    logged_in: bool,
 }
 
 #[derive(Debug, Args)]
@@ -361,6 +384,17 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                     probe_timeout: secs(args.probe_timeout),
                 };
                 let report = hold::run(&setup, &params, &args.common.worker_args()).await?;
+                output(&report, report.table(), args.common.json, report.ok)
+            }
+            Command::Junk(args) => {
+                let setup = Arc::new(Setup::new(&args.common).await?);
+                let params = junk::Params {
+                    connections: args.connections.max(1),
+                    size: args.size,
+                    duration: secs(args.duration),
+                    logged_in: args.logged_in,
+                };
+                let report = junk::run(&setup, &params).await?;
                 output(&report, report.table(), args.common.json, report.ok)
             }
             Command::HoldWorker(args) => {

@@ -1126,10 +1126,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_join_its_check_refuses_releases_the_leases() {
+        let hub = Hub::new(true, 8);
+        let key = TokenKey::of("t");
+        let leases = Leases {
+            name: hub.reserve_name("a").await.unwrap(),
+            token: Some(hub.hold_token(key).await.unwrap()),
+        };
+        let refused = hub.join("a", leases, Profile::default(), || Err("banned".into()));
+        assert_eq!(refused.err(), Some(JoinRefused::Refused("banned".into())));
+        assert_eq!(hub.stats().members, 0);
+        assert!(hub.reserve_name("A").await.is_ok(), "the name is free");
+        assert!(hub.hold_token(key).await.is_ok(), "and the token");
+    }
+
+    #[tokio::test]
     async fn names_are_case_insensitive_and_released() {
         let hub = Hub::new(true, 8);
         let lease = hub.reserve_name("Alice").await.unwrap();
         assert!(hub.reserve_name("aLICE").await.is_err());
+        assert!(hub.reserve_name("a1ice").await.is_err(), "a look-alike");
         drop(lease);
         assert!(hub.reserve_name("alice").await.is_ok());
     }

@@ -8,8 +8,8 @@
 //! - The filter, the length rules and the limits apply to new input (a changed `limits` starts
 //!   every address with a fresh budget); `max_frame_bytes`, timeouts and `public_url` apply to
 //!   new connections; `announce_presence_up_to` to the next join or departure.
-//! - `port`, `bind`, `1UPT`, `outbound_queue` and `cluster` need a restart: a change is logged as
-//!   such and not applied.
+//! - `port`, `bind`, `1UPT`, `outbound_queue`, `cluster`, and turning `tls` on or off need a
+//!   restart: a change is logged as such and not applied.
 //! - A file that no longer loads is refused with a log line naming the problem, and the server
 //!   keeps running on the last good config.
 
@@ -124,6 +124,9 @@ struct RestartOnly {
     one_user_per_token: bool,
     outbound_queue: usize,
     cluster: Option<crate::config::ClusterConfig>,
+    /// Whether `tls` is on: the port speaks one or the other from its start (a renewed
+    /// certificate, or one at another path, is taken live).
+    tls: bool,
 }
 
 impl RestartOnly {
@@ -134,11 +137,15 @@ impl RestartOnly {
             one_user_per_token: config.one_user_per_token,
             outbound_queue: config.outbound_queue,
             cluster: config.cluster.clone(),
+            tls: config.tls.is_some(),
         }
     }
 
-    /// Copies these settings into `config`.
-    fn keep_in(&self, config: &mut Config) {
+    /// Copies these settings, as `old` has them, into `config`.
+    fn keep_in(&self, config: &mut Config, old: &Config) {
+        if config.tls.is_some() != self.tls {
+            config.tls.clone_from(&old.tls);
+        }
         config.port = self.port;
         config.bind = self.bind;
         config.one_user_per_token = self.one_user_per_token;
@@ -169,13 +176,13 @@ fn apply(server: &Server, path: &Path, file_restart_only: &mut Option<RestartOnl
     if let Some(before) = file_restart_only.as_ref() {
         if *before != from_file {
             warn!(
-                "port, bind, 1UPT, outbound_queue or cluster changed in the config file: they \
-                 take effect at the next restart"
+                "port, bind, 1UPT, outbound_queue, cluster or tls on/off changed in the config \
+                 file: they take effect at the next restart"
             );
         }
     }
     *file_restart_only = Some(from_file);
-    RestartOnly::of(&old.config).keep_in(&mut config);
+    RestartOnly::of(&old.config).keep_in(&mut config, &old.config);
 
     let settings = Settings::new(config, Some(&old));
     let revoked: Vec<TokenKey> = old
