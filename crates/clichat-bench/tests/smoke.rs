@@ -16,6 +16,7 @@ use axum::extract::{Path as UrlPath, State};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::{Value, json};
+use test_support::TestServer;
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
@@ -43,29 +44,10 @@ async fn generate_config(count: usize) -> ConfigFile {
     ConfigFile { dir, path }
 }
 
-/// A real secure-server in this process.
-struct TestServer {
-    addr: SocketAddr,
-    running: secure_server::Running,
-}
-
-impl TestServer {
-    async fn start(config: &Path) -> TestServer {
-        let config = secure_server::Config::load(config).expect("the generated config loads");
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let running = secure_server::Running::start(listener, config).unwrap();
-        TestServer {
-            addr: running.local_addr(),
-            running,
-        }
-    }
-
-    async fn stop(self) {
-        tokio::time::timeout(Duration::from_secs(30), self.running.stop())
-            .await
-            .expect("the server stops")
-            .unwrap();
-    }
+/// A real secure-server in this process, on the config the bench generated at `config`.
+async fn start_server(config: &Path) -> TestServer {
+    let config = secure_server::Config::load(config).expect("the generated config loads");
+    TestServer::start(config).await
 }
 
 /// Runs the bench's `scenario` against the server at `addr` with the credentials of the config
@@ -146,7 +128,7 @@ async fn config_generator_writes_a_config_the_server_loads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fanout_delivers_everything_with_sauth2_logins() {
     let config = generate_config(12).await;
-    let server = TestServer::start(&config.path).await;
+    let server = start_server(&config.path).await;
     let (code, report) = run(
         "fanout",
         server.addr,
@@ -183,7 +165,7 @@ async fn fanout_delivers_everything_with_sauth2_logins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fanout_with_bots() {
     let config = generate_config(6).await;
-    let server = TestServer::start(&config.path).await;
+    let server = start_server(&config.path).await;
     let (code, report) = run(
         "fanout",
         server.addr,
@@ -203,7 +185,7 @@ async fn fanout_with_bots() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logins_all_succeed_and_stay_open() {
     let config = generate_config(30).await;
-    let server = TestServer::start(&config.path).await;
+    let server = start_server(&config.path).await;
     let (code, report) = run(
         "logins",
         server.addr,
@@ -232,7 +214,7 @@ async fn held_connections_answer_the_servers_pings() {
         serde_json::from_str(&std::fs::read_to_string(&config.path).unwrap()).unwrap();
     file["limits"]["ping_interval_secs"] = json!(1);
     std::fs::write(&config.path, file.to_string()).unwrap();
-    let server = TestServer::start(&config.path).await;
+    let server = start_server(&config.path).await;
     let (code, report) = run(
         "logins",
         server.addr,
@@ -251,7 +233,7 @@ async fn login_failures_are_grouped_by_the_servers_reason() {
     // The server knows one set of tokens, the bench uses another.
     let server_config = generate_config(3).await;
     let bench_config = generate_config(3).await;
-    let server = TestServer::start(&server_config.path).await;
+    let server = start_server(&server_config.path).await;
     let (code, report) = run(
         "logins",
         server.addr,
@@ -268,7 +250,7 @@ async fn login_failures_are_grouped_by_the_servers_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hold_over_worker_processes_reaches_everyone() {
     let config = generate_config(41).await;
-    let server = TestServer::start(&config.path).await;
+    let server = start_server(&config.path).await;
     let (code, report) = run(
         "hold",
         server.addr,
@@ -300,7 +282,7 @@ async fn hold_over_worker_processes_reaches_everyone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hold_in_process_with_bots() {
     let config = generate_config(11).await;
-    let server = TestServer::start(&config.path).await;
+    let server = start_server(&config.path).await;
     let (code, report) = run(
         "hold",
         server.addr,

@@ -4,8 +4,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::time::Duration;
 
 use clichat_client::page::token_from_page;
 use clichat_client::{
@@ -13,39 +11,31 @@ use clichat_client::{
 };
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use test_support::{BOT_NAME, BOT_TOKEN, TOKENS, TestServer, WAIT};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
-const WAIT: Duration = Duration::from_secs(10);
-const TOKEN: &str = "generic-token";
-const BOT_NAME: &str = "helper";
-const BOT_TOKEN: &str = "bot-secret";
+const TOKEN: &str = TOKENS[0];
 
-/// This project's server, stopped by dropping or calling [`Server::stop`].
+/// This project's server on the test config, stopped by dropping or calling [`Server::stop`],
+/// and this library's logins on it.
 struct Server {
     address: ServerAddress,
-    running: secure_server::Running,
+    server: TestServer,
 }
 
 impl Server {
     async fn start() -> Server {
-        let config = json!({
-            "tokens": { TOKEN: {}, "second-token": {} },
-            "bots": { BOT_TOKEN: BOT_NAME },
-        });
-        let config = secure_server::Config::parse(&config.to_string(), Path::new("test.json"))
-            .expect("test config is valid");
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let running = secure_server::Running::start(listener, config).unwrap();
+        let server = TestServer::default().await;
         Server {
-            address: ServerAddress::parse(&running.local_addr().to_string()).unwrap(),
-            running,
+            address: ServerAddress::parse(&server.address()).unwrap(),
+            server,
         }
     }
 
     async fn stop(self) {
-        within(self.running.stop()).await.unwrap();
+        self.server.stop().await;
     }
 
     /// A user through the whole SAUTH2 flow, the test playing the person who reads the page.
@@ -126,7 +116,7 @@ async fn sauth2_login_hands_out_the_link_then_joins() {
 async fn events_follow_the_room_and_send_fills_in_the_id() {
     let server = Server::start().await;
     let mut bot = server.bot().await;
-    assert_eq!(bot.welcome().username, "[BOT] helper");
+    assert_eq!(bot.welcome().username, "[BOT] botusr");
     assert!(matches!(next(&mut bot).await, Event::Joined { .. }));
 
     let mut alice = server.user("alice", TOKEN).await;
@@ -145,7 +135,7 @@ async fn events_follow_the_room_and_send_fills_in_the_id() {
     assert_eq!(
         next(&mut alice).await,
         Event::Message {
-            from: "[BOT] helper".into(),
+            from: "[BOT] botusr".into(),
             text: "hello, alice".into()
         }
     );
@@ -251,7 +241,7 @@ async fn a_long_message_is_a_refusal_event_and_the_connection_stays() {
     assert_eq!(
         next(&mut alice).await,
         Event::Message {
-            from: "[BOT] helper".into(),
+            from: "[BOT] botusr".into(),
             text: "still here".into()
         }
     );

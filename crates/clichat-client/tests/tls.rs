@@ -1,17 +1,16 @@
 //! HTTPS and WSS: a server with a self-signed certificate, and this library trusting it.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use clichat_client::page::token_from_page;
 use clichat_client::{ConnectOptions, Error, Event, LoginStep, ServerAddress, connect_with};
 use serde_json::json;
+use test_support::{TOKENS, TestServer, WAIT, config_json, eventually};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
-const WAIT: Duration = Duration::from_secs(10);
-const TOKEN: &str = "generic-token";
-const SECOND_TOKEN: &str = "second-token";
+const TOKEN: &str = TOKENS[0];
+const SECOND_TOKEN: &str = TOKENS[1];
 
 /// Writes a self-signed pair for `localhost` as `NAME.crt` and `NAME.key`.
 fn certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
@@ -25,27 +24,15 @@ fn certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     (cert_path, key_path)
 }
 
-/// Dropping it shuts the server down.
-struct Server {
-    port: u16,
-    _running: secure_server::Running,
-}
-
-/// A TLS server started from a config file in `dir` whose `tls` names `server.crt`/`.key`.
-async fn start(dir: &Path) -> Server {
-    let config = json!({
-        "tokens": { TOKEN: {}, SECOND_TOKEN: {} },
+/// A TLS server started from a config file in `dir` (the test config, whose `tls` names
+/// `server.crt`/`.key`), watching it as the binary does. Dropping it shuts the server down.
+async fn start(dir: &Path) -> TestServer {
+    let config = config_json(json!({
         "tls": { "cert": "server.crt", "key": "server.key" },
-    });
+    }));
     let path = dir.join("secureconfig.json");
     std::fs::write(&path, config.to_string()).unwrap();
-    let config = secure_server::Config::load(&path).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let running = secure_server::Running::start_from_file(listener, config, path).unwrap();
-    Server {
-        port: running.local_addr().port(),
-        _running: running,
-    }
+    TestServer::start_from_file(&path).await
 }
 
 fn https_client(trust: &Path) -> reqwest::Client {
@@ -93,7 +80,8 @@ async fn sauth2_over_https_and_wss_with_a_trusted_self_signed_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = certificate(dir.path(), "server");
     let server = start(dir.path()).await;
-    let mut alice = tokio::time::timeout(WAIT, login(server.port, "alice", TOKEN, &cert))
+    let port = server.addr.port();
+    let mut alice = tokio::time::timeout(WAIT, login(port, "alice", TOKEN, &cert))
         .await
         .unwrap()
         .unwrap();
@@ -103,7 +91,7 @@ async fn sauth2_over_https_and_wss_with_a_trusted_self_signed_certificate() {
     ));
 
     // Without trusting it, the certificate is refused.
-    let address = ServerAddress::parse(&format!("wss://localhost:{}", server.port)).unwrap();
+    let address = ServerAddress::parse(&format!("wss://localhost:{port}")).unwrap();
     let untrusted = connect_with(&address, &ConnectOptions::default()).await;
     assert!(matches!(untrusted, Err(Error::Connect(_))));
 
@@ -114,16 +102,10 @@ async fn sauth2_over_https_and_wss_with_a_trusted_self_signed_certificate() {
     std::fs::rename(&new_cert, &cert).unwrap();
     let new_trust = dir.path().join("trust-next.crt");
     std::fs::copy(&cert, &new_trust).unwrap();
-    let bob = tokio::time::timeout(WAIT, async {
-        loop {
-            if let Ok(bob) = login(server.port, "bob", SECOND_TOKEN, &new_trust).await {
-                return bob;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    let bob = eventually("new connections getting the new certificate", async || {
+        login(port, "bob", SECOND_TOKEN, &new_trust).await
     })
-    .await
-    .expect("new connections get the new certificate");
+    .await;
     assert_eq!(
         alice.next_event().await,
         Some(Event::Join("bob".into())),
@@ -144,10 +126,9 @@ async fn plaintext_on_the_tls_port_is_refused_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     certificate(dir.path(), "server");
     let server = start(dir.path()).await;
+    let port = server.addr.port();
 
-    let mut tcp = TcpStream::connect(("127.0.0.1", server.port))
-        .await
-        .unwrap();
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     tcp.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .unwrap();
@@ -159,7 +140,7 @@ async fn plaintext_on_the_tls_port_is_refused_cleanly() {
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(answer.ends_with("use https:// or wss://\n"), "{answer}");
 
-    let address = ServerAddress::parse(&format!("ws://localhost:{}", server.port)).unwrap();
+    let address = ServerAddress::parse(&format!("ws://localhost:{port}")).unwrap();
     let refused = tokio::time::timeout(WAIT, clichat_client::connect(&address))
         .await
         .expect("a ws:// client is refused at once");

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use common::{BIN, BOT_NAME, BOT_TOKEN, LineClient, TOKENS, TestServer, page_token};
+use common::{BIN, BOT_NAME, BOT_TOKEN, LineClient, TOKENS, TestServer, config, page_token};
 
 #[tokio::test]
 async fn two_clients_chat_through_pipes() {
-    let server = TestServer::start().await;
+    let server = TestServer::default().await;
     let mut carol = LineClient::login(&server, "carol", TOKENS[0]).await;
     let mut dave = LineClient::login(&server, "dave", TOKENS[1]).await;
     carol.stdout_until("] *** dave joined").await;
@@ -46,10 +46,10 @@ async fn two_clients_chat_through_pipes() {
 
 #[tokio::test]
 async fn missing_answers_are_asked_for_in_order_and_read_from_stdin() {
-    let server = TestServer::start().await;
+    let server = TestServer::default().await;
     let mut erin = LineClient::spawn(&["--plain"], None);
     erin.write_line("erin").await;
-    erin.write_line(&server.address).await;
+    erin.write_line(&server.address()).await;
     erin.write_line("y").await;
     erin.write_line(TOKENS[2]).await;
     let link = erin.link().await;
@@ -72,9 +72,9 @@ async fn missing_answers_are_asked_for_in_order_and_read_from_stdin() {
 
 #[tokio::test]
 async fn a_refused_login_is_explained_and_exits_3() {
-    let server = TestServer::start().await;
+    let server = TestServer::default().await;
     let mut client = LineClient::spawn(
-        &["--plain", "-u", "frank", &server.address],
+        &["--plain", "-u", "frank", &server.address()],
         Some("not-a-token"),
     );
     assert_eq!(client.exit_code().await, 3);
@@ -90,7 +90,7 @@ async fn a_refused_login_is_explained_and_exits_3() {
 
     // A wrong token from the page is refused too.
     let mut client = LineClient::spawn(
-        &["--plain", "--secure", "-u", "frank", &server.address],
+        &["--plain", "--secure", "-u", "frank", &server.address()],
         Some(TOKENS[0]),
     );
     client.link().await;
@@ -106,10 +106,16 @@ async fn a_refused_login_is_explained_and_exits_3() {
 
 #[tokio::test]
 async fn bots_log_in_without_a_page() {
-    let server = TestServer::start().await;
+    let server = TestServer::default().await;
     let mut carol = LineClient::login(&server, "carol", TOKENS[0]).await;
     let mut bot = LineClient::spawn(
-        &["--plain", "--bot", "--username", BOT_NAME, &server.address],
+        &[
+            "--plain",
+            "--bot",
+            "--username",
+            BOT_NAME,
+            &server.address(),
+        ],
         Some(BOT_TOKEN),
     );
     bot.stdout_until(&format!("*** logged in as [BOT] {BOT_NAME}"))
@@ -128,7 +134,7 @@ async fn bots_log_in_without_a_page() {
 
 #[tokio::test]
 async fn an_idle_client_answers_the_servers_pings() {
-    let server = TestServer::start_with(json!({"limits": {"ping_interval_secs": 1}})).await;
+    let server = TestServer::start(config(json!({"limits": {"ping_interval_secs": 1}}))).await;
     let mut carol = LineClient::login(&server, "carol", TOKENS[0]).await;
     let mut dave = LineClient::login(&server, "dave", TOKENS[1]).await;
     // Quiet for more than two ping intervals: a client that did not answer would be closed.
@@ -144,7 +150,7 @@ async fn an_idle_client_answers_the_servers_pings() {
 
 #[tokio::test]
 async fn a_server_shutdown_is_reported_and_exits_4() {
-    let server = TestServer::start().await;
+    let server = TestServer::default().await;
     let mut carol = LineClient::login(&server, "carol", TOKENS[0]).await;
     server.stop().await;
     carol

@@ -2,30 +2,34 @@
 //! `capture-pane` reads the screen. A person's whole session: the questions, SAUTH2 with the
 //! token read off the page, and a chat with a second `secure-client` (in line mode).
 //!
-//! tmux must be installed (CI installs it); without it this test fails and says so.
+//! Needs tmux (`.ci/run` installs it); without it the test says so in a line and skips, except
+//! under `CI=true`, where it fails (see `test_support::require_program`).
 
 mod common;
 
+use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
-use common::{BIN, LineClient, TOKENS, TestServer, WAIT, page_token};
+use common::{BIN, LineClient, TOKENS, TestServer, eventually, page_token, require_program};
 
 /// A tmux server of its own (its own socket), killed and its socket removed when dropped.
 struct Tmux {
-    socket: std::path::PathBuf,
+    /// The tmux program.
+    tmux: PathBuf,
+    socket: PathBuf,
 }
 
 impl Tmux {
-    /// A detached 120x40 session running `program` with `args`. A shell around it reports its
-    /// exit status on the screen when it ends (tmux's own `pane_dead_status` is not reliable:
-    /// tmux 3.3 sometimes leaves the exited program unreaped).
-    fn start(program: &str, args: &[&str]) -> Tmux {
+    /// A detached 120x40 session of `tmux` running `program` with `args`. A shell around it
+    /// reports its exit status on the screen when it ends (tmux's own `pane_dead_status` is not
+    /// reliable: tmux 3.3 sometimes leaves the exited program unreaped).
+    fn start(tmux: PathBuf, program: &str, args: &[&str]) -> Tmux {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .subsec_nanos();
         let tmux = Tmux {
+            tmux,
             socket: std::env::temp_dir().join(format!(
                 "secure-client-test-{}-{nanos}.tmux",
                 std::process::id()
@@ -60,18 +64,14 @@ impl Tmux {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        Command::new("tmux")
+        Command::new(&self.tmux)
             .arg("-S")
             .arg(&self.socket)
             .args(args)
             .env_remove("CLICHAT_TOKEN")
             .env_remove("TMUX")
             .output()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot run tmux ({e}): install tmux to run this test (apt-get install tmux)"
-                )
-            })
+            .unwrap_or_else(|e| panic!("cannot run {} ({e})", self.tmux.display()))
     }
 
     /// Types `text` literally.
@@ -93,20 +93,18 @@ impl Tmux {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
-    /// Polls the screen until `ready` holds, bounded by [`WAIT`]; returns that screen.
+    /// Polls the screen until `ready` holds, bounded by [`WAIT`](common::WAIT); returns that
+    /// screen. A failure shows the last screen.
     async fn wait_for(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
+        eventually(format!("the screen showing {what}"), async || {
             let screen = self.screen();
             if ready(&screen) {
-                return screen;
+                Ok(screen)
+            } else {
+                Err(screen)
             }
-            assert!(
-                Instant::now() < deadline,
-                "the screen never showed {what}; it shows:\n{screen}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
     }
 
     async fn wait_for_text(&self, text: &str) -> String {
@@ -131,15 +129,18 @@ impl Drop for Tmux {
 
 #[tokio::test]
 async fn a_person_logs_in_and_chats_full_screen() {
-    let server = TestServer::start().await;
-    let alice = Tmux::start(BIN, &[]);
+    let Some(tmux) = require_program("tmux", "tmux") else {
+        return;
+    };
+    let server = TestServer::default().await;
+    let alice = Tmux::start(tmux, BIN, &[]);
 
     // The questions, in the original's order.
     alice.wait_for_text("Username:").await;
     alice.type_text("alice");
     alice.press("Enter");
     alice.wait_for_text("Server (").await;
-    alice.type_text(&server.address);
+    alice.type_text(&server.address());
     alice.press("Enter");
     alice.wait_for_text("[Y/n]").await;
     alice.type_text("y");

@@ -1,7 +1,8 @@
 //! Cluster mode against a real `redis-server`: nodes on their own ports sharing one room.
 //!
 //! Each test starts its own Redis (see `common::redis`), so they run side by side. Nodes run
-//! in this process, except the one killed with SIGKILL, which is the real binary.
+//! in this process, except the one killed with SIGKILL, which is the real binary. Without
+//! `redis-server` the tests say so in a line and skip (under `CI=true` they fail).
 
 mod common;
 
@@ -12,7 +13,7 @@ use clichat_proto::refusal::{
 };
 use common::redis::{Redis, Relay};
 use common::{
-    BOT_NAME, BOT_TOKEN, TOKENS, TestServer, WAIT, config, config_json, page_token, status,
+    BOT_NAME, BOT_TOKEN, TOKENS, TestServer, config, config_json, eventually, page_token, status,
 };
 use serde_json::{Value, json};
 
@@ -45,8 +46,8 @@ async fn node_on(redis_url: &str, name: &str) -> TestServer {
 
 /// Polls a node's status until its cluster link is `want` ("up" or "down").
 async fn wait_link(status_url: &str, want: &str) {
-    let deadline = Instant::now() + WAIT;
-    loop {
+    let what = format!("the cluster link {want} at {status_url}");
+    eventually(what, async || {
         let body = reqwest::get(status_url)
             .await
             .unwrap()
@@ -55,11 +56,12 @@ async fn wait_link(status_url: &str, want: &str) {
             .unwrap();
         let status: Value = serde_json::from_str(&body).unwrap();
         if status["cluster"]["link"] == want {
-            return;
+            Ok(())
+        } else {
+            Err(status)
         }
-        assert!(Instant::now() < deadline, "link never {want}: {status}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
 }
 
 /// The same token page, asked of another node (as a load balancer might send the browser).
@@ -79,7 +81,9 @@ fn message(from: &str, text: &str) -> Value {
 
 #[tokio::test]
 async fn three_nodes_share_one_room() {
-    let redis = Redis::start().await;
+    let Some(redis) = Redis::start_if_installed().await else {
+        return;
+    };
     let n1 = node(&redis, "n1").await;
     let n2 = node(&redis, "n2").await;
     let n3 = node(&redis, "n3").await;
@@ -160,7 +164,9 @@ async fn three_nodes_share_one_room() {
 
 #[tokio::test]
 async fn who_kicks_and_bans_span_nodes() {
-    let redis = Redis::start().await;
+    let Some(redis) = Redis::start_if_installed().await else {
+        return;
+    };
     let n1 = node(&redis, "n1").await;
     let n2 = node(&redis, "n2").await;
     let n3 = node(&redis, "n3").await;
@@ -218,7 +224,9 @@ async fn who_kicks_and_bans_span_nodes() {
 
 #[tokio::test]
 async fn a_killed_node_is_reaped_within_its_ttl() {
-    let redis = Redis::start().await;
+    let Some(redis) = Redis::start_if_installed().await else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("secureconfig.json");
     std::fs::write(&path, node_config(&redis.url(), "doomed").to_string()).unwrap();
@@ -251,7 +259,9 @@ async fn a_killed_node_is_reaped_within_its_ttl() {
 
 #[tokio::test]
 async fn redis_outage_refuses_rather_than_loses() {
-    let mut redis = Redis::start().await;
+    let Some(mut redis) = Redis::start_if_installed().await else {
+        return;
+    };
     let n1 = node(&redis, "n1").await;
     let n2 = node(&redis, "n2").await;
     let mut a = n1.login("a", TOKENS[0]).await;
@@ -299,7 +309,9 @@ async fn redis_outage_refuses_rather_than_loses() {
 /// again, and its own users never hear that their neighbours left.
 #[tokio::test]
 async fn a_node_cut_off_past_its_ttl_rejoins() {
-    let redis = Redis::start().await;
+    let Some(redis) = Redis::start_if_installed().await else {
+        return;
+    };
     let relay = Relay::start(&redis).await;
     let island = node_on(&relay.url(), "island").await;
     let mainland = node(&redis, "mainland").await;
@@ -343,7 +355,9 @@ async fn a_node_cut_off_past_its_ttl_rejoins() {
 /// restart), long before its TTL: it announces the departures of the users it had.
 #[tokio::test]
 async fn a_node_restarted_under_its_name_announces_who_it_lost() {
-    let redis = Redis::start().await;
+    let Some(redis) = Redis::start_if_installed().await else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("secureconfig.json");
     let mut config = node_config(&redis.url(), "phoenix");
@@ -377,7 +391,9 @@ async fn a_node_restarted_under_its_name_announces_who_it_lost() {
 /// token's holders on the others, before their copies catch up.
 #[tokio::test]
 async fn a_revocation_on_one_node_closes_holders_on_all() {
-    let redis = Redis::start().await;
+    let Some(redis) = Redis::start_if_installed().await else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let mut nodes = Vec::new();
     for name in ["n1", "n2"] {

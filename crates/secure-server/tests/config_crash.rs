@@ -1,13 +1,22 @@
 //! A writer of `secureconfig.json` killed (`kill -9`) at any moment leaves the old file or the
 //! new one, never a broken one; what a killed writer leaves behind (a temporary file) is removed
 //! by the next write.
+//!
+//! The moments of the kills are random, from a seed the test prints (`seed = N; replay with
+//! CRASH_SEED=N`, shown with a failure); `CRASH_SEED=N` replays them, each at the same fraction
+//! of a whole run:
+//!
+//! ```text
+//! CRASH_SEED=N cargo test -p secure-server --test config_crash
+//! ```
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rand::Rng;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use secure_server::Config;
 use serde_json::{Value, json};
 
@@ -39,6 +48,19 @@ fn tokens(config: &Path) -> BTreeSet<(String, Option<String>)> {
         .collect()
 }
 
+/// The seed of the kill moments: `CRASH_SEED` when set, else a fresh one; printed either way.
+fn seed() -> u64 {
+    let seed = match std::env::var("CRASH_SEED") {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("CRASH_SEED={text:?} is not a u64")),
+        Err(_) => rand::rng().random(),
+    };
+    eprintln!("seed = {seed}; replay with CRASH_SEED={seed}");
+    seed
+}
+
 fn temp_files(config: &Path) -> Vec<String> {
     std::fs::read_dir(config.parent().unwrap())
         .unwrap()
@@ -68,7 +90,7 @@ fn a_writer_killed_at_any_moment_leaves_a_whole_file() {
     assert!(add_token(&path, "warm-up").status().unwrap().success());
     let whole_run = started.elapsed().max(Duration::from_millis(5));
 
-    let mut rng = rand::rng();
+    let mut rng = StdRng::seed_from_u64(seed());
     let (mut kept_old, mut wrote_new, mut left_temp) = (0, 0, 0);
     let deadline = Instant::now() + BUDGET;
     for round in 0..ROUNDS {
@@ -90,8 +112,8 @@ fn a_writer_killed_at_any_moment_leaves_a_whole_file() {
             );
         } else {
             let mut writer = add_token(&path, &label).spawn().unwrap();
-            let micros = rng.random_range(0..whole_run.as_micros() as u64 * 6 / 5);
-            std::thread::sleep(Duration::from_micros(micros));
+            // Anywhere from the start to a little past a whole run's length.
+            std::thread::sleep(whole_run.mul_f64(rng.random_range(0.0..1.2)));
             writer.kill().unwrap(); // SIGKILL
             writer.wait().unwrap();
         }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TOKENS, TestServer, WAIT, generous_limits};
+use common::{TOKENS, TestServer, WAIT, eventually, generous_limits};
 use secure_server::VERSION;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -36,16 +36,15 @@ async fn status_json(server: &TestServer) -> Value {
 
 /// Polls the status report until `key` has the value `want`.
 async fn wait_for_count(server: &TestServer, key: &str, want: u64) {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            if status_json(server).await[key] == want {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    eventually(format!("{key} becoming {want}"), async || {
+        let status = status_json(server).await;
+        if status[key] == want {
+            Ok(())
+        } else {
+            Err(status)
         }
     })
-    .await
-    .unwrap_or_else(|_| panic!("{key} never became {want}"));
+    .await;
 }
 
 #[tokio::test]
@@ -60,13 +59,10 @@ async fn connections_over_the_per_address_limit_get_503_until_one_closes() {
 
     alice.close().await;
     // The status report is one connection itself, so one place must be free for it.
-    tokio::time::timeout(WAIT, async {
-        while handshake_status(&server).await.is_some() {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+    eventually("a freed place taken again", async || {
+        handshake_status(&server).await.is_none()
     })
-    .await
-    .expect("a freed place is taken again");
+    .await;
 }
 
 #[tokio::test]

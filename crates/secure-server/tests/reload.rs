@@ -5,7 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{TOKENS, TestServer, WAIT};
+use common::{TOKENS, TestServer, eventually};
 use secure_server::config_file::write_atomically;
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -34,16 +34,15 @@ async fn auth_answer(server: &TestServer, name: &str, token: &str) -> Value {
 /// Tries `auth` with `token` until the answer is of type `want` (the reload happens when the
 /// server notices the file changed).
 async fn wait_for_auth(server: &TestServer, token: &str, want: &str) {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            if auth_answer(server, "probe", token).await[0] == want {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    eventually(format!("auth with {token} answered {want}"), async || {
+        let answer = auth_answer(server, "probe", token).await;
+        if answer[0] == want {
+            Ok(())
+        } else {
+            Err(answer)
         }
     })
-    .await
-    .unwrap_or_else(|_| panic!("auth never answered {want}"));
+    .await;
 }
 
 #[tokio::test]
@@ -150,17 +149,15 @@ async fn new_limits_and_filters_apply_to_new_input() {
     let config = common::config_json(json!({ "filter": ["kumquat"], "port": 1 }));
     write(&path, &config);
     // The filter applies to usernames too: wait until a filtered name is refused.
-    tokio::time::timeout(WAIT, async {
-        loop {
-            let answer = auth_answer(&server, "kumquat", TOKENS[2]).await;
-            if answer == json!(["refusal", "No profanity allowed!"]) {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    eventually("the new filter in force", async || {
+        let answer = auth_answer(&server, "kumquat", TOKENS[2]).await;
+        if answer == json!(["refusal", "No profanity allowed!"]) {
+            Ok(())
+        } else {
+            Err(answer)
         }
     })
-    .await
-    .expect("the new filter is in force");
+    .await;
     bob.say("kumquat").await;
     bob.expect_refusal_and_close("No profanity allowed!").await;
     // The port change waits for a restart: the server still serves where it did.

@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::eventually_within;
 use common::process::{Running, start};
 use futures_util::{SinkExt, StreamExt};
 use rand::rngs::StdRng;
@@ -137,19 +138,17 @@ async fn soak() {
 /// Polls the status report until only its own connection is open.
 async fn settled_status(server: &Running) -> Value {
     let url = format!("http://{}/_status", server.addr);
-    let poll = async {
-        loop {
-            let body = reqwest::get(&url).await.unwrap().text().await.unwrap();
-            let status: Value = serde_json::from_str(&body).unwrap();
-            if status["connections"] == 1 && status["sessions"] == 0 {
-                return status;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+    let what = "the server letting go of every connection";
+    eventually_within(PATIENCE, what, async || {
+        let body = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        let status: Value = serde_json::from_str(&body).unwrap();
+        if status["connections"] == 1 && status["sessions"] == 0 {
+            Ok(status)
+        } else {
+            Err(status)
         }
-    };
-    tokio::time::timeout(PATIENCE, poll)
-        .await
-        .expect("the server lets go of every connection")
+    })
+    .await
 }
 
 fn proc_status_kib(pid: u32, field: &str) -> u64 {

@@ -1,86 +1,24 @@
 //! Test harness: a real server on `127.0.0.1:0`, the token pages read over HTTP (as the person
 //! in front of the browser would), and `secure-client` run in line mode through pipes.
 //!
+//! The server, the test config and the token pages come from `test-support`, re-exported here;
+//! [`LineClient`] is this crate's own.
+//!
 //! Every wait is bounded by [`WAIT`], so a missing line fails the test instead of hanging it.
 
-#![allow(dead_code)] // Each test binary uses its own part of the harness.
+#![allow(dead_code, unused_imports)] // Each test binary uses its own part of the harness.
 
-use std::path::Path;
 use std::process::Stdio;
-use std::time::Duration;
 
-use secure_server::{Config, Running};
-use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::net::TcpListener;
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 
-/// The longest any single expected line, screen or exit may take.
-pub const WAIT: Duration = Duration::from_secs(10);
-
-/// Generic tokens in the test config.
-pub const TOKENS: [&str; 4] = ["token-one", "token-two", "token-three", "token-four"];
-/// The bot in the test config.
-pub const BOT_NAME: &str = "botusr";
-pub const BOT_TOKEN: &str = "bot-token-secret";
+pub use test_support::{
+    BOT_NAME, BOT_TOKEN, TOKENS, TestServer, WAIT, config, eventually, page_token, require_program,
+};
 
 /// The client binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_secure-client");
-
-/// The test config, with `overrides` merged over it.
-pub fn config(overrides: Value) -> Config {
-    let mut base = json!({
-        "tokens": Value::Object(TOKENS.iter().map(|t| (t.to_string(), json!({}))).collect()),
-        "bots": { BOT_TOKEN: BOT_NAME },
-        "filter": ["badword"],
-    });
-    for (k, v) in overrides.as_object().expect("overrides are an object") {
-        base[k] = v.clone();
-    }
-    Config::parse(&base.to_string(), Path::new("test-config.json")).expect("test config is valid")
-}
-
-/// A running server.
-pub struct TestServer {
-    /// `127.0.0.1:PORT`, as a person would type it.
-    pub address: String,
-    running: Running,
-}
-
-impl TestServer {
-    /// A server on the test config.
-    pub async fn start() -> TestServer {
-        TestServer::start_with(json!({})).await
-    }
-
-    /// A server on the test config with `overrides` merged over it.
-    pub async fn start_with(overrides: Value) -> TestServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let running = Running::start(listener, config(overrides)).unwrap();
-        TestServer {
-            address: running.local_addr().to_string(),
-            running,
-        }
-    }
-
-    /// Signals shutdown and waits for `run` to return.
-    pub async fn stop(self) {
-        tokio::time::timeout(WAIT, self.running.stop())
-            .await
-            .expect("run returns after shutdown")
-            .unwrap();
-    }
-}
-
-/// The temporary token shown on a token page, read the way a person reads it.
-pub async fn page_token(link: &str) -> String {
-    let response = reqwest::get(link).await.unwrap();
-    assert_eq!(response.status(), 200, "token page {link}");
-    let body = response.text().await.unwrap();
-    clichat_client::page::token_from_page(&body)
-        .expect("page shows a token")
-        .to_owned()
-}
 
 /// `secure-client` in line mode, its three standard streams piped to the test.
 pub struct LineClient {
@@ -121,7 +59,7 @@ impl LineClient {
     /// link from stderr, the page's token on stdin. Returns once it is in the room.
     pub async fn login(server: &TestServer, name: &str, token: &str) -> LineClient {
         let mut client = LineClient::spawn(
-            &["--plain", "--secure", "--username", name, &server.address],
+            &["--plain", "--secure", "--username", name, &server.address()],
             Some(token),
         );
         let link = client.link().await;

@@ -1,107 +1,74 @@
 //! Test harness: a real server on `127.0.0.1:0`, and WebSocket/HTTP clients that speak to it.
 //!
+//! What every test crate of the workspace shares (the server, the test config, token pages,
+//! [`eventually`], [`require_program`]) comes from `test-support` and is re-exported here;
+//! what is this crate's own is the WebSocket [`Client`] that speaks the wire frame by frame,
+//! and [`TestServer`]'s ways of opening one.
+//!
 //! Every wait is bounded by [`WAIT`], so a missing frame fails the test instead of hanging it.
 
-#![allow(dead_code)] // Each test binary uses its own part of the harness.
+#![allow(dead_code, unused_imports)] // Each test binary uses its own part of the harness.
 
 pub mod process;
 pub mod redis;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use secure_server::{Config, Running};
+use secure_server::Config;
 use serde_json::{Value, json};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-/// The longest any single expected event may take.
-pub const WAIT: Duration = Duration::from_secs(10);
+pub use test_support::{
+    BOT_NAME, BOT_TOKEN, TOKENS, WAIT, config, config_json, eventually, eventually_within,
+    generous_limits, page_token, poll_until, require_program, status, token_in, wait_for_status,
+};
 
-/// Generic tokens in the default test config.
-pub const TOKENS: [&str; 4] = ["token-one", "token-two", "token-three", "token-four"];
-/// The bot in the default test config.
-pub const BOT_NAME: &str = "botusr";
-pub const BOT_TOKEN: &str = "bot-token-secret";
+/// A running server ([`test_support::TestServer`], whose `addr` and `url` it shows) and the
+/// WebSocket clients these tests open on it.
+pub struct TestServer(test_support::TestServer);
 
-/// Limits too generous for any test to meet by accident; the tests of the limits set their own.
-pub fn generous_limits() -> Value {
-    json!({
-        "max_connections_per_ip": 100_000,
-        "logins_per_ip_per_minute": 1_000_000,
-        "login_burst": 1_000_000,
-        "messages_per_second": 1_000_000,
-        "message_burst": 1_000_000,
-        "page_requests_per_ip_per_minute": 1_000_000,
-    })
-}
+impl std::ops::Deref for TestServer {
+    type Target = test_support::TestServer;
 
-/// The default test config as JSON, with `overrides` merged over it.
-pub fn config_json(overrides: Value) -> Value {
-    let mut base = json!({
-        "tokens": Value::Object(TOKENS.iter().map(|t| (t.to_string(), json!({}))).collect()),
-        "bots": { BOT_TOKEN: BOT_NAME },
-        "limits": generous_limits(),
-        "filter": ["badword"],
-    });
-    for (k, v) in overrides.as_object().expect("overrides are an object") {
-        base[k] = v.clone();
+    fn deref(&self) -> &test_support::TestServer {
+        &self.0
     }
-    base
-}
-
-/// The default test config, with `overrides` merged over it.
-pub fn config(overrides: Value) -> Config {
-    let text = config_json(overrides).to_string();
-    Config::parse(&text, Path::new("test-config.json")).expect("test config is valid")
-}
-
-/// A running server.
-pub struct TestServer {
-    pub addr: SocketAddr,
-    running: Running,
 }
 
 impl TestServer {
     pub async fn start(config: Config) -> TestServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        TestServer::from(Running::start(listener, config).unwrap())
+        TestServer(test_support::TestServer::start(config).await)
     }
 
-    fn from(running: Running) -> TestServer {
-        TestServer {
-            addr: running.local_addr(),
-            running,
-        }
+    /// A server at `addr`, where an earlier one was.
+    pub async fn start_at(addr: SocketAddr, config: Config) -> TestServer {
+        TestServer(test_support::TestServer::start_at(addr, config).await)
     }
 
     /// A server started from the config file at `path`, as the binary starts: it watches the
     /// file and keeps its bans beside it.
     pub async fn start_from_file(path: &Path) -> TestServer {
-        let config = Config::load(path).expect("the test config file is valid");
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        TestServer::from(Running::start_from_file(listener, config, path.to_owned()).unwrap())
+        TestServer(test_support::TestServer::start_from_file(path).await)
     }
 
     /// A server on the default test config.
     pub async fn default() -> TestServer {
-        TestServer::start(config(json!({}))).await
+        TestServer(test_support::TestServer::default().await)
     }
 
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+    /// Signals shutdown and waits for `run` to return.
+    pub async fn stop(self) {
+        self.0.stop().await;
     }
 
     /// A WebSocket connection that has not logged in.
     pub async fn connect(&self) -> Client {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/", self.addr))
-            .await
-            .unwrap();
-        Client { ws, id: None }
+        Client::connect(self.addr).await
     }
 
     /// A fresh connection sends `frame` first and must get `["refusal", reason]` and a close.
@@ -128,50 +95,6 @@ impl TestServer {
         client.expect_id().await;
         client
     }
-
-    /// Signals shutdown and waits for `run` to return.
-    pub async fn stop(self) {
-        tokio::time::timeout(WAIT, self.running.stop())
-            .await
-            .expect("run returns after shutdown")
-            .unwrap();
-    }
-}
-
-/// The temporary token shown on a token page; panics if the page does not show one.
-pub async fn page_token(link: &str) -> String {
-    let response = reqwest::get(link).await.unwrap();
-    assert_eq!(response.status(), 200, "token page {link}");
-    token_in(&response.text().await.unwrap())
-}
-
-/// The temporary token in a token page's HTML; panics if it shows none.
-pub fn token_in(page: &str) -> String {
-    let field = page.find("id=\"token\"").expect("page shows a token");
-    let start = page[field..].find('>').unwrap() + field + 1;
-    let end = page[start..].find("</textarea>").unwrap() + start;
-    page[start..end].to_owned()
-}
-
-/// The HTTP status of a page.
-pub async fn status(url: &str) -> u16 {
-    reqwest::get(url).await.unwrap().status().as_u16()
-}
-
-/// Polls `url` until it answers `want` (the server notices a dropped socket on its own time);
-/// bounded by [`WAIT`].
-pub async fn wait_for_status(url: &str, want: u16) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if status(url).await == want {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{url} never answered {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// One WebSocket client.
@@ -191,6 +114,14 @@ pub enum Closed {
 }
 
 impl Client {
+    /// A WebSocket connection to the server at `addr` that has not logged in.
+    pub async fn connect(addr: impl std::fmt::Display) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
+            .await
+            .unwrap();
+        Client { ws, id: None }
+    }
+
     pub async fn send(&mut self, frame: Value) {
         self.ws
             .send(Message::text(frame.to_string()))

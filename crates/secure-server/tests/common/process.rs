@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 
+use rustix::process::{Pid, Signal};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
@@ -107,13 +108,16 @@ impl Running {
 
     /// Sends `signal` (a `kill` name such as `HUP`) to the process.
     pub async fn signal(&self, signal: &str) {
-        let pid = self.child.id().unwrap().to_string();
-        let sent = Command::new("kill")
-            .args([&format!("-{signal}"), &pid])
-            .status()
-            .await
-            .unwrap();
-        assert!(sent.success());
+        let signal = match signal {
+            "HUP" => Signal::HUP,
+            "INT" => Signal::INT,
+            "TERM" => Signal::TERM,
+            "KILL" => Signal::KILL,
+            "USR1" => Signal::USR1,
+            "USR2" => Signal::USR2,
+            other => panic!("no signal named {other}"),
+        };
+        send(&self.child, signal);
     }
 
     /// Sends SIGTERM; returns the exit status, what it printed on stdout, and its whole log.
@@ -126,14 +130,17 @@ impl Running {
     }
 }
 
+/// Sends SIGTERM and waits for the process to exit.
 pub async fn terminate(mut child: Child) -> ExitStatus {
-    let pid = child.id().unwrap().to_string();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(killed.success());
+    send(&child, Signal::TERM);
     let exited = tokio::time::timeout(super::WAIT, child.wait()).await;
     exited.expect("exits after SIGTERM").unwrap()
+}
+
+/// Sends `signal` to `child` with the system call itself, not the `kill` program (procps),
+/// which a minimal machine may not have.
+fn send(child: &Child, signal: Signal) {
+    let pid = child.id().expect("the process has not been reaped");
+    let pid = Pid::from_raw(i32::try_from(pid).unwrap()).unwrap();
+    rustix::process::kill_process(pid, signal).unwrap();
 }

@@ -1,5 +1,9 @@
 //! A real `redis-server` for the cluster tests: one per test, on a free loopback port, with no
 //! persistence (a restart comes back empty, as a crashed cache would).
+//!
+//! A test starts it first, with [`Redis::start_if_installed`]: without `redis-server` the test
+//! is skipped, with one line saying so (failed instead under `CI=true`; see
+//! `test_support::require_program`).
 
 use std::process::Stdio;
 
@@ -13,6 +17,13 @@ pub struct Redis {
 }
 
 impl Redis {
+    /// [`Redis::start`], or `None` when `redis-server` is not installed: the test returns at
+    /// once, skipped (under `CI=true` this panics instead).
+    pub async fn start_if_installed() -> Option<Redis> {
+        super::require_program("redis-server", "redis-server")?;
+        Some(Redis::start().await)
+    }
+
     /// Starts `redis-server` on a free port and waits until it accepts connections.
     pub async fn start() -> Redis {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
