@@ -155,9 +155,7 @@ async fn find(server: &Server, username: &str) -> Result<crate::hub::MemberInfo,
 async fn kick(State(server): State<Arc<Server>>, bytes: Bytes) -> ApiResult {
     let target: Target = body(&bytes)?;
     let member = find(&server, &target.username).await?;
-    server
-        .hub
-        .expel_member(&member, &refusal::kicked(&target.reason));
+    server.hub.remove(&member, &refusal::kicked(&target.reason));
     tracing::info!(target = ?member.name, reason = ?target.reason, "kicked by the owner");
     Ok(Json(json!({ "kicked": member.name })).into_response())
 }

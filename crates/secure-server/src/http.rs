@@ -369,9 +369,9 @@ async fn status(
             .iter()
             .map(TokenKey::fingerprint)
             .collect::<Vec<_>>(),
-        "cluster": server.hub.cluster_status().map(|(node, up)| serde_json::json!({
-            "node": node,
-            "link": if up { "up" } else { "down" },
+        "cluster": server.hub.node_status().map(|status| serde_json::json!({
+            "node": status.node,
+            "link": if status.up { "up" } else { "down" },
         })),
     }))
     .into_response()
@@ -408,7 +408,7 @@ async fn metrics(
         tokens_held: hub.held_tokens,
         deliveries: hub.deliveries,
         queue_drops: hub.queue_drops,
-        cluster_link_up: server.hub.cluster_status().map(|(_, up)| up),
+        cluster_link_up: server.hub.node_status().map(|status| status.up),
     });
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     ([(header::CONTENT_TYPE, content_type)], text).into_response()
@@ -419,7 +419,7 @@ async fn metrics(
 async fn healthz(State(server): State<Arc<Server>>) -> Response {
     if server.shutdown.is_cancelled() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
-    } else if server.hub.cluster_status().is_some_and(|(_, up)| !up) {
+    } else if server.hub.node_status().is_some_and(|status| !status.up) {
         // A node that cannot reach the cluster refuses logins: a load balancer should send
         // people elsewhere.
         (StatusCode::SERVICE_UNAVAILABLE, "cluster unreachable\n").into_response()

@@ -31,16 +31,16 @@
 //! # Layout
 //! - `admin`: the owner API under `/admin/`.
 //! - [`config`]: `secureconfig.json`, its defaults and its validation.
-//! - `cluster`: cluster mode, the hub's link to the other nodes through Redis.
 //! - [`auth`]: tokens: generation (CSPRNG), constant-time checks, masking.
 //! - [`names`]: usernames people can trust: their shape, and the key look-alikes share.
 //! - [`rules`]: what a username and a message must pass, and the refusals.
-//! - [`limits`]: connection caps, login, page and message rates, and the open-file limit.
+//! - [`limits`]: connection caps, login, page, message and frame rates, and the open-file limit.
 //! - [`bans`]: banned tokens, kept beside the config file.
 //! - `metrics`: Prometheus metrics for `GET /metrics`.
 //! - `reload`: watching the config file (and SIGHUP) and applying changes live.
 //! - [`hub`]: state shared between connections (names, token holds, token pages, the room) and
-//!   fan-out; the seam for a distributed backend.
+//!   fan-out, over a [`hub::Backplane`]: [`hub::Local`] for a single server.
+//! - `cluster`: the backplane of cluster mode, shared through Redis.
 //! - `session`: one connection's loop, login to close.
 //! - `coalesce`: gathers each connection's small writes into one per flush.
 //! - `http`: each accepted socket (HTTP/1.1 with a header timeout), and the routes: WebSocket
@@ -80,7 +80,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -223,12 +223,31 @@ impl Server {
         let until = ban.until_text();
         let told = clichat_proto::refusal::banned(reason, until.as_deref());
         self.hub
-            .tell_nodes(&cluster::Control::Ban { ban: ban.clone() });
+            .request(&hub::NodeRequest::Ban { ban: ban.clone() });
         let saved = self.bans.add(ban);
         // After the ban is in force: a login that joins from now on is refused at its join.
-        self.hub.expel_token(&key, &told);
+        self.hub.remove_token(&key, &told);
         self.expulsions.send_replace(());
         Some(saved.map(|()| until))
+    }
+
+    /// Carries out another node's ban or unban here.
+    fn obey(&self, request: hub::NodeRequest) {
+        let saved = match request {
+            hub::NodeRequest::Ban { ban } => {
+                let saved = self.bans.add(ban);
+                // Logins waiting here for their `tokenauth` check their token again.
+                self.expulsions.send_replace(());
+                saved
+            }
+            hub::NodeRequest::Unban { tokens } => {
+                self.bans.lift(|ban| tokens.contains(&ban.token)).map(drop)
+            }
+            hub::NodeRequest::Remove { .. } | hub::NodeRequest::RemoveToken { .. } => Ok(()),
+        };
+        if let Err(error) = saved {
+            tracing::warn!(%error, "another node's ban holds here, but could not be saved");
+        }
     }
 
     /// Lifts the bans `matches` picks here and, in cluster mode, on every node. Returns how
@@ -240,29 +259,25 @@ impl Server {
         let lifted = self.bans.lift(matches)?;
         if !lifted.is_empty() {
             let tokens = lifted.iter().map(|ban| ban.token.clone()).collect();
-            self.hub.tell_nodes(&cluster::Control::Unban { tokens });
+            self.hub.request(&hub::NodeRequest::Unban { tokens });
         }
         Ok(lifted.len())
     }
 }
 
-/// Carries out another node's ban or unban here.
-fn obey_other_node(server: &Server, request: cluster::Control) {
-    let saved = match request {
-        cluster::Control::Ban { ban } => {
-            let saved = server.bans.add(ban);
-            // Logins waiting here for their `tokenauth` check their token again.
-            server.expulsions.send_replace(());
-            saved
+/// Carries out what the other nodes cause, in the order they caused it, until the backplane
+/// stops (the node left) or the server is gone.
+async fn follow_other_nodes(
+    server: std::sync::Weak<Server>,
+    mut events: mpsc::Receiver<hub::Event>,
+) {
+    while let Some(event) = events.recv().await {
+        let Some(server) = server.upgrade() else {
+            return;
+        };
+        if let Some(request) = server.hub.apply(event) {
+            server.obey(request);
         }
-        cluster::Control::Unban { tokens } => server
-            .bans
-            .lift(|ban| tokens.contains(&ban.token))
-            .map(drop),
-        _ => Ok(()),
-    };
-    if let Err(error) = saved {
-        tracing::warn!(%error, "another node's ban holds here, but could not be saved");
     }
 }
 
@@ -396,12 +411,14 @@ async fn serve(
         None => bans::Bans::in_memory(),
     };
     let tls = config.tls.as_ref().map(tls::Tls::new).transpose()?;
-    let hub = match &config.cluster {
+    let (backplane, events): (Arc<dyn hub::Backplane>, _) = match &config.cluster {
         Some(cluster) => {
-            hub::Hub::clustered(config.one_user_per_token, config.outbound_queue, cluster)
+            let (redis, events) = cluster::start(cluster);
+            (redis, Some(events))
         }
-        None => hub::Hub::new(config.one_user_per_token, config.outbound_queue),
+        None => (Arc::new(hub::Local::new()), None),
     };
+    let hub = hub::Hub::with_backplane(config.one_user_per_token, config.outbound_queue, backplane);
     hub.announce_presence_up_to(config.announce_presence_up_to);
     let server = Arc::new(Server {
         tls,
@@ -432,12 +449,9 @@ async fn serve(
         }
     });
     tokio::spawn(forget_idle_addresses(Arc::clone(&server)));
-    let weak = Arc::downgrade(&server);
-    server.hub.on_requests_from_nodes(move |request| {
-        if let Some(server) = weak.upgrade() {
-            obey_other_node(&server, request);
-        }
-    });
+    if let Some(events) = events {
+        tokio::spawn(follow_other_nodes(Arc::downgrade(&server), events));
+    }
     if server.config_file.is_some() {
         tokio::spawn(reload::watch(Arc::clone(&server), hangups));
     }
@@ -483,7 +497,7 @@ async fn serve(
     server.sessions.close();
     server.sessions.wait().await;
     tracing::info!("all sessions closed");
-    server.hub.leave_cluster(CLUSTER_LEAVE_GRACE).await;
+    server.hub.leave(CLUSTER_LEAVE_GRACE).await;
     Ok(())
 }
 

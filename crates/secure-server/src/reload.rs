@@ -204,7 +204,7 @@ fn apply(server: &Server, path: &Path, file_restart_only: &mut Option<RestartOnl
     // After the new settings are in force: a login that joins from now on is refused at its
     // join, and one waiting for its `tokenauth` is woken to check.
     for key in &revoked {
-        for name in server.hub.expel_token(key, refusal::TOKEN_REVOKED) {
+        for name in server.hub.remove_token(key, refusal::TOKEN_REVOKED) {
             info!(?name, "closed: its token was revoked");
         }
     }

@@ -27,7 +27,7 @@ use crate::auth::{self, Grant};
 use crate::coalesce::Coalesced;
 use crate::config::Role;
 use crate::hub::{
-    JoinRefused, Leases, MemberInfo, Membership, PageLease, Payload, Profile, Refused,
+    JoinRefused, Kind, Leases, MemberInfo, Membership, PageLease, Payload, Profile, Refused,
 };
 use crate::limits::{FrameBudget, MessageBudget, MessageVerdict};
 use crate::names;
@@ -265,7 +265,7 @@ impl Session {
         Ok(LoggedIn {
             name,
             leases,
-            profile: self.profile("user", grant),
+            profile: self.profile(Kind::User, grant),
         })
     }
 
@@ -288,7 +288,7 @@ impl Session {
         Ok(LoggedIn {
             name: display,
             leases: Leases { name, token: None },
-            profile: self.profile("bot", grant),
+            profile: self.profile(Kind::Bot, grant),
         })
     }
 
@@ -297,7 +297,7 @@ impl Session {
         self.server.admits(&grant.key).map_err(refuse)
     }
 
-    fn profile(&self, kind: &'static str, grant: Grant) -> Profile {
+    fn profile(&self, kind: Kind, grant: Grant) -> Profile {
         Profile {
             kind,
             role: grant.role,
@@ -327,9 +327,9 @@ impl Session {
             Err(JoinRefused::Conflict) => return refuse(refusal::CLUSTER_CONFLICT),
             Err(JoinRefused::Refused(reason)) => return refuse(reason),
         };
-        self.server.metrics.login(kind);
+        self.server.metrics.login(kind.as_str());
         let role = self.server.role_of(&profile);
-        info!(peer = %self.peer, id = member.id(), ?name, kind, role = role.as_str(), "logged in");
+        info!(peer = %self.peer, id = member.id(), ?name, kind = kind.as_str(), role = role.as_str(), "logged in");
         let Err(exit) = self.chat_loop(&mut member, &name, &profile).await;
         info!(peer = %self.peer, id = member.id(), ?name, "left the room");
         let exit = match exit {
@@ -501,7 +501,7 @@ impl Session {
                     Ok(target) => target,
                     Err(answer) => return answer,
                 };
-                if hub.expel_member(&target, &refusal::kicked(&reason)) {
+                if hub.remove(&target, &refusal::kicked(&reason)) {
                     info!(?actor, target = ?target.name, ?reason, "kicked");
                 }
                 None

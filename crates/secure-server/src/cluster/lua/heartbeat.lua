@@ -1,0 +1,11 @@
+-- KEYS: nodes, names, holds, room. ARGV: node, ttl ms, prefix, stream length.
+-- Reaps every node past its deadline, then renews this one's. 0 if this node's own deadline
+-- had passed (it must sync again), else 1.
+local now = now_ms()
+local was_alive = alive(KEYS[1], ARGV[1], now)
+for _, d in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)) do
+  if d ~= ARGV[1] then reap(d, ARGV[3], ARGV[4]) end
+end
+if not was_alive then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+return 1

@@ -1,0 +1,151 @@
+//! What a connection holds in the hub, each given back when dropped: its name, its token hold,
+//! its token page and its place in the room. Every way a connection can end (refusal, timeout,
+//! close, error, panic) drops them, so nothing is held by a connection that is gone.
+
+use std::sync::{Arc, OnceLock};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{Hub, Payload};
+use crate::auth::TokenKey;
+
+/// What a logged-in connection holds: its name, and for users its token.
+#[derive(Debug)]
+pub struct Leases {
+    /// The reserved display name.
+    pub name: NameLease,
+    /// The held generic token (`None` for bots).
+    pub token: Option<TokenHold>,
+}
+
+/// A reserved username; dropping it frees the name.
+#[derive(Debug)]
+pub struct NameLease {
+    pub(super) hub: Hub,
+    /// The name's key (`names::key`).
+    pub(super) key: String,
+}
+
+impl Drop for NameLease {
+    fn drop(&mut self) {
+        let mut login = self.hub.login();
+        login.names.remove(&self.key);
+        login.lost_names.remove(&self.key);
+        // Under the lock: a claim of the same name that follows this release here follows it
+        // on the other nodes too.
+        self.hub
+            .backplane()
+            .release_name(std::mem::take(&mut self.key));
+    }
+}
+
+/// A held generic token; dropping it releases the hold.
+#[derive(Debug)]
+pub struct TokenHold {
+    pub(super) hub: Hub,
+    pub(super) key: TokenKey,
+}
+
+impl Drop for TokenHold {
+    fn drop(&mut self) {
+        let mut login = self.hub.login();
+        if let Some(count) = login.holds.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                login.holds.remove(&self.key);
+                login.lost_holds.remove(&self.key);
+            }
+        }
+        // Under the lock, as for names.
+        if self.hub.inner.one_user_per_token {
+            self.hub.backplane().release_hold(self.key);
+        }
+    }
+}
+
+/// A token page waiting for `tokenauth`; dropping it settles the page for good (410 from then
+/// on).
+#[derive(Debug)]
+pub struct PageLease {
+    pub(super) hub: Hub,
+    pub(super) id: String,
+    pub(super) token: String,
+    /// Whether the page is this login's to settle (its id was not taken by another).
+    pub(super) opened: bool,
+}
+
+impl PageLease {
+    /// The page's id, the last segment of the `authmsg` link.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The temporary token the page shows.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+}
+
+impl Drop for PageLease {
+    fn drop(&mut self) {
+        if self.opened {
+            self.hub
+                .backplane()
+                .settle_page(std::mem::take(&mut self.id));
+        }
+    }
+}
+
+/// A place in the room. Dropping it leaves the room and announces the departure (unless the
+/// hub already removed it, which announced it then).
+#[derive(Debug)]
+pub struct Membership {
+    pub(super) hub: Hub,
+    pub(super) id: u64,
+    pub(super) rx: mpsc::Receiver<Payload>,
+    pub(super) evicted: CancellationToken,
+    pub(super) reason: Arc<OnceLock<String>>,
+}
+
+impl Membership {
+    /// The connection's id, unique for the server's lifetime.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The next frame queued for this connection; `None` once the hub removed it as a slow
+    /// consumer and the queue is empty.
+    pub async fn recv(&mut self) -> Option<Payload> {
+        self.rx.recv().await
+    }
+
+    /// Completes when the hub removes this connection: as a slow consumer (the session should
+    /// close at once with code 1008, without writing its backlog), or for a
+    /// [`Membership::removal_reason`] (kicked, banned, token revoked).
+    pub fn evicted(&self) -> CancellationToken {
+        self.evicted.clone()
+    }
+
+    /// Why the hub removed this connection, as a refusal to send it; `None` for a slow
+    /// consumer (or while it is still in the room).
+    pub fn removal_reason(&self) -> Option<&str> {
+        self.reason.get().map(String::as_str)
+    }
+
+    /// A frame already queued, without waiting; used to batch writes.
+    pub fn try_recv(&mut self) -> Option<Payload> {
+        self.rx.try_recv().ok()
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        let mut room = self.hub.room();
+        // Not in the room any more: removed by the hub, which announced it then.
+        if let Some((_name, dropped)) = room.remove(self.id, None, &self.hub.inner.closing) {
+            drop(room);
+            dropped.log();
+        }
+    }
+}

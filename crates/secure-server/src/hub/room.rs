@@ -1,0 +1,180 @@
+//! The room: who is in it, and fan-out to them.
+//!
+//! A frame is queued for every member but its sender under one lock, and, when one of this
+//! node's members caused it, handed to the backplane in the same critical section, so that every
+//! node sees the room's frames in one order. A member whose queue is full is a slow consumer: it
+//! is removed at once and its departure announced like any other.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use clichat_proto::ServerFrame;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::backplane::{Backplane, Departure};
+use super::{Leases, Payload, Profile};
+
+#[derive(Debug)]
+pub(super) struct Room {
+    pub(super) members: HashMap<u64, Member>,
+    /// Where what this node's members cause is also sent (the other nodes, if any).
+    pub(super) backplane: Arc<dyn Backplane>,
+    /// Frames queued for receivers, ever (counted under the lock the fan-out holds anyway).
+    pub(super) deliveries: u64,
+    /// Members dropped as slow consumers, ever.
+    pub(super) queue_drops: u64,
+    /// `announce_presence_up_to`: joins and departures are announced while the room, counting
+    /// whoever joins or leaves, has at most this many members here. `None`: always.
+    pub(super) announce_up_to: Option<usize>,
+}
+
+#[derive(Debug)]
+pub(super) struct Member {
+    pub(super) name: String,
+    /// The name's key (`names::key`): how the member is found, here and on other nodes.
+    pub(super) key: String,
+    pub(super) profile: Profile,
+    pub(super) tx: mpsc::Sender<Payload>,
+    /// Released when the member leaves the room, before its departure is announced.
+    pub(super) leases: Leases,
+    /// Cancelled when the hub removes the member (slow consumer, kick, ban, revocation).
+    pub(super) evicted: CancellationToken,
+    /// Why the hub removed the member, when it was not for being slow: the refusal to send.
+    pub(super) reason: Arc<OnceLock<String>>,
+}
+
+/// A member that has left: its leases released, what the room still needs of it.
+pub(super) struct Left {
+    pub(super) name: String,
+    pub(super) key: String,
+}
+
+/// Members dropped as slow consumers by a fan-out (id and name), to be logged once the room is
+/// unlocked.
+#[must_use]
+pub(super) struct Dropped(Vec<(u64, String)>);
+
+impl Dropped {
+    pub(super) fn none() -> Dropped {
+        Dropped(Vec::new())
+    }
+
+    pub(super) fn extend(&mut self, other: Dropped) {
+        self.0.extend(other.0);
+    }
+
+    /// Logs them; call with the room unlocked, so that a slow log never stalls the room.
+    pub(super) fn log(self) {
+        for (id, name) in self.0 {
+            tracing::warn!(id, ?name, "outbound queue full; dropped a slow consumer");
+        }
+    }
+}
+
+impl Member {
+    /// Releases the member's leases; what is left is what its departure needs.
+    pub(super) fn leave(self) -> Left {
+        drop(self.leases);
+        Left {
+            name: self.name,
+            key: self.key,
+        }
+    }
+}
+
+impl Room {
+    pub(super) fn new(backplane: Arc<dyn Backplane>) -> Room {
+        Room {
+            members: HashMap::new(),
+            backplane,
+            deliveries: 0,
+            queue_drops: 0,
+            announce_up_to: None,
+        }
+    }
+
+    /// Queues `payload` for every member but `except`, and, when it is this node's to
+    /// `publish`, for the other nodes. A member whose queue is full is a slow consumer: it is
+    /// removed from the room at once (its leases released, its session told through its
+    /// eviction token) and its departure is announced like any other.
+    pub(super) fn fan_out(&mut self, except: u64, payload: Payload, publish: bool) -> Dropped {
+        let mut slow = Vec::new();
+        let mut dropped = Vec::new();
+        self.deliver(except, &payload, &mut slow);
+        if publish {
+            self.backplane.publish(payload);
+        }
+        while let Some(id) = slow.pop() {
+            if let Some(member) = self.members.remove(&id) {
+                self.queue_drops += 1;
+                member.evicted.cancel();
+                let left = member.leave();
+                if self.announces_presence(1) {
+                    let bye = Payload::from(ServerFrame::Disconnect(left.name.clone()).encode());
+                    self.deliver(id, &bye, &mut slow);
+                    self.backplane.departed(left.key, Departure::Announced(bye));
+                } else {
+                    self.backplane.departed(left.key, Departure::Silent);
+                }
+                dropped.push((id, left.name));
+            }
+        }
+        Dropped(dropped)
+    }
+
+    /// Whether a join or departure is announced, the room now having `gone` fewer members
+    /// than counting the one who joins or leaves.
+    pub(super) fn announces_presence(&self, gone: usize) -> bool {
+        self.announce_up_to
+            .is_none_or(|limit| self.members.len() + gone <= limit)
+    }
+
+    /// Removes member `id`, for `reason` when the hub removes it (told to its session), and
+    /// announces its departure (here unless the server is closing; to the other nodes always).
+    /// Returns its name and any slow consumers the announcement dropped; `None` if it is not in
+    /// the room (any more).
+    pub(super) fn remove(
+        &mut self,
+        id: u64,
+        reason: Option<&str>,
+        closing: &AtomicBool,
+    ) -> Option<(String, Dropped)> {
+        let member = self.members.remove(&id)?;
+        if let Some(reason) = reason {
+            let _ = member.reason.set(reason.to_owned());
+            member.evicted.cancel();
+        }
+        let left = member.leave();
+        if !self.announces_presence(1) {
+            self.backplane.departed(left.key, Departure::Silent);
+            return Some((left.name, Dropped::none()));
+        }
+        let bye = Payload::from(ServerFrame::Disconnect(left.name.clone()).encode());
+        // The other nodes' members hear of it even while everyone here is leaving too.
+        self.backplane
+            .departed(left.key, Departure::Announced(bye.clone()));
+        if closing.load(Ordering::Relaxed) {
+            return Some((left.name, Dropped::none()));
+        }
+        let dropped = self.fan_out(id, bye, false);
+        Some((left.name, dropped))
+    }
+
+    fn deliver(&mut self, except: u64, payload: &Payload, slow: &mut Vec<u64>) {
+        let mut delivered = 0;
+        for (&id, member) in &self.members {
+            if id == except {
+                continue;
+            }
+            match member.tx.try_send(payload.clone()) {
+                Ok(()) => delivered += 1,
+                Err(mpsc::error::TrySendError::Full(_)) => slow.push(id),
+                // Closed: the session is ending and its Membership drop will remove it.
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+        self.deliveries += delivered;
+    }
+}
