@@ -58,11 +58,14 @@ pub enum Departure {
     Silent,
 }
 
-/// A request this node makes of the other nodes; it reaches them as [`Event`]s.
+/// A request this node makes of the other nodes; it reaches them as [`Event`]s. On the wire
+/// between nodes (JSON tagged by `op`) the removals keep the names earlier versions used
+/// (`expel`, `expeltoken`), so that nodes of both can share a cluster during a rolling upgrade.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(tag = "op", rename_all = "lowercase")]
 pub enum NodeRequest {
     /// Node `node` should remove its member `id`, telling it `reason`.
+    #[serde(rename = "expel")]
     Remove {
         /// The member's node.
         node: String,
@@ -72,6 +75,7 @@ pub enum NodeRequest {
         reason: String,
     },
     /// Every node should remove the members that logged in with this token (hex key).
+    #[serde(rename = "expeltoken")]
     RemoveToken {
         /// The token's key, as [`TokenKey::to_hex`] writes it.
         token: String,
@@ -188,4 +192,26 @@ pub trait Backplane: Send + Sync + std::fmt::Debug {
     /// Writes what is queued and takes this node out of the others' view, waiting at most
     /// `within`. Called once, after every session ended.
     fn leave(&self, within: Duration) -> BoxFuture<'_, ()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The requests read as the ones nodes of earlier versions send.
+    #[test]
+    fn requests_keep_their_wire_names() {
+        let remove: NodeRequest =
+            serde_json::from_str(r#"{"op":"expel","node":"n1","id":3,"reason":"kicked: x"}"#)
+                .unwrap();
+        assert!(matches!(remove, NodeRequest::Remove { id: 3, .. }));
+        let text = serde_json::to_string(&NodeRequest::RemoveToken {
+            token: "ab".into(),
+            reason: "r".into(),
+        })
+        .unwrap();
+        assert_eq!(text, r#"{"op":"expeltoken","token":"ab","reason":"r"}"#);
+        let unban = serde_json::to_string(&NodeRequest::Unban { tokens: vec![] }).unwrap();
+        assert_eq!(unban, r#"{"op":"unban","tokens":[]}"#);
+    }
 }
