@@ -1,11 +1,14 @@
 //! Bans: tokens refused at login until a time, or until lifted.
 //!
 //! A ban names the token by its SHA-256 digest (never the token itself), with the banned
-//! user's name, the token's label and role, the reason and the end. With a config file, bans
+//! user's name, the token's label and role, the reason and the end. A login without a token (an
+//! open room's, `"SAUTH2": false`) is banned by its name (compared by `names::key`) and the
+//! address it came from instead. With a config file, bans
 //! live in a state file beside it (`secureconfig.bans.json` for `secureconfig.json`), rewritten
 //! atomically on every change, so they survive restarts; without one (tests, embedding) they
 //! live in memory.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -21,8 +24,13 @@ use crate::config::Role;
 pub struct Ban {
     /// The name the banned connection had.
     pub username: String,
-    /// The SHA-256 digest of the banned token, as hex.
-    pub token: String,
+    /// The SHA-256 digest of the banned token, as hex; `None` for a login without a token,
+    /// banned by name and address instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// For a login without a token: the address it came from, refused under any name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<IpAddr>,
     /// The token's label, if the owner gave it one.
     #[serde(default)]
     pub label: Option<String>,
@@ -146,7 +154,22 @@ impl Bans {
         let now = now_secs();
         self.list()
             .iter()
-            .find(|ban| ban.token == hex && ban.active(now))
+            .find(|ban| ban.token.as_deref() == Some(hex.as_str()) && ban.active(now))
+            .cloned()
+    }
+
+    /// The ban in force now on a login without a token called `name` (or a look-alike) or
+    /// coming from `address`, if any.
+    pub fn check_tokenless(&self, name: &str, address: Option<IpAddr>) -> Option<Ban> {
+        let key = crate::names::key(name);
+        let now = now_secs();
+        self.list()
+            .iter()
+            .filter(|ban| ban.token.is_none() && ban.active(now))
+            .find(|ban| {
+                crate::names::key(&ban.username) == key
+                    || address.is_some_and(|ip| ban.address == Some(ip))
+            })
             .cloned()
     }
 
@@ -160,14 +183,20 @@ impl Bans {
             .collect()
     }
 
-    /// Adds a ban (replacing an earlier ban of the same token) and saves the list.
+    /// Adds a ban (replacing an earlier ban of the same token, or of the same name for a login
+    /// without a token) and saves the list.
     ///
     /// # Errors
     /// [`BansError::Io`] when the state file cannot be written; the ban holds in memory anyway.
     pub fn add(&self, ban: Ban) -> Result<(), BansError> {
         let mut list = self.list();
         let now = now_secs();
-        list.retain(|old| old.token != ban.token && old.active(now));
+        let same = |old: &Ban| match (&old.token, &ban.token) {
+            (Some(old), Some(new)) => old == new,
+            (None, None) => crate::names::key(&old.username) == crate::names::key(&ban.username),
+            _ => false,
+        };
+        list.retain(|old| !same(old) && old.active(now));
         list.push(ban);
         self.save(&list)
     }
@@ -205,7 +234,8 @@ mod tests {
     fn ban(name: &str, role: Role, until: Option<u64>) -> Ban {
         Ban {
             username: name.to_owned(),
-            token: TokenKey::of(name).to_hex(),
+            token: Some(TokenKey::of(name).to_hex()),
+            address: None,
             label: Some(format!("{name}-label")),
             role,
             reason: "spam".to_owned(),
@@ -248,6 +278,40 @@ mod tests {
             1
         );
         assert!(bans.active().is_empty());
+    }
+
+    #[test]
+    fn logins_without_a_token_are_banned_by_name_and_address() {
+        let bans = Bans::in_memory();
+        let address: IpAddr = "203.0.113.5".parse().unwrap();
+        let tokenless = Ban {
+            token: None,
+            address: Some(address),
+            ..ban("troll", Role::User, None)
+        };
+        bans.add(tokenless).unwrap();
+        assert!(bans.check_tokenless("TROLL", None).is_some(), "by name");
+        assert!(
+            bans.check_tokenless("tr0ll", None).is_some(),
+            "a look-alike"
+        );
+        assert!(
+            bans.check_tokenless("friend", Some(address)).is_some(),
+            "by address"
+        );
+        assert!(
+            bans.check_tokenless("friend", Some("203.0.113.6".parse().unwrap()))
+                .is_none()
+        );
+        assert!(
+            bans.check(&TokenKey::of("troll")).is_none(),
+            "no token banned"
+        );
+        // Files written before tokenless bans still load.
+        let old: Vec<Ban> =
+            serde_json::from_str(r#"[{"username":"a","token":"ab","reason":"r","until":null}]"#)
+                .unwrap();
+        assert_eq!(old[0].token.as_deref(), Some("ab"));
     }
 
     #[test]

@@ -198,10 +198,10 @@ impl Server {
             .unwrap_or(profile.role)
     }
 
-    /// Bans `target`'s token for `reason`, for `minutes` (at most [`bans::MAX_MINUTES`]) or
-    /// until lifted, here and on every node, and closes every session and pending login of that
-    /// token, on every node. Returns the ban's end as RFC 3339 text, if it has one; `None` if the
-    /// target has no token to ban.
+    /// Bans `target` for `reason`, for `minutes` (at most [`bans::MAX_MINUTES`]) or until
+    /// lifted, here and on every node: its token, closing every session and pending login of
+    /// that token on every node; or, for a login without a token (an open room's), its name and
+    /// address, closing the target. Returns the ban's end as RFC 3339 text, if it has one.
     ///
     /// # Errors
     /// As [`bans::Bans::add`]: the ban holds, but this node could not save it.
@@ -210,11 +210,15 @@ impl Server {
         target: &hub::MemberInfo,
         reason: &str,
         minutes: Option<u64>,
-    ) -> Option<Result<Option<String>, bans::BansError>> {
-        let key = target.profile.token?;
+    ) -> Result<Option<String>, bans::BansError> {
+        let key = target.profile.token;
         let ban = bans::Ban {
             username: target.name.clone(),
-            token: key.to_hex(),
+            token: key.map(|key| key.to_hex()),
+            address: key
+                .is_none()
+                .then(|| target.profile.peer.map(|peer| peer.ip()))
+                .flatten(),
             label: target.profile.label.clone(),
             role: target.profile.role,
             reason: reason.to_owned(),
@@ -226,9 +230,16 @@ impl Server {
             .request(&hub::NodeRequest::Ban { ban: ban.clone() });
         let saved = self.bans.add(ban);
         // After the ban is in force: a login that joins from now on is refused at its join.
-        self.hub.remove_token(&key, &told);
+        match &key {
+            Some(key) => {
+                self.hub.remove_token(key, &told);
+            }
+            None => {
+                self.hub.remove(target, &told);
+            }
+        }
         self.expulsions.send_replace(());
-        Some(saved.map(|()| until))
+        saved.map(|()| until)
     }
 
     /// Carries out another node's ban or unban here.
@@ -240,9 +251,13 @@ impl Server {
                 self.expulsions.send_replace(());
                 saved
             }
-            hub::NodeRequest::Unban { tokens } => {
-                self.bans.lift(|ban| tokens.contains(&ban.token)).map(drop)
-            }
+            hub::NodeRequest::Unban { tokens, names } => self
+                .bans
+                .lift(|ban| match &ban.token {
+                    Some(token) => tokens.contains(token),
+                    None => names.contains(&ban.username),
+                })
+                .map(drop),
             hub::NodeRequest::Remove { .. } | hub::NodeRequest::RemoveToken { .. } => Ok(()),
         };
         if let Err(error) = saved {
@@ -258,8 +273,13 @@ impl Server {
     fn lift_bans(&self, matches: impl Fn(&bans::Ban) -> bool) -> Result<usize, bans::BansError> {
         let lifted = self.bans.lift(matches)?;
         if !lifted.is_empty() {
-            let tokens = lifted.iter().map(|ban| ban.token.clone()).collect();
-            self.hub.request(&hub::NodeRequest::Unban { tokens });
+            let tokens = lifted.iter().filter_map(|ban| ban.token.clone()).collect();
+            let names = lifted
+                .iter()
+                .filter(|ban| ban.token.is_none())
+                .map(|ban| ban.username.clone())
+                .collect();
+            self.hub.request(&hub::NodeRequest::Unban { tokens, names });
         }
         Ok(lifted.len())
     }

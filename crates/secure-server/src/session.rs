@@ -516,7 +516,7 @@ impl Session {
                     Ok(target) => target,
                     Err(answer) => return answer,
                 };
-                if let Err(error) = server.ban_member(&target, &reason, minutes)? {
+                if let Err(error) = server.ban_member(&target, &reason, minutes) {
                     warn!(%error, "the ban holds, but could not be saved");
                 }
                 info!(?actor, target = ?target.name, ?reason, ?minutes, "banned");

@@ -31,6 +31,7 @@ mod sync;
 mod worker;
 
 use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -64,6 +65,9 @@ struct MemberRecord {
     /// The token's key as hex (its SHA-256, never the token).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     token: Option<String>,
+    /// Where a member without a token connected from: what a ban of it names besides its name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    address: Option<IpAddr>,
     /// The `disconnect` frame to announce if the node dies.
     bye: String,
 }
@@ -78,6 +82,12 @@ impl MemberRecord {
             role: member.profile.role,
             label: member.profile.label.clone(),
             token: member.profile.token.map(|key| key.to_hex()),
+            address: member
+                .profile
+                .token
+                .is_none()
+                .then(|| member.profile.peer.map(|peer| peer.ip()))
+                .flatten(),
             bye: clichat_proto::ServerFrame::Disconnect(member.name.clone()).encode(),
         };
         serde_json::to_string(&record).expect("a record always serializes")
@@ -94,7 +104,7 @@ impl MemberRecord {
                 role: self.role,
                 token: self.token.as_deref().and_then(TokenKey::from_hex),
                 label: self.label,
-                peer: None,
+                peer: self.address.map(|ip| SocketAddr::new(ip, 0)),
             },
         }
     }

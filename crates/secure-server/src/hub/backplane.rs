@@ -87,10 +87,14 @@ pub enum NodeRequest {
         /// The ban.
         ban: crate::bans::Ban,
     },
-    /// Every node should lift its bans of these tokens (hex keys).
+    /// Every node should lift its bans of these tokens (hex keys), and of these logins without
+    /// a token (by the name banned).
     Unban {
         /// The tokens' keys.
         tokens: Vec<String>,
+        /// The names of the logins without a token.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        names: Vec<String>,
     },
 }
 
@@ -211,7 +215,11 @@ mod tests {
         })
         .unwrap();
         assert_eq!(text, r#"{"op":"expeltoken","token":"ab","reason":"r"}"#);
-        let unban = serde_json::to_string(&NodeRequest::Unban { tokens: vec![] }).unwrap();
+        let unban = NodeRequest::Unban {
+            tokens: vec![],
+            names: vec![],
+        };
+        let unban = serde_json::to_string(&unban).unwrap();
         assert_eq!(unban, r#"{"op":"unban","tokens":[]}"#);
     }
 }
