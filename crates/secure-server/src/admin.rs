@@ -35,7 +35,7 @@ use serde_json::{Value, json};
 
 use crate::config::Role;
 use crate::config_file::{self, ConfigFile, EditError};
-use crate::{Server, auth, names, reload};
+use crate::{Server, names, reload, secrets};
 
 /// The owner API's routes.
 pub(crate) fn routes(server: Arc<Server>) -> Router<Arc<Server>> {
@@ -93,7 +93,7 @@ async fn authorize(State(server): State<Arc<Server>>, request: Request, next: Ne
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "));
-    if !presented.is_some_and(|presented| auth::secret_eq(presented, &key)) {
+    if !presented.is_some_and(|presented| secrets::secret_eq(presented, &key)) {
         let mut response = ApiError(
             StatusCode::UNAUTHORIZED,
             "missing or wrong admin key".to_owned(),
@@ -214,7 +214,7 @@ async fn tokens(State(server): State<Arc<Server>>) -> Json<Value> {
         .hub
         .held_tokens()
         .iter()
-        .map(auth::TokenKey::fingerprint)
+        .map(secrets::TokenKey::fingerprint)
         .collect();
     let tokens = config_file::list(&server.settings().config)
         .into_iter()

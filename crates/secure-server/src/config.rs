@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::auth;
 use crate::proxy::Cidr;
+use crate::secrets;
 
 /// The server's configuration, as read from `secureconfig.json`.
 ///
@@ -697,7 +697,7 @@ impl Config {
             let name = bot.name();
             if name.trim().is_empty() || name.chars().any(char::is_control) {
                 return fail(
-                    &format!("bots.{}", auth::mask(token)),
+                    &format!("bots.{}", secrets::mask(token)),
                     "bot name is blank or holds control characters",
                 );
             }
@@ -831,7 +831,7 @@ pub fn load_or_create(path: &Path) -> Result<(Config, Option<Created>), ConfigEr
 /// Writes a new config file with the defaults and one generated token; fails if the file
 /// exists (`create_new`), so that nothing is ever overwritten.
 fn create(path: &Path) -> Result<Created, ConfigError> {
-    let token = auth::generate_generic_token();
+    let token = secrets::generate_generic_token();
     let mut config = Config::default();
     config.tokens.insert(token.clone(), TokenEntry::default());
     let io_err = |source| ConfigError::Io {
@@ -862,7 +862,7 @@ fn key_path(path: &serde_path_to_error::Path) -> String {
     for segment in path.iter() {
         let in_token_map = parts.len() == 1 && matches!(parts[0].as_str(), "tokens" | "bots");
         parts.push(match segment {
-            Segment::Map { key } if in_token_map => auth::mask(key),
+            Segment::Map { key } if in_token_map => secrets::mask(key),
             Segment::Map { key } | Segment::Enum { variant: key } => key.clone(),
             Segment::Seq { index } => index.to_string(),
             Segment::Unknown => "?".to_owned(),

@@ -28,10 +28,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
 
-use crate::auth;
 use crate::config::{Config, ConfigError, Role};
+use crate::secrets;
+
+pub use crate::secrets::fingerprint;
 
 /// Longest token label, in Unicode scalar values.
 pub const MAX_LABEL_LEN: usize = 64;
@@ -487,7 +488,7 @@ pub struct TokenInfo {
     pub name: Option<String>,
     /// What its holder may do.
     pub role: Role,
-    /// The token's first characters ([`auth::mask`]).
+    /// The token's first characters ([`secrets::mask`]).
     pub masked: String,
     /// [`fingerprint`] of the token: tells tokens apart, and matches the `held` list of
     /// `/_status`, without showing them.
@@ -502,7 +503,7 @@ impl TokenInfo {
             label: label.map(str::to_owned),
             name: None,
             role,
-            masked: auth::mask(token),
+            masked: secrets::mask(token),
             fingerprint: fingerprint(token),
         }
     }
@@ -514,7 +515,7 @@ impl TokenInfo {
             label: None,
             name: Some(name.to_owned()),
             role,
-            masked: auth::mask(token),
+            masked: secrets::mask(token),
             fingerprint: fingerprint(token),
         }
     }
@@ -523,15 +524,6 @@ impl TokenInfo {
     pub fn title(&self) -> Option<&str> {
         self.label.as_deref().or(self.name.as_deref())
     }
-}
-
-/// A token's fingerprint: the first 16 hex digits of its SHA-256. Safe to show and to log; the
-/// same token always has the same fingerprint.
-pub fn fingerprint(token: &str) -> String {
-    Sha256::digest(token.as_bytes())[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// Every configured token (user tokens, then bots), by label or name, without the tokens.
@@ -590,7 +582,7 @@ fn matching<'a>(config: &'a Config, query: &str) -> Result<Vec<(&'a str, TokenIn
     // Every token is compared (no early exit), in constant time.
     let by_token: Vec<_> = users()
         .chain(bots())
-        .filter(|(token, _)| auth::secret_eq(token, query))
+        .filter(|(token, _)| secrets::secret_eq(token, query))
         .collect();
     if !by_token.is_empty() {
         return Ok(by_token);
@@ -612,7 +604,7 @@ fn matching<'a>(config: &'a Config, query: &str) -> Result<Vec<(&'a str, TokenIn
 /// `query` as it may appear in a message: masked when it is long enough to be a token.
 fn shown(query: &str) -> String {
     if query.chars().count() >= 24 {
-        auth::mask(query)
+        secrets::mask(query)
     } else {
         query.to_owned()
     }
@@ -726,7 +718,7 @@ fn section<'a>(value: &'a mut Value, key: &str) -> Result<&'a mut Map<String, Va
 /// A token that is neither a user nor a bot token yet.
 fn new_token(config: &Config) -> String {
     loop {
-        let token = auth::generate_generic_token();
+        let token = secrets::generate_generic_token();
         if !config.tokens.contains_key(&token) && !config.bots.contains_key(&token) {
             return token;
         }
@@ -1062,11 +1054,5 @@ mod tests {
         assert_eq!(keys_in(&text, &["limits"]), ["b", "a"]);
         assert!(text.contains("\"y\": 1,\n      \"x\": 2"), "{text}");
         assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), value);
-    }
-
-    #[test]
-    fn fingerprints_are_16_hex_digits() {
-        let f = fingerprint("abc");
-        assert_eq!(f, "ba7816bf8f01cfea", "SHA-256 of abc");
     }
 }

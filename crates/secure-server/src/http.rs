@@ -27,11 +27,11 @@ use tracing::debug;
 use tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::Server;
-use crate::auth::TokenKey;
 use crate::coalesce::Coalesced;
 use crate::hub::PageView;
 use crate::limits::{ConnectionSlot, UNKNOWN_PAGE_COST};
 use crate::proxy::{self, Client};
+use crate::secrets::TokenKey;
 use crate::session::Session;
 use crate::tls;
 
@@ -394,7 +394,7 @@ async fn metrics(
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("Bearer "))
-            .is_some_and(|presented| crate::auth::secret_eq(presented, key))
+            .is_some_and(|presented| crate::secrets::secret_eq(presented, key))
     });
     if !keyed && (client.proxied || !access.allow_from.contains(&client.addr.ip())) {
         return not_found().await;

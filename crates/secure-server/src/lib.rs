@@ -32,7 +32,9 @@
 //! - `admin`: the owner API under `/admin/`.
 //! - [`config`]: `secureconfig.json`, its defaults and its validation.
 //! - `cluster`: cluster mode, the hub's link to the other nodes through Redis.
-//! - [`auth`]: tokens: generation (CSPRNG), constant-time checks, masking.
+//! - [`secrets`]: token and page-id generation (CSPRNG), constant-time checks, masking,
+//!   fingerprints.
+//! - [`auth`]: the owner's tokens: which admit whom, with what role.
 //! - [`names`]: usernames people can trust: their shape, and the key look-alikes share.
 //! - [`rules`]: what a username and a message must pass, and the refusals.
 //! - [`limits`]: connection caps, login, page and message rates, and the open-file limit.
@@ -68,6 +70,7 @@ pub mod owner;
 pub mod proxy;
 mod reload;
 pub mod rules;
+pub mod secrets;
 mod session;
 pub mod shutdown;
 pub mod tls;
@@ -175,7 +178,7 @@ impl Server {
     /// revoked) and not banned; otherwise the refusal to send. Checked at login, after
     /// `tokenauth`, and again inside [`hub::Hub::join`], so that no revocation or ban can fall
     /// between the check and the join.
-    fn admits(&self, key: &auth::TokenKey) -> Result<(), String> {
+    fn admits(&self, key: &secrets::TokenKey) -> Result<(), String> {
         if !self.settings().tokens.contains(key) {
             return Err(clichat_proto::refusal::TOKEN_REVOKED.to_owned());
         }

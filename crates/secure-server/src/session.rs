@@ -23,7 +23,7 @@ use tungstenite::protocol::CloseFrame;
 use tungstenite::{Message, Utf8Bytes};
 
 use crate::Server;
-use crate::auth::{self, Grant};
+use crate::auth::Grant;
 use crate::coalesce::Coalesced;
 use crate::config::Role;
 use crate::hub::{
@@ -32,6 +32,7 @@ use crate::hub::{
 use crate::limits::{FrameBudget, MessageBudget, MessageVerdict};
 use crate::names;
 use crate::rules::MessageRefusal;
+use crate::secrets;
 
 /// How long a closing session waits for the client's close frame before dropping the socket.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -228,7 +229,7 @@ impl Session {
         };
         let page = server
             .hub
-            .open_page(auth::generate_temp_token(), tokenauth_timeout)
+            .open_page(secrets::generate_temp_token(), tokenauth_timeout)
             .await
             .map_err(|e| refused(e, refusal::CLUSTER_UNAVAILABLE))?;
         let pending = Pending { leases, page };
@@ -251,7 +252,7 @@ impl Session {
         let accepted = match &frame {
             Frame::Text(text) => matches!(
                 ClientFrame::decode(text),
-                Ok(ClientFrame::TokenAuth(Some(presented))) if auth::secret_eq(&presented, pending.page.token())
+                Ok(ClientFrame::TokenAuth(Some(presented))) if secrets::secret_eq(&presented, pending.page.token())
             ),
             Frame::Binary => false,
         };
