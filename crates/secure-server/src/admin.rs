@@ -34,7 +34,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::config::Role;
-use crate::config_file::{self, ConfigFile, EditError};
+use crate::config::edit::{self, ConfigFile, EditError};
 use crate::{Server, names, reload, secrets};
 
 /// The owner API's routes.
@@ -216,7 +216,7 @@ async fn tokens(State(server): State<Arc<Server>>) -> Json<Value> {
         .iter()
         .map(secrets::TokenKey::fingerprint)
         .collect();
-    let tokens = config_file::list(&server.settings().config)
+    let tokens = edit::list(&server.settings().config)
         .into_iter()
         .map(|info| {
             let in_use = held.contains(&info.fingerprint);
@@ -262,13 +262,13 @@ async fn add_token(State(server): State<Arc<Server>>, bytes: Bytes) -> ApiResult
     let (file, mut value) = open_config(&server)?;
     let (token, info) = match &new.bot {
         Some(name) => {
-            let token = config_file::add_bot(&mut value, name, new.role)?;
-            let info = config_file::TokenInfo::bot(&token, name, new.role);
+            let token = edit::add_bot(&mut value, name, new.role)?;
+            let info = edit::TokenInfo::bot(&token, name, new.role);
             (token, info)
         }
         None => {
-            let token = config_file::add_token(&mut value, new.label.as_deref(), new.role)?;
-            let info = config_file::TokenInfo::user(&token, new.label.as_deref(), new.role);
+            let token = edit::add_token(&mut value, new.label.as_deref(), new.role)?;
+            let info = edit::TokenInfo::user(&token, new.label.as_deref(), new.role);
             (token, info)
         }
     };
@@ -288,7 +288,7 @@ struct Revoke {
 async fn revoke(State(server): State<Arc<Server>>, bytes: Bytes) -> ApiResult {
     let Revoke { token_or_label } = body(&bytes)?;
     let (file, mut value) = open_config(&server)?;
-    let revoked = config_file::revoke(&mut value, &token_or_label)?;
+    let revoked = edit::revoke(&mut value, &token_or_label)?;
     save(file, value).await?;
     reload::reload_now(&server);
     Ok(Json(json!({ "revoked": revoked.len() })).into_response())

@@ -82,7 +82,7 @@ pub enum BansError {
     },
     /// The state file could not be saved.
     #[error(transparent)]
-    Save(crate::config_file::EditError),
+    Save(crate::config::edit::EditError),
     /// The state file is not a ban list.
     #[error("{path}: not a ban list: {source}")]
     Syntax {
@@ -194,7 +194,7 @@ impl Bans {
         };
         let mut text = serde_json::to_string_pretty(list).unwrap_or_else(|_| "[]".to_owned());
         text.push('\n');
-        crate::config_file::write_atomically(file, text.as_bytes()).map_err(BansError::Save)
+        crate::config::edit::write_atomically(file, text.as_bytes()).map_err(BansError::Save)
     }
 }
 

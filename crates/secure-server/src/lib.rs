@@ -59,7 +59,6 @@ pub mod bans;
 mod cluster;
 mod coalesce;
 pub mod config;
-pub mod config_file;
 mod http;
 pub mod hub;
 pub mod limits;
@@ -88,6 +87,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::Config;
+/// Editing the config file in place: [`config::edit`], at its earlier path.
+pub use config::edit as config_file;
 
 /// The version text sent in `["id", ID, VERSION]`.
 pub const VERSION: &str = concat!(

@@ -1,5 +1,5 @@
 //! The owner's command-line tools, behind the binary's subcommands:
-//! `secure-server tokens ...` edits `secureconfig.json` (through [`crate::config_file`]), and
+//! `secure-server tokens ...` edits `secureconfig.json` (through [`crate::config::edit`]), and
 //! `secure-server admin ...` acts on a running server through its owner API under `/admin/`.
 //!
 //! The binary parses a [`Command`] with clap and calls [`run`]. What a script wants (a new
@@ -16,8 +16,8 @@ use std::time::Duration;
 use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
+use crate::config::edit::{self, ConfigFile, EditError, TokenInfo, TokenKind};
 use crate::config::{Config, Role};
-use crate::config_file::{self, ConfigFile, EditError, TokenInfo, TokenKind};
 
 /// How long `tokens list` and `tokens show` wait for the running server's `/_status`.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -301,13 +301,13 @@ async fn tokens(command: TokensCommand, context: &Context) -> Result<(), OwnerEr
             let role = Role::from(new.role);
             let (token, info) = match &new.bot {
                 Some(name) => {
-                    let token = config_file::add_bot(&mut value, name, role)?;
+                    let token = edit::add_bot(&mut value, name, role)?;
                     let info = TokenInfo::bot(&token, name, role);
                     (token, info)
                 }
                 None => {
                     let label = new.label.as_deref();
-                    let token = config_file::add_token(&mut value, label, role)?;
+                    let token = edit::add_token(&mut value, label, role)?;
                     let info = TokenInfo::user(&token, label, role);
                     (token, info)
                 }
@@ -323,7 +323,7 @@ async fn tokens(command: TokensCommand, context: &Context) -> Result<(), OwnerEr
         TokensCommand::List { json } => {
             let (file, _) = open(&context.config)?;
             let held = held(status_addr(file.config(), context)).await;
-            let rows: Vec<_> = config_file::list(file.config())
+            let rows: Vec<_> = edit::list(file.config())
                 .into_iter()
                 .map(|info| {
                     let in_use = held.in_use(&info);
@@ -351,7 +351,7 @@ async fn tokens(command: TokensCommand, context: &Context) -> Result<(), OwnerEr
         } => {
             let query = argument(token_or_label)?;
             let (file, _) = open(&context.config)?;
-            let found = config_file::find(file.config(), &query)?;
+            let found = edit::find(file.config(), &query)?;
             let held = held(status_addr(file.config(), context)).await;
             if json {
                 return print_json(&Value::Array(
@@ -370,7 +370,7 @@ async fn tokens(command: TokensCommand, context: &Context) -> Result<(), OwnerEr
         } => {
             let query = argument(token_or_label)?;
             let (file, mut value) = open(&context.config)?;
-            let revoked = config_file::revoke(&mut value, &query)?;
+            let revoked = edit::revoke(&mut value, &query)?;
             file.save(&value)?;
             if json {
                 return print_json(&json!({ "revoked": revoked }));
@@ -429,7 +429,7 @@ fn status_addr(config: &Config, context: &Context) -> SocketAddr {
 /// Which tokens the running server holds now, as far as can be told.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Held {
-    /// The fingerprints ([`config_file::fingerprint`]) of the held tokens.
+    /// The fingerprints ([`edit::fingerprint`]) of the held tokens.
     Known(BTreeSet<String>),
     /// Not known, and why.
     Unknown(String),
