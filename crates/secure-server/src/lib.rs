@@ -53,7 +53,6 @@
 //! - [`tls`]: HTTPS and WSS on the same port, with certificates replaced live.
 //! - [`shutdown`]: SIGINT/SIGTERM handlers, installed before the server listens.
 
-mod admin;
 pub mod auth;
 pub mod bans;
 mod cluster;
@@ -73,7 +72,6 @@ pub mod secrets;
 mod session;
 pub mod shutdown;
 pub mod tls;
-mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;

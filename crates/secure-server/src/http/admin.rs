@@ -37,6 +37,10 @@ use crate::config::Role;
 use crate::config::edit::{self, ConfigFile, EditError};
 use crate::{Server, names, reload, secrets};
 
+/// The target of this file's events: its path before it moved into `http/`, so that log lines
+/// and `RUST_LOG` filters stay as they were.
+const LOG_TARGET: &str = "secure_server::admin";
+
 /// The owner API's routes.
 pub(crate) fn routes(server: Arc<Server>) -> Router<Arc<Server>> {
     Router::new()
@@ -158,7 +162,12 @@ async fn kick(State(server): State<Arc<Server>>, bytes: Bytes) -> ApiResult {
     server
         .hub
         .expel_member(&member, &refusal::kicked(&target.reason));
-    tracing::info!(target = ?member.name, reason = ?target.reason, "kicked by the owner");
+    tracing::info!(
+        target: LOG_TARGET,
+        target = ?member.name,
+        reason = ?target.reason,
+        "kicked by the owner"
+    );
     Ok(Json(json!({ "kicked": member.name })).into_response())
 }
 
@@ -173,7 +182,12 @@ async fn ban(State(server): State<Arc<Server>>, bytes: Bytes) -> ApiResult {
                 "that connection has no token to ban".to_owned(),
             )
         })?;
-    tracing::info!(target = ?member.name, reason = ?target.reason, "banned by the owner");
+    tracing::info!(
+        target: LOG_TARGET,
+        target = ?member.name,
+        reason = ?target.reason,
+        "banned by the owner"
+    );
     let until = banned.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(Json(json!({ "banned": member.name, "until": until })).into_response())
 }
