@@ -64,7 +64,6 @@ pub mod limits;
 mod metrics;
 pub mod names;
 mod origin;
-pub mod owner;
 pub mod proxy;
 mod reload;
 pub mod rules;
