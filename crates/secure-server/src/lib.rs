@@ -29,29 +29,29 @@
 //! ```
 //!
 //! # Layout
-//! - `admin`: the owner API under `/admin/`.
-//! - [`config`]: `secureconfig.json`, its defaults and its validation.
-//! - `cluster`: cluster mode, the hub's link to the other nodes through Redis.
-//! - [`secrets`]: token and page-id generation (CSPRNG), constant-time checks, masking,
-//!   fingerprints.
-//! - [`auth`]: the owner's tokens: which admit whom, with what role.
-//! - [`names`]: usernames people can trust: their shape, and the key look-alikes share.
-//! - [`rules`]: what a username and a message must pass, and the refusals.
-//! - [`limits`]: connection caps, login, page and message rates, and the open-file limit.
-//! - [`bans`]: banned tokens, kept beside the config file.
-//! - `metrics`: Prometheus metrics for `GET /metrics`.
-//! - `reload`: watching the config file (and SIGHUP) and applying changes live.
-//! - [`hub`]: state shared between connections (names, token holds, token pages, the room) and
-//!   fan-out; the seam for a distributed backend.
-//! - `session`: one connection's loop, login to close.
-//! - `coalesce`: gathers each connection's small writes into one per flush.
-//! - `http`: each accepted socket (HTTP/1.1 with a header timeout), and the routes: WebSocket
-//!   upgrade on any path, token pages, index, and a status report for local tools.
+//! In reading order, from the listening socket inwards. This file holds what every connection
+//! shares (`Server`, its `Settings`), [`run`], [`Running`] and `serve`, which starts the rest.
+//! - [`config`]: `secureconfig.json`: its schema, loading, first-run file and editing in place.
+//! - [`shutdown`]: SIGINT/SIGTERM handlers, installed before the server listens.
+//! - `listener`: the accept loop: each socket's place under the connection limits, or a 503.
+//! - [`tls`]: HTTPS and WSS on the same port, with certificates replaced live.
+//! - `http`: each socket's HTTP/1.1: WebSocket upgrades, token pages, probes, owner API, web app.
 //! - [`proxy`]: trusted reverse proxies, and the client address they forward.
 //! - `origin`: which web pages may open a WebSocket to the server.
-//! - `web`: the browser client served at `/`.
-//! - [`tls`]: HTTPS and WSS on the same port, with certificates replaced live.
-//! - [`shutdown`]: SIGINT/SIGTERM handlers, installed before the server listens.
+//! - `session`: one connection's life: login, chat, moderation, close.
+//! - `coalesce`: gathers each connection's small writes into one per flush.
+//! - [`auth`]: the owner's tokens: which admit whom, with what label and role.
+//! - [`secrets`]: tokens and page ids (CSPRNG), constant-time checks, masking, fingerprints.
+//! - [`names`]: usernames people can trust: their shape, and the key look-alikes share.
+//! - [`rules`]: what a username and a message must pass, and the refusals.
+//! - [`limits`]: connection caps, login, page, message and frame rates, and the open-file limit.
+//! - [`bans`]: banned tokens, kept beside the config file.
+//! - [`hub`]: what connections share (names, holds, pages, the room), fan-out; the cluster seam.
+//! - `cluster`: cluster mode, the hub's link to the other nodes through Redis.
+//! - `reload`: watching the config file (and SIGHUP) and applying changes live.
+//! - `metrics`: Prometheus metrics for `GET /metrics`.
+//!
+//! The binary, `src/bin/secure-server/`, adds the owner's tools (`tokens`, `admin`, `cert`).
 
 pub mod auth;
 pub mod bans;
@@ -61,6 +61,7 @@ pub mod config;
 mod http;
 pub mod hub;
 pub mod limits;
+mod listener;
 mod metrics;
 pub mod names;
 mod origin;
@@ -94,12 +95,8 @@ pub const VERSION: &str = concat!(
     " (CLIChat Secure Server in Rust)"
 );
 
-/// How long open HTTP requests may take to finish once shutdown begins.
-const HTTP_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// How long a cluster node may take to write what is queued and leave the cluster at shutdown.
 const CLUSTER_LEAVE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
-/// How long the listener rests after a failed accept (typically: out of file descriptors).
-const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// What can stop [`run`].
 #[derive(Debug, thiserror::Error)]
@@ -443,41 +440,7 @@ async fn serve(
         tokio::spawn(reload::watch(Arc::clone(&server), hangups));
     }
 
-    let router = http::router(Arc::clone(&server));
-    let connections = TaskTracker::new();
-    loop {
-        let accepted = tokio::select! {
-            () = server.shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((tcp, peer)) => {
-                // A trusted proxy's clients are counted by address once they say who they are.
-                let proxied =
-                    proxy::is_trusted(peer.ip(), &server.settings().config.trusted_proxies);
-                let slot = server.connections.admit(peer.ip(), !proxied);
-                if slot.is_none() {
-                    server.metrics.connection_refused();
-                }
-                let server = Arc::clone(&server);
-                connections.spawn(http::accept(server, router.clone(), tcp, peer, slot));
-            }
-            Err(error) => accept_failed(&error).await,
-        }
-    }
-    drop(listener);
-
-    // Open HTTP requests may finish; one that never completes (a client that sent half its
-    // headers) must not keep the process alive.
-    connections.close();
-    if tokio::time::timeout(HTTP_SHUTDOWN_GRACE, connections.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            "HTTP requests still open {HTTP_SHUTDOWN_GRACE:?} after shutdown began; leaving them"
-        );
-    }
+    listener::accept_until_shutdown(&server, listener).await;
     // Upgraded connections are not HTTP requests any more: the sessions watch the cancellation
     // token themselves (each closes with 1001 within a bounded time), and we wait for the last
     // one here.
@@ -486,17 +449,6 @@ async fn serve(
     tracing::info!("all sessions closed");
     server.hub.leave_cluster(CLUSTER_LEAVE_GRACE).await;
     Ok(())
-}
-
-/// An accept that failed: out of file descriptors (wait for some to close rather than spin),
-/// or a connection that died before it was accepted (nothing to do).
-async fn accept_failed(error: &std::io::Error) {
-    static THROTTLE: std::sync::LazyLock<limits::LogThrottle> =
-        std::sync::LazyLock::new(limits::LogThrottle::default);
-    if let Some(failures) = THROTTLE.hit() {
-        tracing::warn!(%error, failures, "accept failed");
-    }
-    tokio::time::sleep(ACCEPT_BACKOFF).await;
 }
 
 /// Every minute, forgets the rate-limit state of addresses that have been quiet.
