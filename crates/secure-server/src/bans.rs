@@ -15,8 +15,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::auth::TokenKey;
 use crate::config::Role;
+use crate::secrets::TokenKey;
 
 /// One ban.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,7 +90,7 @@ pub enum BansError {
     },
     /// The state file could not be saved.
     #[error(transparent)]
-    Save(crate::config_file::EditError),
+    Save(crate::config::edit::EditError),
     /// The state file is not a ban list.
     #[error("{path}: not a ban list: {source}")]
     Syntax {
@@ -223,7 +223,7 @@ impl Bans {
         };
         let mut text = serde_json::to_string_pretty(list).unwrap_or_else(|_| "[]".to_owned());
         text.push('\n');
-        crate::config_file::write_atomically(file, text.as_bytes()).map_err(BansError::Save)
+        crate::config::edit::write_atomically(file, text.as_bytes()).map_err(BansError::Save)
     }
 }
 

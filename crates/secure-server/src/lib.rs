@@ -29,49 +29,50 @@
 //! ```
 //!
 //! # Layout
-//! - `admin`: the owner API under `/admin/`.
-//! - [`config`]: `secureconfig.json`, its defaults and its validation.
-//! - [`auth`]: tokens: generation (CSPRNG), constant-time checks, masking.
+//! In reading order, from the listening socket inwards. This file holds what every connection
+//! shares (`Server`, its `Settings`), [`run`], [`Running`] and `serve`, which starts the rest.
+//! - [`config`]: `secureconfig.json`: its schema, loading, first-run file and editing in place.
+//! - [`shutdown`]: SIGINT/SIGTERM handlers, installed before the server listens.
+//! - `listener`: the accept loop: each socket's place under the connection limits, or a 503.
+//! - [`tls`]: HTTPS and WSS on the same port, with certificates replaced live.
+//! - `http`: each socket's HTTP/1.1: WebSocket upgrades, token pages, probes, owner API, web app.
+//! - [`proxy`]: trusted reverse proxies, and the client address they forward.
+//! - `origin`: which web pages may open a WebSocket to the server.
+//! - `session`: one connection's life: login, chat, moderation, close.
+//! - `coalesce`: gathers each connection's small writes into one per flush.
+//! - [`auth`]: the owner's tokens: which admit whom, with what label and role.
+//! - [`secrets`]: tokens and page ids (CSPRNG), constant-time checks, masking, fingerprints.
 //! - [`names`]: usernames people can trust: their shape, and the key look-alikes share.
 //! - [`rules`]: what a username and a message must pass, and the refusals.
 //! - [`limits`]: connection caps, login, page, message and frame rates, and the open-file limit.
 //! - [`bans`]: banned tokens, kept beside the config file.
-//! - `metrics`: Prometheus metrics for `GET /metrics`.
+//! - [`hub`]: what connections share (names, holds, pages, the room) and fan-out, written once
+//!   over a [`hub::Backplane`]: [`hub::Local`] for a single server.
+//! - `cluster`: cluster mode's backplane, the room shared with the other nodes through Redis.
 //! - `reload`: watching the config file (and SIGHUP) and applying changes live.
-//! - [`hub`]: state shared between connections (names, token holds, token pages, the room) and
-//!   fan-out, over a [`hub::Backplane`]: [`hub::Local`] for a single server.
-//! - `cluster`: the backplane of cluster mode, shared through Redis.
-//! - `session`: one connection's loop, login to close.
-//! - `coalesce`: gathers each connection's small writes into one per flush.
-//! - `http`: each accepted socket (HTTP/1.1 with a header timeout), and the routes: WebSocket
-//!   upgrade on any path, token pages, index, and a status report for local tools.
-//! - [`proxy`]: trusted reverse proxies, and the client address they forward.
-//! - `origin`: which web pages may open a WebSocket to the server.
-//! - `web`: the browser client served at `/`.
-//! - [`tls`]: HTTPS and WSS on the same port, with certificates replaced live.
-//! - [`shutdown`]: SIGINT/SIGTERM handlers, installed before the server listens.
+//! - `metrics`: Prometheus metrics for `GET /metrics`.
+//!
+//! The binary, `src/bin/secure-server/`, adds the owner's tools (`tokens`, `admin`, `cert`).
 
-mod admin;
 pub mod auth;
 pub mod bans;
 mod cluster;
 mod coalesce;
 pub mod config;
-pub mod config_file;
 mod http;
 pub mod hub;
 pub mod limits;
+mod listener;
 mod metrics;
 pub mod names;
 mod origin;
-pub mod owner;
 pub mod proxy;
 mod reload;
 pub mod rules;
+pub mod secrets;
 mod session;
 pub mod shutdown;
 pub mod tls;
-mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -85,6 +86,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::Config;
+/// Editing the config file in place: [`config::edit`], at its earlier path.
+pub use config::edit as config_file;
 
 /// The version text sent in `["id", ID, VERSION]`.
 pub const VERSION: &str = concat!(
@@ -93,12 +96,8 @@ pub const VERSION: &str = concat!(
     " (CLIChat Secure Server in Rust)"
 );
 
-/// How long open HTTP requests may take to finish once shutdown begins.
-const HTTP_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// How long a cluster node may take to write what is queued and leave the cluster at shutdown.
 const CLUSTER_LEAVE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
-/// How long the listener rests after a failed accept (typically: out of file descriptors).
-const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// What can stop [`run`].
 #[derive(Debug, thiserror::Error)]
@@ -175,7 +174,7 @@ impl Server {
     /// revoked) and not banned; otherwise the refusal to send. Checked at login, after
     /// `tokenauth`, and again inside [`hub::Hub::join`], so that no revocation or ban can fall
     /// between the check and the join.
-    fn admits(&self, key: &auth::TokenKey) -> Result<(), String> {
+    fn admits(&self, key: &secrets::TokenKey) -> Result<(), String> {
         if !self.settings().tokens.contains(key) {
             return Err(clichat_proto::refusal::TOKEN_REVOKED.to_owned());
         }
@@ -476,41 +475,7 @@ async fn serve(
         tokio::spawn(reload::watch(Arc::clone(&server), hangups));
     }
 
-    let router = http::router(Arc::clone(&server));
-    let connections = TaskTracker::new();
-    loop {
-        let accepted = tokio::select! {
-            () = server.shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((tcp, peer)) => {
-                // A trusted proxy's clients are counted by address once they say who they are.
-                let proxied =
-                    proxy::is_trusted(peer.ip(), &server.settings().config.trusted_proxies);
-                let slot = server.connections.admit(peer.ip(), !proxied);
-                if slot.is_none() {
-                    server.metrics.connection_refused();
-                }
-                let server = Arc::clone(&server);
-                connections.spawn(http::accept(server, router.clone(), tcp, peer, slot));
-            }
-            Err(error) => accept_failed(&error).await,
-        }
-    }
-    drop(listener);
-
-    // Open HTTP requests may finish; one that never completes (a client that sent half its
-    // headers) must not keep the process alive.
-    connections.close();
-    if tokio::time::timeout(HTTP_SHUTDOWN_GRACE, connections.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            "HTTP requests still open {HTTP_SHUTDOWN_GRACE:?} after shutdown began; leaving them"
-        );
-    }
+    listener::accept_until_shutdown(&server, listener).await;
     // Upgraded connections are not HTTP requests any more: the sessions watch the cancellation
     // token themselves (each closes with 1001 within a bounded time), and we wait for the last
     // one here.
@@ -519,17 +484,6 @@ async fn serve(
     tracing::info!("all sessions closed");
     server.hub.leave(CLUSTER_LEAVE_GRACE).await;
     Ok(())
-}
-
-/// An accept that failed: out of file descriptors (wait for some to close rather than spin),
-/// or a connection that died before it was accepted (nothing to do).
-async fn accept_failed(error: &std::io::Error) {
-    static THROTTLE: std::sync::LazyLock<limits::LogThrottle> =
-        std::sync::LazyLock::new(limits::LogThrottle::default);
-    if let Some(failures) = THROTTLE.hit() {
-        tracing::warn!(%error, failures, "accept failed");
-    }
-    tokio::time::sleep(ACCEPT_BACKOFF).await;
 }
 
 /// Every minute, forgets the rate-limit state of addresses that have been quiet.

@@ -23,8 +23,8 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::auth::TokenKey;
 use crate::config::Config;
+use crate::secrets::TokenKey;
 use crate::{Server, Settings};
 
 /// Listens for SIGHUP. Called before the server says it is listening, so that a SIGHUP sent

@@ -1,10 +1,10 @@
 //! The browser client (v2), served by the server itself: the page at `/`, its script, style and
-//! icon under `/app/`. The files live in `src/web/` and are compiled into the binary, so there is
-//! no build step and nothing is fetched from anywhere but this server.
+//! icon under `/app/`. The files live beside this one (`src/http/web/`) and are compiled into
+//! the binary, so there is no build step and nothing is fetched from anywhere but this server.
 //!
 //! `/app/...` has two path segments, so it never collides with the token pages at `/{id}`.
 //!
-//! Every answer carries the security headers of the token pages (see `http::page`), with one
+//! Every answer carries the security headers of the token pages (see `page::page`), with one
 //! difference: the Content-Security-Policy lets the page load its own script, style and icon and
 //! open a WebSocket to its own origin ([`CLIENT_CSP`]), and nothing else. No inline script or
 //! style is allowed, and the script inserts every name and message as text, never as HTML.
@@ -17,17 +17,17 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
 
+use super::page::page;
 use crate::Server;
-use crate::http::page;
 
 /// The client page.
-const INDEX_HTML: &str = include_str!("web/index.html");
+const INDEX_HTML: &str = include_str!("index.html");
 /// The client's whole logic: login (SAUTH2 or bot), chat, reconnect.
-const APP_JS: &str = include_str!("web/app.js");
+const APP_JS: &str = include_str!("app.js");
 /// The client's style.
-const APP_CSS: &str = include_str!("web/app.css");
+const APP_CSS: &str = include_str!("app.css");
 /// The page's icon.
-const ICON_SVG: &str = include_str!("web/icon.svg");
+const ICON_SVG: &str = include_str!("icon.svg");
 
 /// The Content-Security-Policy of the client and its assets: scripts, styles, images and
 /// connections from this origin only (`'self'` covers `ws://` and `wss://` to the same host and

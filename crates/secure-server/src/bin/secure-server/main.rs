@@ -1,4 +1,10 @@
-//! `secure-server`: runs a CLIChat Secure Server from `secureconfig.json`.
+//! `secure-server`: runs a CLIChat Secure Server from `secureconfig.json`, or one of the owner's
+//! tools (`tokens`, `admin`, `cert`), which live beside this file, in `owner/`.
+//!
+//! The server itself is the library (`secure_server`): this file parses the arguments, sets up
+//! logging, loads (or creates) the config, binds, and calls [`secure_server::run_from_file`].
+
+mod owner;
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -9,7 +15,6 @@ use anyhow::Context;
 use clap::Parser;
 use secure_server::config::{self, Config};
 use secure_server::limits;
-use secure_server::owner;
 use secure_server::shutdown::Signals;
 use tracing_subscriber::EnvFilter;
 

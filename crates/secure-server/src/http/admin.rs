@@ -34,8 +34,12 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::config::Role;
-use crate::config_file::{self, ConfigFile, EditError};
-use crate::{Server, auth, names, reload};
+use crate::config::edit::{self, ConfigFile, EditError};
+use crate::{Server, names, reload, secrets};
+
+/// The target of this file's events: its path before it moved into `http/`, so that log lines
+/// and `RUST_LOG` filters stay as they were.
+const LOG_TARGET: &str = "secure_server::admin";
 
 /// The owner API's routes.
 pub(crate) fn routes(server: Arc<Server>) -> Router<Arc<Server>> {
@@ -93,7 +97,7 @@ async fn authorize(State(server): State<Arc<Server>>, request: Request, next: Ne
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "));
-    if !presented.is_some_and(|presented| auth::secret_eq(presented, &key)) {
+    if !presented.is_some_and(|presented| secrets::secret_eq(presented, &key)) {
         let mut response = ApiError(
             StatusCode::UNAUTHORIZED,
             "missing or wrong admin key".to_owned(),
@@ -156,7 +160,12 @@ async fn kick(State(server): State<Arc<Server>>, bytes: Bytes) -> ApiResult {
     let target: Target = body(&bytes)?;
     let member = find(&server, &target.username).await?;
     server.hub.remove(&member, &refusal::kicked(&target.reason));
-    tracing::info!(target = ?member.name, reason = ?target.reason, "kicked by the owner");
+    tracing::info!(
+        target: LOG_TARGET,
+        target = ?member.name,
+        reason = ?target.reason,
+        "kicked by the owner"
+    );
     Ok(Json(json!({ "kicked": member.name })).into_response())
 }
 
@@ -164,7 +173,12 @@ async fn ban(State(server): State<Arc<Server>>, bytes: Bytes) -> ApiResult {
     let target: Target = body(&bytes)?;
     let member = find(&server, &target.username).await?;
     let banned = server.ban_member(&member, &target.reason, target.minutes);
-    tracing::info!(target = ?member.name, reason = ?target.reason, "banned by the owner");
+    tracing::info!(
+        target: LOG_TARGET,
+        target = ?member.name,
+        reason = ?target.reason,
+        "banned by the owner"
+    );
     let until = banned.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(Json(json!({ "banned": member.name, "until": until })).into_response())
 }
@@ -205,9 +219,9 @@ async fn tokens(State(server): State<Arc<Server>>) -> Json<Value> {
         .hub
         .held_tokens()
         .iter()
-        .map(auth::TokenKey::fingerprint)
+        .map(secrets::TokenKey::fingerprint)
         .collect();
-    let tokens = config_file::list(&server.settings().config)
+    let tokens = edit::list(&server.settings().config)
         .into_iter()
         .map(|info| {
             let in_use = held.contains(&info.fingerprint);
@@ -253,13 +267,13 @@ async fn add_token(State(server): State<Arc<Server>>, bytes: Bytes) -> ApiResult
     let (file, mut value) = open_config(&server)?;
     let (token, info) = match &new.bot {
         Some(name) => {
-            let token = config_file::add_bot(&mut value, name, new.role)?;
-            let info = config_file::TokenInfo::bot(&token, name, new.role);
+            let token = edit::add_bot(&mut value, name, new.role)?;
+            let info = edit::TokenInfo::bot(&token, name, new.role);
             (token, info)
         }
         None => {
-            let token = config_file::add_token(&mut value, new.label.as_deref(), new.role)?;
-            let info = config_file::TokenInfo::user(&token, new.label.as_deref(), new.role);
+            let token = edit::add_token(&mut value, new.label.as_deref(), new.role)?;
+            let info = edit::TokenInfo::user(&token, new.label.as_deref(), new.role);
             (token, info)
         }
     };
@@ -279,7 +293,7 @@ struct Revoke {
 async fn revoke(State(server): State<Arc<Server>>, bytes: Bytes) -> ApiResult {
     let Revoke { token_or_label } = body(&bytes)?;
     let (file, mut value) = open_config(&server)?;
-    let revoked = config_file::revoke(&mut value, &token_or_label)?;
+    let revoked = edit::revoke(&mut value, &token_or_label)?;
     save(file, value).await?;
     reload::reload_now(&server);
     Ok(Json(json!({ "revoked": revoked.len() })).into_response())

@@ -1,0 +1,258 @@
+//! Chat: joining the room, then one loop over {the room's frames out, the client's frames in,
+//! pings, eviction, shutdown}: messages checked and broadcast, moderation handed on, everything
+//! else ignored; room frames written in batches, one flush for many.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clichat_proto::{ClientFrame, ServerFrame, refusal};
+use futures_util::{SinkExt, StreamExt};
+use tokio::time::timeout;
+use tracing::{debug, info};
+use tungstenite::Message;
+
+use super::login::LoggedIn;
+use super::{Exit, Frame, LOG_TARGET, SHUTTING_DOWN, Session, classify, close_code, refuse};
+use crate::hub::{JoinRefused, Membership, Payload, Profile};
+use crate::limits::{MessageBudget, MessageVerdict};
+use crate::rules::MessageRefusal;
+
+/// The most queued frames written before one flush.
+const MAX_BATCH: usize = 256;
+
+impl Session {
+    /// Joins the room and chats until the connection ends. The room, and with it the leases,
+    /// are left before this returns.
+    pub(super) async fn chat(&mut self, login: LoggedIn) -> Exit {
+        let LoggedIn {
+            name,
+            leases,
+            profile,
+        } = login;
+        let kind = profile.kind;
+        let server = Arc::clone(&self.server);
+        let admit = || match &profile.token {
+            Some(key) => server.admits(key),
+            None => Ok(()),
+        };
+        let joined = self.server.hub.join(&name, leases, profile.clone(), admit);
+        let mut member = match joined {
+            Ok(member) => member,
+            Err(JoinRefused::Conflict) => return refuse(refusal::CLUSTER_CONFLICT),
+            Err(JoinRefused::Refused(reason)) => return refuse(reason),
+        };
+        self.server.metrics.login(kind.as_str());
+        let role = self.server.role_of(&profile);
+        info!(
+            target: LOG_TARGET,
+            peer = %self.peer,
+            id = member.id(),
+            ?name,
+            kind = kind.as_str(),
+            role = role.as_str(),
+            "logged in"
+        );
+        let Err(exit) = self.chat_loop(&mut member, &name, &profile).await;
+        info!(target: LOG_TARGET, peer = %self.peer, id = member.id(), ?name, "left the room");
+        let exit = match exit {
+            Exit::Removed => match member.removal_reason() {
+                Some(reason) => refuse(reason.to_owned()),
+                None => EVICTED,
+            },
+            exit => exit,
+        };
+        drop(member);
+        exit
+    }
+
+    /// Sends the `id` frame, then relays the room to the client and the client's messages to
+    /// the room until the session must end.
+    async fn chat_loop(
+        &mut self,
+        member: &mut Membership,
+        name: &str,
+        profile: &Profile,
+    ) -> Result<Infallible, Exit> {
+        let id = member.id();
+        let welcome = ServerFrame::Id {
+            id,
+            version: Some(crate::VERSION.to_owned()),
+        };
+        self.send(&welcome).await?;
+        let settings = self.server.settings();
+        let budget = settings.rates.message_budget();
+        let every = settings.config.ping_interval();
+        let write_timeout = settings.config.write_timeout();
+        drop(settings);
+        // A child of the server's token, made once and pinned: polling a cancellation future
+        // locks its token's node, and the server's own node would be locked by every session
+        // on every frame.
+        let shutdown = self.server.shutdown.child_token();
+        let shutdown = shutdown.cancelled();
+        tokio::pin!(shutdown);
+        let evicted = member.evicted();
+        let evicted = evicted.cancelled();
+        tokio::pin!(evicted);
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        // A ping went out and nothing has come back since.
+        let mut unanswered = false;
+        loop {
+            // Unbiased: a busy room must not starve this client's own input, nor the reverse.
+            tokio::select! {
+                () = &mut shutdown => return Err(SHUTTING_DOWN),
+                () = &mut evicted => return Err(Exit::Removed),
+                out = member.recv() => {
+                    let payload = out.ok_or(Exit::Removed)?;
+                    self.write_batch(payload, member, write_timeout).await?;
+                }
+                msg = self.ws.next() => {
+                    unanswered = false;
+                    self.spend(&msg)?;
+                    if let Some(Frame::Text(text)) = classify(msg)? {
+                        // Boxed: a rare path, kept out of the state every idle connection holds.
+                        Box::pin(self.chat_frame(id, name, profile, &text, &budget)).await?;
+                    }
+                }
+                _ = ping.tick() => {
+                    if unanswered {
+                        // Nothing since the last ping, not even its pong: the peer is gone.
+                        return Err(NO_PONG);
+                    }
+                    self.send_message(Message::Ping(Default::default())).await?;
+                    unanswered = true;
+                }
+            }
+        }
+    }
+
+    /// Handles one text frame from a logged-in client: a `msg` with its own id is checked and
+    /// broadcast; moderation frames are carried out if the role allows; everything else is
+    /// ignored.
+    async fn chat_frame(
+        &mut self,
+        id: u64,
+        name: &str,
+        profile: &Profile,
+        text: &str,
+        budget: &MessageBudget,
+    ) -> Result<(), Exit> {
+        let text = match ClientFrame::decode(text) {
+            Ok(ClientFrame::Msg {
+                id: Some(from),
+                text: Some(text),
+            }) if from == id => text,
+            Ok(
+                frame @ (ClientFrame::Kick { .. }
+                | ClientFrame::Ban { .. }
+                | ClientFrame::Unban { .. }
+                | ClientFrame::Who),
+            ) => {
+                // The role in force now: a reload may have demoted (or promoted) the token.
+                let role = self.server.role_of(profile);
+                let answer = Self::moderate(Arc::clone(&self.server), name, role, frame).await;
+                return match answer {
+                    Some(frame) => self.send(&frame).await,
+                    None => Ok(()),
+                };
+            }
+            Ok(other) => {
+                debug!(target: LOG_TARGET, id, kind = other.kind(), "ignored frame");
+                return Ok(());
+            }
+            Err(error) => {
+                debug!(target: LOG_TARGET, id, ?error, "ignored malformed frame");
+                return Ok(());
+            }
+        };
+        match budget.spend() {
+            MessageVerdict::Send => {}
+            MessageVerdict::SlowDown => {
+                debug!(target: LOG_TARGET, peer = %self.peer, id, "message over the rate");
+                return self
+                    .send(&ServerFrame::Refusal(refusal::SLOW_DOWN.to_owned()))
+                    .await;
+            }
+            MessageVerdict::Flood => return Err(refuse(refusal::FLOOD)),
+        }
+        match self.server.settings().rules.check_message(&text) {
+            Ok(()) => {
+                debug!(target: LOG_TARGET, id, "message");
+                self.server.metrics.message();
+                let from = name.to_owned();
+                let sent = self
+                    .server
+                    .hub
+                    .broadcast(id, &ServerFrame::Message { from, text });
+                if sent.is_err() {
+                    // Delivered to nobody, and the sender is told so: never lost silently.
+                    let not_sent = ServerFrame::Refusal(refusal::MESSAGE_NOT_SENT.to_owned());
+                    return self.send(&not_sent).await;
+                }
+                Ok(())
+            }
+            Err(MessageRefusal::TooLong(reason)) => {
+                info!(target: LOG_TARGET, peer = %self.peer, id, ?reason, "refused message");
+                self.send(&ServerFrame::Refusal(reason)).await
+            }
+            Err(MessageRefusal::Close(reason)) => Err(refuse(reason)),
+        }
+    }
+
+    /// Writes `first` and whatever else is already queued, then flushes once. Gives up at once
+    /// if the hub drops this connection as a slow consumer meanwhile.
+    ///
+    /// Room frames are framed once for every receiver, so they are copied into the socket's
+    /// write buffer as they are, behind whatever tungstenite has written there (it buffers
+    /// nothing itself once a flush has completed), and leave with the flush.
+    async fn write_batch(
+        &mut self,
+        first: Payload,
+        member: &mut Membership,
+        write_timeout: Duration,
+    ) -> Result<(), Exit> {
+        // Let the rest of the server run first: in a busy room more frames arrive meanwhile
+        // and leave in the same write (one system call for many frames); in a quiet one this
+        // returns at once.
+        tokio::task::yield_now().await;
+        let evicted = member.evicted();
+        let socket = self.ws.get_mut();
+        socket.stage(&first.wire());
+        for _ in 1..MAX_BATCH {
+            let Some(next) = member.try_recv() else { break };
+            socket.stage(&next.wire());
+        }
+        let write = self.ws.flush();
+        // A write that completes at once (the usual case) arms no timer and does not register
+        // with the eviction token; only one that has to wait for the socket does.
+        let mut write = std::pin::pin!(write);
+        let result = match futures_util::poll!(&mut write) {
+            std::task::Poll::Ready(result) => Ok(result),
+            std::task::Poll::Pending => tokio::select! {
+                biased;
+                result = timeout(write_timeout, write) => result,
+                () = evicted.cancelled() => return Err(Exit::Removed),
+            },
+        };
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => {
+                debug!(target: LOG_TARGET, peer = %self.peer, %error, "write failed");
+                Err(Exit::Gone)
+            }
+            Err(_elapsed) => {
+                info!(
+                    target: LOG_TARGET,
+                    peer = %self.peer,
+                    "write timed out; dropping the connection"
+                );
+                Err(Exit::Gone)
+            }
+        }
+    }
+}
+
+/// The exit of a connection that answered no ping for a whole interval.
+const NO_PONG: Exit = Exit::Close(close_code::GOING_AWAY, "no answer to ping");
+/// The exit of a connection dropped as a slow consumer.
+const EVICTED: Exit = Exit::Close(close_code::POLICY, "outbound queue full");
