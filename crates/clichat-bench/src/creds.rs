@@ -148,6 +148,7 @@ pub fn bench_limits() -> Value {
         "logins_per_ip_per_minute": 10_000_000,
         "login_burst": 10_000_000,
         "page_requests_per_ip_per_minute": 10_000_000,
+        "websockets_per_ip_per_minute": 10_000_000,
         "messages_per_second": 1_000_000,
         "message_burst": 1_000_000,
     })

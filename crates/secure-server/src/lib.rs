@@ -89,6 +89,10 @@ pub use config::Config;
 /// Editing the config file in place: [`config::edit`], at its earlier path.
 pub use config::edit as config_file;
 
+/// What the server says, at start and at a reload that opens the room, when `SAUTH2` is off.
+const OPEN_ROOM: &str = "SAUTH2 is off: the room is open to anyone who can reach this port, \
+                         under any free name, with no token";
+
 /// The version text sent in `["id", ID, VERSION]`.
 pub const VERSION: &str = concat!(
     "secure-server ",
@@ -170,19 +174,31 @@ impl Server {
         self.settings.load_full()
     }
 
-    /// Whether the token with `key` still admits its holder into the room: configured (not
-    /// revoked) and not banned; otherwise the refusal to send. Checked at login, after
-    /// `tokenauth`, and again inside [`hub::Hub::join`], so that no revocation or ban can fall
-    /// between the check and the join.
-    fn admits(&self, key: &secrets::TokenKey) -> Result<(), String> {
+    /// Whether a login called `name` with `profile` may be in the room: its token configured
+    /// (not revoked) and not banned, or, without a token (an open room's), its name and address
+    /// not banned; otherwise the refusal to send. Checked at login, after `tokenauth`, and again
+    /// inside [`hub::Hub::join`], so that no revocation or ban can fall between the check and
+    /// the join.
+    fn admits(&self, name: &str, profile: &hub::Profile) -> Result<(), String> {
+        match &profile.token {
+            Some(key) => self.admits_token(key),
+            None => match self
+                .bans
+                .check_tokenless(name, profile.peer.map(|peer| peer.ip()))
+            {
+                Some(ban) => Err(banned(&ban)),
+                None => Ok(()),
+            },
+        }
+    }
+
+    /// Whether the token with `key` still admits its holder: configured and not banned.
+    fn admits_token(&self, key: &auth::TokenKey) -> Result<(), String> {
         if !self.settings().tokens.contains(key) {
             return Err(clichat_proto::refusal::TOKEN_REVOKED.to_owned());
         }
         match self.bans.check(key) {
-            Some(ban) => Err(clichat_proto::refusal::banned(
-                &ban.reason,
-                ban.until_text().as_deref(),
-            )),
+            Some(ban) => Err(banned(&ban)),
             None => Ok(()),
         }
     }
@@ -282,6 +298,11 @@ impl Server {
         }
         Ok(lifted.len())
     }
+}
+
+/// The refusal a banned login gets, saying until when.
+fn banned(ban: &bans::Ban) -> String {
+    clichat_proto::refusal::banned(&ban.reason, ban.until_text().as_deref())
 }
 
 /// Carries out what the other nodes cause, in the order they caused it, until the backplane
@@ -459,6 +480,9 @@ async fn serve(
         max_connections = server.connections.max(),
         "listening"
     );
+    if !server.settings().config.sauth2 {
+        tracing::warn!("{OPEN_ROOM}");
+    }
     tokio::spawn({
         let server = Arc::clone(&server);
         async move {

@@ -164,6 +164,9 @@ pub(crate) struct Rates {
     config: config::Limits,
     logins: DefaultKeyedRateLimiter<IpAddr>,
     pages: DefaultKeyedRateLimiter<IpAddr>,
+    /// WebSocket upgrades per address: what bounds the cost of an address that closes and
+    /// opens connections to get fresh frame budgets.
+    websockets: DefaultKeyedRateLimiter<IpAddr>,
     /// The clock every connection's message budget reads. Made once: making one calibrates it
     /// (CPUID and timer reads), which cost a sixth of the server's time in a login storm when
     /// each budget made its own.
@@ -180,6 +183,15 @@ impl Rates {
             pages: RateLimiter::keyed(
                 Quota::per_minute(nonzero(config.page_requests_per_ip_per_minute))
                     .allow_burst(nonzero(config.page_requests_per_ip_per_minute)),
+            ),
+            websockets: RateLimiter::keyed(
+                Quota::per_minute(nonzero(config.websockets_per_ip_per_minute)).allow_burst(
+                    nonzero(
+                        u32::try_from(config.max_connections_per_ip)
+                            .unwrap_or(u32::MAX)
+                            .max(config.websockets_per_ip_per_minute),
+                    ),
+                ),
             ),
             config: config.clone(),
             clock: DefaultClock::default(),
@@ -204,6 +216,11 @@ impl Rates {
                 let _ = self.logins.check_key(&ip);
             }
         }
+    }
+
+    /// Spends one WebSocket upgrade of `ip`; `false` when it has none left.
+    pub(crate) fn websocket(&self, ip: IpAddr) -> bool {
+        self.websockets.check_key(&ip).is_ok()
     }
 
     /// Spends `cost` page requests of `ip`; `false` when it cannot.
@@ -253,7 +270,7 @@ impl Rates {
 
     /// Drops the per-address state of addresses whose buckets are full again.
     pub(crate) fn forget_idle(&self) {
-        for limiter in [&self.logins, &self.pages] {
+        for limiter in [&self.logins, &self.pages, &self.websockets] {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
@@ -532,6 +549,22 @@ mod tests {
         });
         let budget = limits.frame_budget(256);
         assert!((0..100).all(|_| budget.spend(10)));
+    }
+
+    #[test]
+    fn websockets_are_budgeted_per_address_with_a_burst_of_the_connection_cap() {
+        let limits = Rates::new(&config::Limits {
+            websockets_per_ip_per_minute: 1,
+            max_connections_per_ip: 3,
+            ..Default::default()
+        });
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        assert!(
+            (0..3).all(|_| limits.websocket(ip)),
+            "as many as may be open"
+        );
+        assert!(!limits.websocket(ip));
+        assert!(limits.websocket("10.0.0.2".parse().unwrap()));
     }
 
     #[test]

@@ -211,5 +211,9 @@ fn apply(server: &Server, path: &Path, file_restart_only: &mut Option<RestartOnl
     if !revoked.is_empty() {
         server.expulsions.send_replace(());
     }
-    info!(added, revoked = revoked.len(), "config reloaded");
+    let sauth2 = server.settings().config.sauth2;
+    info!(added, revoked = revoked.len(), sauth2, "config reloaded");
+    if old.config.sauth2 && !sauth2 {
+        warn!("{}", crate::OPEN_ROOM);
+    }
 }

@@ -313,6 +313,19 @@ async fn junk_frames_past_the_budget_close_the_connection() {
 }
 
 #[tokio::test]
+async fn reconnecting_does_not_buy_fresh_budgets_without_end() {
+    let mut limits = common::generous_limits();
+    limits["websockets_per_ip_per_minute"] = json!(1);
+    limits["max_connections_per_ip"] = json!(3);
+    let server = TestServer::start(common::config(json!({"limits": limits}))).await;
+    // As many at once as may be open from one address, then one a minute.
+    for _ in 0..3 {
+        connect_with(server.addr, &[]).await.unwrap().close().await;
+    }
+    assert_eq!(connect_with(server.addr, &[]).await.err(), Some(429));
+}
+
+#[tokio::test]
 async fn bytes_past_the_budget_close_the_connection() {
     let limits = frame_limits(1_000, 1_000, 1_000);
     let config = json!({"limits": limits, "max_frame_bytes": 512});

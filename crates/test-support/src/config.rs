@@ -22,6 +22,7 @@ pub fn generous_limits() -> Value {
         "messages_per_second": 1_000_000,
         "message_burst": 1_000_000,
         "page_requests_per_ip_per_minute": 1_000_000,
+        "websockets_per_ip_per_minute": 1_000_000,
     })
 }
 

@@ -218,6 +218,12 @@ impl Config {
                 10_000_000,
             ),
             (
+                "limits.websockets_per_ip_per_minute",
+                self.limits.websockets_per_ip_per_minute.into(),
+                1,
+                10_000_000,
+            ),
+            (
                 "limits.frames_per_second",
                 self.limits.frames_per_second.into(),
                 1,

@@ -26,6 +26,12 @@ pub struct Config {
     /// `auth` until that connection closes. Default `true`.
     #[serde(rename = "1UPT")]
     pub one_user_per_token: bool,
+    /// SAUTH2: users log in with a generic token and the temporary token of a web page.
+    /// `false` opens the room to anyone who can reach the port, as the plain CLIChat server:
+    /// `auth` with a username joins at once, with no token (bots still log in with theirs).
+    /// Default `true`.
+    #[serde(rename = "SAUTH2")]
+    pub sauth2: bool,
     /// Generic user tokens, the key being the token. Default: none (a new config file gets one
     /// freshly generated token).
     pub tokens: BTreeMap<String, TokenEntry>,
@@ -187,6 +193,10 @@ pub struct Limits {
     /// Page requests one IP address may make per minute; a request for an unknown or closed
     /// page costs 5. Over it: HTTP 429. Default `120`.
     pub page_requests_per_ip_per_minute: u32,
+    /// WebSocket connections one IP address may open per minute, on average, with as many as
+    /// `max_connections_per_ip` at once. Over it: HTTP 429 instead of the upgrade, so that an
+    /// address cannot get a fresh frame budget by reconnecting. Default `120`.
+    pub websockets_per_ip_per_minute: u32,
     /// WebSocket frames of any kind (messages, ignored frames, pings) one connection may send
     /// per second, on average; never less than `messages_per_second`. Over it the connection is
     /// closed (1008), so that junk frames cannot cost the server a core. Default `50`.
@@ -216,6 +226,7 @@ impl Default for Limits {
             ping_interval_secs: 30,
             max_page_views: 10,
             page_requests_per_ip_per_minute: 120,
+            websockets_per_ip_per_minute: 120,
             frames_per_second: 50,
             frame_burst: 200,
             bytes_per_second: 1 << 20,
@@ -230,6 +241,7 @@ impl std::fmt::Debug for Config {
             port,
             bind,
             one_user_per_token,
+            sauth2,
             tokens,
             bots,
             filter,
@@ -253,6 +265,7 @@ impl std::fmt::Debug for Config {
             .field("port", port)
             .field("bind", bind)
             .field("1UPT", one_user_per_token)
+            .field("SAUTH2", sauth2)
             .field("tokens", &format_args!("<{} tokens>", tokens.len()))
             .field(
                 "bots",
@@ -299,6 +312,7 @@ impl Default for Config {
             port: 70,
             bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             one_user_per_token: true,
+            sauth2: true,
             tokens: BTreeMap::new(),
             bots: BTreeMap::new(),
             filter: Vec::new(),

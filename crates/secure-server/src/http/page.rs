@@ -54,3 +54,17 @@ pub(super) fn busy() -> Response {
     headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
 }
+
+/// The answer to an address over one of its request budgets (pages, WebSocket connections).
+pub(super) fn too_many_requests() -> Response {
+    let mut response = page(
+        StatusCode::TOO_MANY_REQUESTS,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Slow down</title></head>\
+         <body><h1>Too many requests</h1><p>Try again in a minute.</p></body></html>"
+            .to_owned(),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+    response
+}

@@ -5,10 +5,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::Response;
 
-use super::page::{not_found, page};
+use super::page::{not_found, page, too_many_requests};
 use crate::Server;
 use crate::hub::PageView;
 use crate::limits::UNKNOWN_PAGE_COST;
@@ -78,18 +78,4 @@ pub(super) async fn token_page(
                 .to_owned(),
         ),
     }
-}
-
-/// The answer to an address over its page budget.
-fn too_many_requests() -> Response {
-    let mut response = page(
-        StatusCode::TOO_MANY_REQUESTS,
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Slow down</title></head>\
-         <body><h1>Too many requests</h1><p>Try again in a minute.</p></body></html>"
-            .to_owned(),
-    );
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
-    response
 }

@@ -17,7 +17,7 @@ use tracing::debug;
 use tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::LOG_TARGET;
-use super::page::busy;
+use super::page::{busy, too_many_requests};
 use crate::Server;
 use crate::coalesce::Coalesced;
 use crate::limits::ConnectionSlot;
@@ -92,6 +92,10 @@ pub(super) async fn websocket_on_any_path(
             "WebSocket connections from this page's site are not allowed\n",
         )
             .into_response();
+    }
+    if !settings.rates.websocket(client.addr.ip()) {
+        debug!(target: LOG_TARGET, peer = %client.addr, "refused a WebSocket over the address's rate");
+        return too_many_requests();
     }
     // A proxied client holds a place under its own address, as a direct one does at accept.
     let client_slot = if client.proxied {

@@ -32,10 +32,7 @@ impl Session {
         } = login;
         let kind = profile.kind;
         let server = Arc::clone(&self.server);
-        let admit = || match &profile.token {
-            Some(key) => server.admits(key),
-            None => Ok(()),
-        };
+        let admit = || server.admits(&name, &profile);
         let joined = self.server.hub.join(&name, leases, profile.clone(), admit);
         let mut member = match joined {
             Ok(member) => member,

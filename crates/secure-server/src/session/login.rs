@@ -1,5 +1,6 @@
 //! Login: the first `auth` or `botauth` within the time allowed, then SAUTH2 (username rules,
-//! the generic token, then the temporary token from the token page) or a bot's name and token.
+//! the generic token, then the temporary token from the token page), an open room's login (the
+//! username rules only, with `"SAUTH2": false`), or a bot's name and token.
 //! Whatever a login claims in the hub (name, token hold, page) is a lease it gives back on
 //! every way out.
 
@@ -55,6 +56,9 @@ impl Session {
         }
         drop(settings);
         match first {
+            LoginFrame::User { username, .. } if !self.server.settings().config.sauth2 => {
+                self.open_login(username).await
+            }
             LoginFrame::User { username, token } => self.user_login(username, token).await,
             LoginFrame::Bot { name, token } => self.bot_login(name, token).await,
         }
@@ -174,6 +178,33 @@ impl Session {
         })
     }
 
+    /// An open room's login, as the plain CLIChat server's: the username rules, and the name
+    /// free and not banned (nor the address); any token is ignored, and no page is made.
+    async fn open_login(&mut self, username: Option<String>) -> Result<LoggedIn, Exit> {
+        let name = self
+            .server
+            .settings()
+            .rules
+            .check_username(username)
+            .map_err(refuse)?;
+        let profile = Profile {
+            kind: Kind::User,
+            peer: Some(self.peer),
+            ..Profile::default()
+        };
+        self.server.admits(&name, &profile).map_err(refuse)?;
+        let lease = self.server.hub.reserve_name(&name).await;
+        let lease = lease.map_err(|e| refused(e, refusal::USERNAME_TAKEN))?;
+        Ok(LoggedIn {
+            name,
+            leases: Leases {
+                name: lease,
+                token: None,
+            },
+            profile,
+        })
+    }
+
     /// Bot login: the name and token must match the owner's list.
     async fn bot_login(
         &mut self,
@@ -199,7 +230,7 @@ impl Session {
 
     /// Refuses a token revoked or banned now (saying until when).
     fn check_admitted(&self, grant: &Grant) -> Result<(), Exit> {
-        self.server.admits(&grant.key).map_err(refuse)
+        self.server.admits_token(&grant.key).map_err(refuse)
     }
 
     fn profile(&self, kind: Kind, grant: Grant) -> Profile {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
@@ -55,11 +56,29 @@ pub(crate) fn routes() -> Router<Arc<Server>> {
             "/app/icon.svg",
             get(|| async { asset(ICON_SVG, "image/svg+xml") }),
         )
+        .route("/app/server.json", get(server_info))
+}
+
+/// `GET /app/server.json`: what the client needs to know of this server before it logs in:
+/// whether logins need a token (`sauth2`), and the longest name and message it takes.
+async fn server_info(State(server): State<Arc<Server>>) -> Response {
+    let config = &server.settings().config;
+    let info = serde_json::json!({
+        "sauth2": config.sauth2,
+        "max_username_length": config.max_username_length,
+        "max_message_length": config.max_message_length,
+    });
+    asset_owned(info.to_string(), "application/json")
 }
 
 /// One of the client's files, with the pages' security headers (nothing cached, referred,
 /// sniffed, framed or indexed) and the client's CSP.
 fn asset(body: &'static str, content_type: &'static str) -> Response {
+    asset_owned(body, content_type)
+}
+
+/// As [`asset`], for a body made at the request.
+fn asset_owned(body: impl Into<Body>, content_type: &'static str) -> Response {
     // `page` owns the list of security headers; take them from it rather than repeat them.
     let (mut parts, _) = page(StatusCode::OK, String::new()).into_parts();
     parts
@@ -69,7 +88,7 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CLIENT_CSP),
     );
-    Response::from_parts(parts, Body::from(body))
+    Response::from_parts(parts, body.into())
 }
 
 #[cfg(test)]
