@@ -1,6 +1,7 @@
 //! The browser client (served at `/`) in a real, headless Chromium driven over WebDriver: SAUTH2
-//! and bot logins through the page, chat both ways with protocol-level clients, names and
-//! messages rendered as text, refusals in words, the disconnected state and reconnect.
+//! and bot logins through the page, the name-only login of an open room, chat both ways with
+//! protocol-level clients, names and messages rendered as text, refusals in words, the
+//! disconnected state and reconnect.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them); `CHROMEDRIVER` and
 //! `CHROMIUM` name other binaries. Without them the browser tests say so in a line and skip,
@@ -22,6 +23,7 @@ use common::{
 use fantoccini::elements::Element;
 use fantoccini::key::Key;
 use fantoccini::{Client as Driver, ClientBuilder, Locator};
+use secure_server::config_file::write_atomically;
 use serde_json::{Value, json};
 use test_support::find_program;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -811,4 +813,179 @@ async fn the_page_shows_a_lost_connection_and_reconnects() {
     browser.assert_no_csp_violations().await;
     browser.close().await;
     second.stop().await;
+}
+
+/// An open room (`"SAUTH2": false`): the page learns it from `/app/server.json`, says so, and
+/// asks a person for a name alone (no token field, no token page); the person joins with a name
+/// and chats both ways with a protocol-level user who also logged in with a name only. The
+/// announced limits replace the page's defaults. On a SAUTH2 server the token field stays.
+#[tokio::test]
+async fn an_open_room_logs_a_person_in_with_a_name_alone() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let server = TestServer::start(config(json!({
+        "SAUTH2": false,
+        "max_username_length": 12,
+        "max_message_length": 120,
+    })))
+    .await;
+    let mut bob = server.connect().await;
+    bob.send(json!(["auth", {"username": "bob"}])).await;
+    bob.expect_id().await;
+    browser.open(server.addr).await;
+
+    // The name-only login, with the server's own limits.
+    let note = browser.visible("#open-note").await;
+    assert_eq!(
+        note.text().await.unwrap(),
+        "This room is open: pick a name to join."
+    );
+    assert!(browser.shown("#username").await);
+    assert!(!browser.shown("#token").await, "no token field");
+    assert!(!browser.shown("#token-view").await);
+    assert_eq!(
+        browser
+            .visible("#username-hint")
+            .await
+            .text()
+            .await
+            .unwrap(),
+        "(up to 12 characters)"
+    );
+    assert_eq!(
+        browser
+            .js("return document.getElementById('count-limit').textContent;")
+            .await,
+        "120"
+    );
+    // The bot login is still offered, with its name and token.
+    browser.visible("#kind-bot").await.click().await.unwrap();
+    assert!(browser.shown("#botname").await && browser.shown("#bottoken").await);
+    browser.visible("#kind-user").await.click().await.unwrap();
+    assert!(!browser.shown("#token").await, "no token field");
+
+    // A name and Enter: straight into the room, no token page on the way.
+    browser.type_into("#username", "carol").await;
+    browser
+        .find("#username")
+        .await
+        .send_keys(&Key::Enter.to_string())
+        .await
+        .unwrap();
+    browser.visible("#chat-view").await;
+    bob.expect(json!(["join", "carol"])).await;
+    browser.entry(&["You joined as carol."]).await;
+    assert_eq!(
+        browser
+            .js("return document.getElementById('whoami').textContent;")
+            .await,
+        "Signed in as carol"
+    );
+
+    // Both ways.
+    browser.say("hello from an open room").await;
+    bob.expect(json!(["message", "carol", "hello from an open room"]))
+        .await;
+    browser
+        .entry(&["carol (you)", "hello from an open room"])
+        .await;
+    bob.say("hi carol, no token needed").await;
+    browser.entry(&["bob", "hi carol, no token needed"]).await;
+    assert_eq!(
+        browser.last_message().await,
+        ("bob".to_owned(), "hi carol, no token needed".to_owned())
+    );
+    assert!(!browser.shown("#token-view").await, "never a token page");
+    browser.assert_no_csp_violations().await;
+    bob.close().await;
+
+    // A SAUTH2 server: once the page has heard from it (the name hint shows its limit), the
+    // token field is there and the open-room note is not.
+    let sauth2 = TestServer::default().await;
+    browser.open(sauth2.addr).await;
+    assert_eq!(
+        browser
+            .visible("#username-hint")
+            .await
+            .text()
+            .await
+            .unwrap(),
+        "(up to 15 characters)"
+    );
+    assert!(browser.shown("#username").await);
+    assert!(browser.shown("#token").await, "the token field");
+    assert!(!browser.shown("#open-note").await);
+    browser.assert_no_csp_violations().await;
+    browser.close().await;
+}
+
+impl Browser {
+    /// Whether the element matching `css` is shown now (it and its ancestors have no `hidden`).
+    async fn shown(&self, css: &str) -> bool {
+        self.driver
+            .execute(
+                "const el = document.querySelector(arguments[0]);
+                 return !!el && !el.closest('[hidden]');",
+                vec![json!(css)],
+            )
+            .await
+            .unwrap()
+            .as_bool()
+            .unwrap()
+    }
+}
+
+/// The room is closed by a reload while the page still offers the name-only login: the
+/// name-only login is refused in words that say so, the token field comes back, and the SAUTH2
+/// login then goes through.
+#[tokio::test]
+async fn a_room_closed_since_the_page_loaded_asks_for_the_token_again() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secureconfig.json");
+    let write = |sauth2: bool| {
+        let config = common::config_json(json!({"SAUTH2": sauth2}));
+        write_atomically(&path, config.to_string().as_bytes()).unwrap();
+    };
+    write(false);
+    let server = TestServer::start_from_file(&path).await;
+    browser.open(server.addr).await;
+    browser.visible("#open-note").await;
+
+    write(true);
+    let info = server.url("/app/server.json");
+    eventually("the reload closes the room", async || {
+        let info = reqwest::get(&info).await.unwrap().text().await.unwrap();
+        let info: Value = serde_json::from_str(&info).unwrap();
+        info["sauth2"] == true
+    })
+    .await;
+
+    browser.type_into("#username", "alice").await;
+    browser.find("#connect").await.click().await.unwrap();
+    browser
+        .until(
+            "const e = document.getElementById('login-error');
+             return !e.closest('[hidden]') && e.textContent.includes('no longer open');",
+            vec![],
+            "the closed-room refusal",
+        )
+        .await;
+    let text = browser.find("#login-error").await.text().await.unwrap();
+    assert!(text.contains("Server said: “Token refused”"), "{text}");
+    assert!(browser.shown("#token").await, "the token field is back");
+    assert!(!browser.shown("#open-note").await);
+    assert_eq!(
+        browser.active_id().await,
+        "token",
+        "the missing part has the focus"
+    );
+
+    browser.login_user(server.addr, "alice", TOKENS[0]).await;
+    browser.entry(&["You joined as alice."]).await;
+    browser.assert_no_csp_violations().await;
+    browser.close().await;
 }

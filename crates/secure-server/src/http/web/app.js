@@ -1,4 +1,6 @@
 // CLIChat browser client (v2): logs in to a Secure Server over SAUTH2 (or as a bot) and chats.
+// In an open room (the server's "SAUTH2": false, announced at /app/server.json) a person logs
+// in with a name alone.
 //
 // Served by the server itself from /app/app.js under a Content-Security-Policy that allows no
 // inline script. Every name and message goes into the page as text (textContent), never as HTML.
@@ -8,18 +10,25 @@
 (function () {
   /** The server's message limit until it tells us otherwise (its default). */
   const DEFAULT_LIMIT = 200;
+  /** What the server says of itself before anyone logs in. */
+  const SERVER_INFO_URL = '/app/server.json';
+  /** How long to wait for it before logging in as today (SAUTH2). */
+  const SERVER_INFO_TIMEOUT_MS = 5000;
 
   const $ = (id) => document.getElementById(id);
   const ui = {
     whoami: $('whoami'),
     leave: $('leave'),
     loginView: $('login-view'),
+    openNote: $('open-note'),
     loginForm: $('login-form'),
     kindUser: $('kind-user'),
     kindBot: $('kind-bot'),
     userFields: $('user-fields'),
     botFields: $('bot-fields'),
     username: $('username'),
+    usernameHint: $('username-hint'),
+    tokenFields: $('token-fields'),
     token: $('token'),
     botname: $('botname'),
     bottoken: $('bottoken'),
@@ -50,15 +59,25 @@
   let creds = null;
   // The live socket; handlers of an older socket check this and do nothing.
   let ws = null;
-  // 'login' | 'connecting' | 'tokenauth' | 'chat' | 'disconnected'
+  // 'login' | 'waiting' (for /app/server.json, to log in) | 'connecting' | 'tokenauth' | 'chat' |
+  // 'disconnected'
   let state = 'login';
   let myId = null;
   let myName = '';
   let lastRefusal = null;
   let leaving = false;
   let limit = DEFAULT_LIMIT;
-  let limitLearned = false;
+  // Where `limit` comes from: 'default', 'announced' (by /app/server.json) or 'learned' (from a
+  // refusal). Only a learned limit stops a message here: the server may have been reconfigured
+  // since it announced one, so until it refuses, it decides.
+  let limitSource = 'default';
   let joinedBefore = false;
+  // An open room: people log in with a name alone. False until the server says so.
+  let openRoom = false;
+  // The longest name the server announced, or null.
+  let maxNameLength = null;
+  // Whether /app/server.json has answered (or failed); a login waits for it.
+  let infoSettled = false;
 
   // ---- Refusals, in plain words (the server's exact text is always shown too) ----
 
@@ -72,6 +91,10 @@
     }
     switch (text) {
       case 'Token refused':
+        if (creds && creds.kind === 'user' && !creds.token) {
+          return 'This room is no longer open: it now needs an access token. Enter the one ' +
+            'the server\'s owner gave you.';
+        }
         return 'The server refused your token. Check it, or it may be in use by another connection.';
       case 'bot refused':
         return 'The server refused the bot name or bot token.';
@@ -81,7 +104,8 @@
         return 'That username is not allowed: no spaces at either end, no invisible characters, ' +
           'and it may not start with [BOT].';
       case 'username is too long':
-        return 'That username is too long.';
+        return maxNameLength === null ? 'That username is too long.'
+          : 'That username is too long: the limit is ' + maxNameLength + ' characters.';
       case 'Username already taken.':
         return 'Someone in the room already uses that name.';
       case 'No profanity allowed!':
@@ -199,7 +223,9 @@
     if (refusal) showRefusal(ui.loginError, refusal);
     else if (errorText) showError(ui.loginError, errorText);
     else clearError(ui.loginError);
-    (creds && creds.kind === 'bot' ? ui.botname : ui.username).focus();
+    if (creds && creds.kind === 'bot') ui.botname.focus();
+    else if (!openRoom && ui.username.value && !ui.token.value) ui.token.focus();
+    else ui.username.focus();
   }
 
   function toTokenView(link) {
@@ -283,8 +309,11 @@
       if (ws !== socket) return;
       if (creds.kind === 'bot') {
         sendFrame(['botauth', { botusername: creds.botname, bottoken: creds.bottoken }]);
-      } else {
+      } else if (creds.token) {
         sendFrame(['auth', { username: creds.username, token: creds.token }]);
+      } else {
+        // An open room: the name alone.
+        sendFrame(['auth', { username: creds.username }]);
       }
     };
     socket.onmessage = (event) => {
@@ -350,11 +379,15 @@
 
   function refused(text) {
     lastRefusal = text;
+    if (text === 'Token refused' && creds && creds.kind === 'user' && !creds.token) {
+      // The room was open when this page loaded and is not any more: ask for a token again.
+      setOpenRoom(false);
+    }
     if (state !== 'chat') return; // The close that follows shows it on the login view.
     const tooLong = TOO_LONG.exec(text);
     if (tooLong) {
       limit = Number(tooLong[2]);
-      limitLearned = true;
+      limitSource = 'learned';
       updateCount();
       const li = markUndelivered((entry) => entry.dataset.length === tooLong[1]);
       // Give it back to shorten, unless something new is being written.
@@ -435,8 +468,54 @@
     ui.countValue.textContent = String(n);
     ui.countLimit.textContent = String(limit);
     ui.count.classList.toggle('over', n > limit);
-    ui.count.title = limitLearned ? 'The server allows ' + limit + ' characters.'
-      : 'Most servers allow ' + limit + ' characters.';
+    ui.count.title = limitSource === 'default' ? 'Most servers allow ' + limit + ' characters.'
+      : 'The server allows ' + limit + ' characters.';
+  }
+
+  // ---- What the server says of itself: open room or SAUTH2, and its limits ----
+
+  /** Shows the name-only login of an open room, or today's SAUTH2 login. */
+  function setOpenRoom(open) {
+    openRoom = open;
+    ui.openNote.hidden = !open;
+    ui.tokenFields.hidden = open;
+    ui.token.required = !open;
+  }
+
+  function positiveInteger(value) {
+    return Number.isSafeInteger(value) && value > 0;
+  }
+
+  /** Reads /app/server.json; on any failure the page stays as it is (SAUTH2, default limits). */
+  async function loadServerInfo() {
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), SERVER_INFO_TIMEOUT_MS);
+    try {
+      const response = await fetch(SERVER_INFO_URL, {
+        cache: 'no-store',
+        credentials: 'same-origin',
+        signal: abort.signal,
+      });
+      if (!response.ok) return;
+      const info = await response.json();
+      if (!info || typeof info !== 'object') return;
+      if (positiveInteger(info.max_username_length)) {
+        maxNameLength = info.max_username_length;
+        ui.usernameHint.textContent = '(up to ' + maxNameLength + ' characters)';
+        ui.usernameHint.hidden = false;
+      }
+      if (positiveInteger(info.max_message_length) && limitSource !== 'learned') {
+        limit = info.max_message_length;
+        limitSource = 'announced';
+        updateCount();
+      }
+      if (info.sauth2 === false) setOpenRoom(true);
+    } catch (e) {
+      // Unreachable, slow or not JSON: log in as today.
+    } finally {
+      clearTimeout(timer);
+      infoSettled = true;
+    }
   }
 
   // ---- Events ----
@@ -450,9 +529,28 @@
   ui.kindBot.addEventListener('change', syncKind);
   syncKind();
 
+  const serverInfo = loadServerInfo();
+
   ui.loginForm.addEventListener('submit', (event) => {
     event.preventDefault();
     if (state !== 'login') return;
+    if (infoSettled) {
+      logIn();
+      return;
+    }
+    // Whether a token is needed is not known yet: wait for the server's answer (or its failure).
+    state = 'waiting';
+    setBusy(ui.connect, true, 'Connecting…');
+    serverInfo.then(() => {
+      if (state !== 'waiting') return;
+      state = 'login';
+      setBusy(ui.connect, false, 'Connect');
+      logIn();
+    });
+  });
+
+  /** Checks the login form and connects. */
+  function logIn() {
     clearError(ui.loginError);
     if (ui.kindBot.checked) {
       const botname = ui.botname.value;
@@ -462,13 +560,17 @@
       creds = { kind: 'bot', botname, bottoken };
     } else {
       const username = ui.username.value;
-      const token = ui.token.value.trim();
       if (!username.trim()) return fieldMissing(ui.username, 'Enter a username.');
-      if (!token) return fieldMissing(ui.token, 'Enter the access token.');
-      creds = { kind: 'user', username, token };
+      if (openRoom) {
+        creds = { kind: 'user', username, token: null };
+      } else {
+        const token = ui.token.value.trim();
+        if (!token) return fieldMissing(ui.token, 'Enter the access token.');
+        creds = { kind: 'user', username, token };
+      }
     }
     connect();
-  });
+  }
 
   function fieldMissing(field, text) {
     showError(ui.loginError, text);
@@ -503,7 +605,7 @@
     const text = ui.message.value;
     if (!text.trim()) return; // The server disconnects on empty messages: never send one.
     const n = length(text);
-    if (limitLearned && n > limit) {
+    if (limitSource === 'learned' && n > limit) {
       addEvent('local', 'Too long to send: ' + n + ' characters, and the limit is ' + limit + '.');
       return;
     }
