@@ -93,6 +93,16 @@ pub use config::edit as config_file;
 const OPEN_ROOM: &str = "SAUTH2 is off: the room is open to anyone who can reach this port, \
                          under any free name, with no token";
 
+/// The file beside the config at `config` in which a running server says where it listens
+/// (`secureconfig.listening` for `secureconfig.json`): one line, the address. The owner's tools
+/// read it to find the server without `--port`; the server removes it when it stops.
+pub fn listening_file(config: &std::path::Path) -> PathBuf {
+    let stem = config
+        .file_stem()
+        .map_or_else(|| "secureconfig".into(), |s| s.to_string_lossy());
+    config.with_file_name(format!("{stem}.listening"))
+}
+
 /// The version text sent in `["id", ID, VERSION]`.
 pub const VERSION: &str = concat!(
     "secure-server ",
@@ -305,6 +315,33 @@ fn banned(ban: &bans::Ban) -> String {
     clichat_proto::refusal::banned(&ban.reason, ban.until_text().as_deref())
 }
 
+/// Says, once at start, where people go: the web page, and the terminal client's command.
+fn say_where(server: &Server) {
+    let settings = server.settings();
+    let base = match settings.config.public_url() {
+        Some(url) => url.to_owned(),
+        None => {
+            let scheme = if server.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            let ip = match server.local_addr.ip() {
+                ip if ip.is_unspecified() => "localhost".to_owned(),
+                std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+                ip => ip.to_string(),
+            };
+            format!("{scheme}://{ip}:{}", server.local_addr.port())
+        }
+    };
+    let server_arg = base
+        .strip_prefix("http://")
+        .map_or_else(|| base.replacen("https://", "wss://", 1), str::to_owned);
+    tracing::info!(
+        "chat in a browser at {base}/ or in a terminal with: secure-client {server_arg} --username NAME"
+    );
+}
+
 /// Carries out what the other nodes cause, in the order they caused it, until the backplane
 /// stops (the node left) or the server is gone.
 async fn follow_other_nodes(
@@ -483,6 +520,14 @@ async fn serve(
     if !server.settings().config.sauth2 {
         tracing::warn!("{OPEN_ROOM}");
     }
+    say_where(&server);
+    let listening = server.config_file.as_deref().map(listening_file);
+    if let Some(file) = &listening {
+        let line = format!("{local_addr}\n");
+        if let Err(error) = config::edit::write_atomically(file, line.as_bytes()) {
+            tracing::warn!(%error, "cannot say where the server listens; tools need --port");
+        }
+    }
     tokio::spawn({
         let server = Arc::clone(&server);
         async move {
@@ -506,6 +551,9 @@ async fn serve(
     server.sessions.close();
     server.sessions.wait().await;
     tracing::info!("all sessions closed");
+    if let Some(file) = &listening {
+        let _ = std::fs::remove_file(file);
+    }
     server.hub.leave(CLUSTER_LEAVE_GRACE).await;
     Ok(())
 }

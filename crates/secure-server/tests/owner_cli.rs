@@ -233,6 +233,13 @@ async fn added_tokens_keep_the_file_log_in_and_show_as_in_use() {
     );
     assert!(!table.contains("unknown"), "{table}");
 
+    // Without --port: the running server said where it listens, beside its config.
+    let found = run(&path, &["tokens", "list"]).await.ok();
+    let row: Vec<&str> = line_with(&found.stdout, "alice")
+        .split_whitespace()
+        .collect();
+    assert_eq!(row.last(), Some(&"yes"), "{}", found.stdout);
+
     let list = run(&path, &["tokens", "list", "--json", "--port", &port])
         .await
         .ok();
@@ -277,7 +284,14 @@ async fn added_tokens_keep_the_file_log_in_and_show_as_in_use() {
     }
 
     user.close().await;
+    let listening = secure_server::listening_file(&path);
+    assert!(listening.exists());
     let (_, printed, log) = server.stop().await;
+    assert!(!listening.exists(), "removed when the server stops");
+    assert!(
+        log.contains("chat in a browser at http://127.0.0.1:"),
+        "the start-up log says where to go: {log}"
+    );
     assert_eq!(printed, "", "the server printed no token");
     for token in [&alice, &bot] {
         assert!(!log.contains(token.as_str()), "never logged: {log}");

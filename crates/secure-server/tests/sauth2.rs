@@ -400,3 +400,35 @@ async fn concurrent_logins_race_fairly() {
         .count();
     assert_eq!((winners, taken), (1, 19), "{answers:?}");
 }
+
+/// The token page looks like the app (its style sheets, light and dark), offers a copy button
+/// from the app's own script, and has no inline code for its CSP to forbid.
+#[tokio::test]
+async fn the_token_page_is_the_apps_with_a_copy_button() {
+    let server = TestServer::default().await;
+    let mut client = server.connect().await;
+    let link = client.auth("alice", TOKENS[0]).await;
+    let page = reqwest::get(&link).await.unwrap().text().await.unwrap();
+    for part in [
+        "href=\"/app/app.css\"",
+        "href=\"/app/token.css\"",
+        "src=\"/app/token.js\"",
+        "id=\"copy\"",
+        "Copy this token and paste it",
+    ] {
+        assert!(page.contains(part), "{part} in {page}");
+    }
+    assert!(!page.contains(" style="), "no inline style: {page}");
+    assert_eq!(
+        page.matches("<script").count(),
+        1,
+        "one script, by src: {page}"
+    );
+    for asset in ["/app/token.js", "/app/token.css"] {
+        assert_eq!(status(&server.url(asset)).await, 200, "{asset}");
+    }
+    client.tokenauth(&link).await;
+    let closed = reqwest::get(&link).await.unwrap();
+    assert_eq!(closed.status(), 410);
+    assert!(closed.text().await.unwrap().contains("/app/app.css"));
+}

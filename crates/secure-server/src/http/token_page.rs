@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 
 use super::page::{not_found, page, too_many_requests};
@@ -44,38 +44,62 @@ pub(super) async fn token_page(
         PageView::Unavailable => 503,
     });
     match view {
-        PageView::Pending(token) => page(
+        PageView::Pending(token) => styled(
             StatusCode::OK,
-            format!(
-                "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-                 <meta name=\"viewport\" content=\"width=device-width\"><title>CLIChat token</title></head>\
-                 <body><h1>CLIChat login</h1><p><label for=\"token\">your token is</label></p>\
-                 <p><textarea id=\"token\" readonly rows=\"3\" cols=\"40\" spellcheck=\"false\">{token}</textarea></p>\
-                 <p>Paste it into your client now. This page stops showing it once it is used, \
-                 refused or expired.</p></body></html>"
+            "Your login token",
+            &format!(
+                "<p>Copy this token and paste it into the chat client that sent you here.</p>\
+                 <textarea id=\"token\" class=\"token\" readonly rows=\"4\" spellcheck=\"false\" \
+                 aria-label=\"your token is\">{token}</textarea>\
+                 <p class=\"token-actions\"><button id=\"copy\" type=\"button\" hidden>Copy token</button>\
+                 <span id=\"copied\" class=\"hint\" role=\"status\"></span></p>\
+                 <p class=\"hint\">It logs in once. This page stops showing it as soon as it is \
+                 used or refused, and within {minutes} minutes at most.</p>",
+                minutes = settings.config.tokenauth_timeout_secs.div_ceil(60),
             ),
         ),
-        PageView::Settled => page(
+        PageView::Settled => styled(
             StatusCode::GONE,
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>CLIChat token</title></head>\
-             <body><h1>Token used or expired</h1><p>This token page is closed: its token was used, \
-             refused, or expired. Log in again for a new one.</p></body></html>"
-                .to_owned(),
+            "Token used or expired",
+            "<p>This token page is closed: its token was used, refused, or expired.</p>\
+             <p>Log in again in your chat client for a new one.</p>",
         ),
-        PageView::TooManyViews => page(
+        PageView::TooManyViews => styled(
             StatusCode::TOO_MANY_REQUESTS,
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>CLIChat token</title></head>\
-             <body><h1>Viewed too often</h1><p>This token page has been viewed too many times to \
-             show its token again. Log in again for a new one.</p></body></html>"
-                .to_owned(),
+            "Viewed too often",
+            "<p>This token page has been viewed too many times to show its token again.</p>\
+             <p>Log in again in your chat client for a new one.</p>",
         ),
         PageView::Unknown => not_found().await,
-        PageView::Unavailable => page(
+        PageView::Unavailable => styled(
             StatusCode::SERVICE_UNAVAILABLE,
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>CLIChat token</title></head>\
-             <body><h1>Try again shortly</h1><p>This server is reconnecting to the chat's other \
-             servers and cannot look up the page now. Reload in a few seconds.</p></body></html>"
-                .to_owned(),
+            "Try again shortly",
+            "<p>This server is reconnecting to the chat's other servers and cannot look up the \
+             page now. Reload in a few seconds.</p>",
         ),
     }
+}
+
+/// A token page in the browser client's look (its style sheet, light and dark), with the
+/// client's Content-Security-Policy: its own style and script, nothing inline, nothing from
+/// anywhere else. `body` is this module's own markup; the only value in it that is not is the
+/// temporary token, whose alphabet (`[A-Za-z0-9.]`) needs no escaping.
+fn styled(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta name=\"referrer\" content=\"no-referrer\"><title>CLIChat: {title}</title>\
+         <link rel=\"icon\" href=\"/app/icon.svg\" type=\"image/svg+xml\">\
+         <link rel=\"stylesheet\" href=\"/app/app.css\"><link rel=\"stylesheet\" href=\"/app/token.css\">\
+         <script src=\"/app/token.js\" defer></script></head>\
+         <body><header class=\"bar\"><h1>CLIChat</h1></header><main>\
+         <section class=\"card token-card\" aria-labelledby=\"title\"><h2 id=\"title\">{title}</h2>\
+         {body}</section></main></body></html>"
+    );
+    let mut response = page(status, html);
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(super::web::CLIENT_CSP),
+    );
+    response
 }

@@ -23,12 +23,16 @@ use crate::Server;
 
 /// The client page.
 const INDEX_HTML: &str = include_str!("index.html");
-/// The client's whole logic: login (SAUTH2 or bot), chat, reconnect.
+/// The client's whole logic: login (SAUTH2, an open room's name alone, or bot), chat, reconnect.
 const APP_JS: &str = include_str!("app.js");
 /// The client's style.
 const APP_CSS: &str = include_str!("app.css");
 /// The page's icon.
 const ICON_SVG: &str = include_str!("icon.svg");
+/// The token page's own style, over the client's.
+const TOKEN_CSS: &str = include_str!("token.css");
+/// The token page's copy button.
+const TOKEN_JS: &str = include_str!("token.js");
 
 /// The Content-Security-Policy of the client and its assets: scripts, styles, images and
 /// connections from this origin only (`'self'` covers `ws://` and `wss://` to the same host and
@@ -55,6 +59,14 @@ pub(crate) fn routes() -> Router<Arc<Server>> {
         .route(
             "/app/icon.svg",
             get(|| async { asset(ICON_SVG, "image/svg+xml") }),
+        )
+        .route(
+            "/app/token.css",
+            get(|| async { asset(TOKEN_CSS, "text/css; charset=utf-8") }),
+        )
+        .route(
+            "/app/token.js",
+            get(|| async { asset(TOKEN_JS, "text/javascript; charset=utf-8") }),
         )
         .route("/app/server.json", get(server_info))
 }

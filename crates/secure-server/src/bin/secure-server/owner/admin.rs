@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::admin_client::{ADMIN_KEY_ENV, AdminClient, AdminError};
 use super::output::{print, print_json, print_new_token};
 use super::table::{cell, table, token_table};
-use super::{Context, NewToken, OwnerError, argument, local_addr, open};
+use super::{Context, NewToken, OwnerError, argument, open, server_addr};
 
 /// `secure-server admin ...`.
 #[derive(Debug, Args)]
@@ -95,7 +95,12 @@ fn admin_client(args: &AdminArgs, context: &Context) -> Result<AdminClient, Owne
         .url
         .clone()
         .or_else(|| {
-            let addr = local_addr(config.as_ref()?.config(), context.port, context.bind);
+            let addr = server_addr(
+                &context.config,
+                config.as_ref()?.config(),
+                context.port,
+                context.bind,
+            );
             Some(format!("http://{addr}/admin/"))
         })
         .ok_or_else(|| OwnerError::NoConfig(context.config.clone()))?;

@@ -165,6 +165,29 @@ pub(super) fn argument(given: String) -> Result<String, OwnerError> {
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
+/// Where a tool on this machine reaches the server started from the config at `path`: where
+/// the running server says it listens (its `.listening` file beside the config), else the
+/// config's bind address and port; loopback when it listens on every address. `--bind` and
+/// `--port` override both.
+pub fn server_addr(
+    path: &Path,
+    config: &Config,
+    port: Option<u16>,
+    bind: Option<IpAddr>,
+) -> SocketAddr {
+    let running = std::fs::read_to_string(secure_server::listening_file(path))
+        .ok()
+        .and_then(|text| text.trim().parse::<SocketAddr>().ok());
+    match running {
+        Some(addr) if port.is_none() && bind.is_none() => {
+            let mut at = config.clone();
+            at.bind = addr.ip();
+            local_addr(&at, Some(addr.port()), None)
+        }
+        _ => local_addr(config, port, bind),
+    }
+}
+
 /// Where a tool on this machine reaches the server: its bind address, or loopback when it
 /// listens on every address; its port. `--bind` and `--port` override the config.
 pub fn local_addr(config: &Config, port: Option<u16>, bind: Option<IpAddr>) -> SocketAddr {

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::output::{print, print_json, print_new_token};
 use super::table::{token_table, yes_no};
-use super::{Context, NewToken, OwnerError, argument, http_client, local_addr, open};
+use super::{Context, NewToken, OwnerError, argument, http_client, open, server_addr};
 
 /// How long `tokens list` and `tokens show` wait for the running server's `/_status`.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -152,7 +152,7 @@ pub(super) async fn tokens(command: TokensCommand, context: &Context) -> Result<
 }
 
 fn status_addr(config: &Config, context: &Context) -> SocketAddr {
-    local_addr(config, context.port, context.bind)
+    server_addr(&context.config, config, context.port, context.bind)
 }
 
 /// Which tokens the running server holds now, as far as can be told.
