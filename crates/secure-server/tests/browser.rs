@@ -1,14 +1,17 @@
 //! The browser client (served at `/`) in a real, headless Chromium driven over WebDriver: SAUTH2
-//! and bot logins through the page, the name-only login of an open room, chat both ways with
-//! protocol-level clients, names and messages rendered as text, refusals in words, the
-//! disconnected state and reconnect.
+//! and bot logins through the page, a wrong temporary token answered with a fresh token page,
+//! the name-only login of an open room, chat both ways with protocol-level clients, names and
+//! messages rendered as text, links, mentions, multi-line messages, limits kept before sending,
+//! refusals in words with the technical detail a click away, the disconnected and left states,
+//! and reconnect.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them); `CHROMEDRIVER` and
 //! `CHROMIUM` name other binaries. Without them the browser tests say so in a line and skip,
 //! except under `CI=true`, where they fail (see `test_support::require_program`).
 //!
-//! The chat-view screenshot in `docs/web-client.png` is rewritten only when `UPDATE_SCREENSHOT=1`
-//! is set; otherwise it goes to the target directory.
+//! The screenshots in `docs/web-*.png` (token page and chat, light and dark, desktop and phone)
+//! are rewritten only when `UPDATE_SCREENSHOT=1` is set; otherwise they go to the temporary
+//! directory.
 
 mod common;
 
@@ -46,6 +49,13 @@ struct Browser {
     _profile: tempfile::TempDir,
 }
 
+/// The colour scheme a browser reports to pages, as Blink numbers them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Scheme {
+    Dark = 0,
+    Light = 1,
+}
+
 /// chromedriver and the Chromium it starts, in a process group of their own, killed together on
 /// drop: a test that fails leaves no browser behind.
 struct ProcessGroup(Child);
@@ -79,6 +89,12 @@ impl Browser {
     /// Starts chromedriver on a free port (it says which once it listens) and opens a session;
     /// `None` when chromedriver or Chromium is not installed, and the test is skipped.
     async fn start() -> Option<Browser> {
+        Browser::start_with(Scheme::Light).await
+    }
+
+    /// As [`Browser::start`], with the system's colour scheme as `scheme` (what the page's
+    /// `prefers-color-scheme` sees).
+    async fn start_with(scheme: Scheme) -> Option<Browser> {
         const MISSING: &str = "headless Chromium is needed for the browser tests: install \
              Debian's `chromium` and `chromium-driver` (apt-get install -y chromium chromium-driver), \
              or point CHROMIUM and CHROMEDRIVER at the binaries";
@@ -131,6 +147,8 @@ impl Browser {
                     "--disable-crash-reporter",
                     "--disable-breakpad",
                     "--window-size=800,600",
+                    // Blink's preferred colour scheme: 0 dark, 1 light.
+                    format!("--blink-settings=preferredColorScheme={}", scheme as u8),
                     format!("--user-data-dir={}", profile.path().display()),
                 ],
             },
@@ -296,6 +314,34 @@ impl Browser {
     /// the link of the token page.
     async fn login_user(&self, server: SocketAddr, name: &str, token: &str) -> String {
         self.start_user_login(name, token).await;
+        self.visible("#token-link").await;
+        assert_eq!(
+            self.active_id().await,
+            "token-link",
+            "the next step has the focus"
+        );
+        self.finish_user_login(server).await
+    }
+
+    /// The rest of a SAUTH2 login from the token view: open the token page from the button,
+    /// read the token, paste it, log in. Returns the link of the token page.
+    async fn finish_user_login(&self, server: SocketAddr) -> String {
+        let temp = self.read_token_page(server, None).await;
+        self.type_into("#temp-token", &temp).await;
+        self.find("#tokenauth-submit").await.click().await.unwrap();
+        self.visible("#chat-view").await;
+        self.find("#token-link")
+            .await
+            .attr("href")
+            .await
+            .unwrap()
+            .expect("the link has an href")
+    }
+
+    /// Opens the token page from the token view's button (a new tab), checks the link, reads
+    /// the temporary token there (keeping a screenshot of the page at `shot`, if given), and
+    /// closes the tab. Returns the token.
+    async fn read_token_page(&self, server: SocketAddr, shot: Option<&str>) -> String {
         let link = self.visible("#token-link").await;
         let href = link
             .attr("href")
@@ -318,11 +364,6 @@ impl Browser {
             rel.contains("noopener") && rel.contains("noreferrer"),
             "{rel}"
         );
-        assert_eq!(
-            self.active_id().await,
-            "token-link",
-            "the next step has the focus"
-        );
 
         // Open the page in its new tab, read the token, close the tab.
         let chat_tab = self.driver.window().await.unwrap();
@@ -338,7 +379,9 @@ impl Browser {
                 .driver
                 .execute(
                     "const t = document.getElementById('token');
-                     return location.href === arguments[0] && t ? t.value : null;",
+                     const copy = document.getElementById('copy');
+                     return location.href === arguments[0] && t && copy && !copy.hidden
+                       ? t.value : null;",
                     vec![json!(href)],
                 )
                 .await
@@ -347,13 +390,12 @@ impl Browser {
         })
         .await;
         assert_eq!(temp.len(), 100, "{temp}");
+        if let Some(name) = shot {
+            self.screenshot(name).await;
+        }
         self.driver.close_window().await.unwrap();
         self.driver.switch_to_window(chat_tab).await.unwrap();
-
-        self.type_into("#temp-token", &temp).await;
-        self.find("#tokenauth-submit").await.click().await.unwrap();
-        self.visible("#chat-view").await;
-        href
+        temp
     }
 
     /// Types `text` into the message field and presses Enter.
@@ -379,6 +421,65 @@ impl Browser {
 
     async fn assert_no_csp_violations(&self) {
         assert_eq!(self.js("return window.__csp;").await, json!([]));
+    }
+
+    /// The technical details inside the element matching `css`, as a person sees them: the
+    /// details are closed at first (so the page's text does not show them), and one click on
+    /// their summary opens them.
+    async fn details(&self, css: &str) -> String {
+        let summary = format!("{css} details.tech > summary");
+        let closed = self
+            .driver
+            .execute(
+                "return !document.querySelector(arguments[0]).parentElement.open;",
+                vec![json!(summary)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(closed, true, "the details start closed");
+        self.find(&summary).await.click().await.unwrap();
+        self.find(&format!("{css} details.tech"))
+            .await
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Saves a screenshot of the window as `docs/{name}` with `UPDATE_SCREENSHOT=1`, else in
+    /// the temporary directory.
+    async fn screenshot(&self, name: &str) {
+        let png = self.driver.screenshot().await.unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "a PNG");
+        let target = if std::env::var_os("UPDATE_SCREENSHOT").is_some_and(|v| v == "1") {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../docs")
+                .join(name)
+        } else {
+            std::env::temp_dir().join(format!("clichat-{name}"))
+        };
+        std::fs::write(&target, png).unwrap();
+    }
+
+    /// The window at `width` x `height`, once the page has seen it.
+    async fn resize(&self, width: u32, height: u32) {
+        self.driver.set_window_size(width, height).await.unwrap();
+        self.until(
+            "return window.innerWidth === arguments[0];",
+            vec![json!(width)],
+            "the window takes its size",
+        )
+        .await;
+    }
+
+    /// A script's value in the chat tab, read from another tab of the same origin that this
+    /// one opened (`window.opener`): a look at the chat tab while it is hidden behind it.
+    async fn in_opener(&self, script: &str, what: &str) -> Value {
+        self.until(
+            &format!("const chat = window.opener; return chat ? ({script}) : null;"),
+            vec![],
+            what,
+        )
+        .await
     }
 }
 
@@ -523,7 +624,6 @@ async fn a_person_logs_in_with_sauth2_and_chats_with_protocol_clients() {
         "every entry shows a local time"
     );
 
-    screenshot(&browser).await;
     phone_sized(&browser).await;
 
     bot.close().await;
@@ -532,22 +632,6 @@ async fn a_person_logs_in_with_sauth2_and_chats_with_protocol_clients() {
     browser.entry(&["bob left."]).await;
     browser.assert_no_csp_violations().await;
     browser.close().await;
-}
-
-/// The chat view at the README's size, kept as `docs/web-client.png` when asked.
-async fn screenshot(browser: &Browser) {
-    browser.driver.set_window_size(760, 620).await.unwrap();
-    let field = browser.visible("#message").await;
-    field.send_keys("on my way").await.unwrap();
-    let png = browser.driver.screenshot().await.unwrap();
-    field.clear().await.unwrap();
-    assert!(png.starts_with(b"\x89PNG"), "a PNG");
-    let target = if std::env::var_os("UPDATE_SCREENSHOT").is_some_and(|v| v == "1") {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/web-client.png")
-    } else {
-        std::env::temp_dir().join("clichat-web-client.png")
-    };
-    std::fs::write(&target, png).unwrap();
 }
 
 /// At a phone's width nothing scrolls sideways and the message field and its button fit.
@@ -619,8 +703,9 @@ async fn names_and_messages_render_as_text_never_as_html() {
     browser.close().await;
 }
 
-/// Refusals show in plain words with the server's exact text: a wrong generic token, a wrong bot
-/// token, and a wrong temporary token; each returns to the login form, ready to try again.
+/// Refusals show in plain words, with the server's exact text one click away: a wrong generic
+/// token and a wrong bot token; each returns to the login form, ready to try again, and the
+/// right login then goes through.
 #[tokio::test]
 async fn refusals_show_in_words_and_verbatim() {
     let Some(browser) = Browser::start().await else {
@@ -633,7 +718,15 @@ async fn refusals_show_in_words_and_verbatim() {
     let error = browser.visible("#login-error").await;
     let text = error.text().await.unwrap();
     assert!(text.contains("The server refused your token."), "{text}");
-    assert!(text.contains("Server said: “Token refused”"), "{text}");
+    assert!(
+        !text.contains("Token refused"),
+        "the server's text is in the details: {text}"
+    );
+    let details = browser.details("#login-error").await;
+    assert!(
+        details.contains("Server said: “Token refused”"),
+        "{details}"
+    );
     assert!(
         browser
             .find("#login-view")
@@ -645,9 +738,41 @@ async fn refusals_show_in_words_and_verbatim() {
 
     browser.login_bot_refused().await;
 
-    // A wrong temporary token: the right generic token, then garbage pasted.
+    // The right login goes through.
+    browser.login_user(server.addr, "alice", TOKENS[0]).await;
+    browser.entry(&["You joined as alice."]).await;
+    browser.assert_no_csp_violations().await;
+    browser.close().await;
+}
+
+/// A wrong temporary token does not send the person back to the start: the page logs in again
+/// with the same name and token by itself, shows the new token page's link with a word on what
+/// happened, and the new page's token then gets in. Nothing is typed again but the temporary
+/// token, and the login form never shows.
+#[tokio::test]
+async fn a_wrong_temporary_token_gets_a_fresh_token_page() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let server = TestServer::default().await;
+    let mut bob = server.login("bob", TOKENS[1]).await;
+    browser.open(server.addr).await;
+
     browser.start_user_login("alice", TOKENS[0]).await;
-    browser.visible("#token-link").await;
+    let first = browser
+        .visible("#token-link")
+        .await
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    browser
+        .js("window.__loginShown = false;
+             const view = document.getElementById('login-view');
+             new MutationObserver(() => { if (!view.hidden) window.__loginShown = true; })
+               .observe(view, { attributes: true });")
+        .await;
+
     browser.type_into("#temp-token", "wrong").await;
     browser
         .find("#tokenauth-submit")
@@ -655,20 +780,63 @@ async fn refusals_show_in_words_and_verbatim() {
         .click()
         .await
         .unwrap();
-    browser
+    let second = browser
         .until(
-            "const e = document.getElementById('login-error');
-             return !e.closest('[hidden]') && e.textContent.includes('temporary token');",
-            vec![],
-            "the temporary-token refusal",
+            "const a = document.getElementById('token-link');
+             return !a.closest('[hidden]') && a.href && a.href !== arguments[0] ? a.href : null;",
+            vec![json!(first)],
+            "a new token page",
         )
         .await;
-    let text = browser.find("#login-error").await.text().await.unwrap();
-    assert!(text.contains("Server said: “refused”"), "{text}");
+    let second = second.as_str().unwrap().to_owned();
+    assert!(
+        second.starts_with(&format!("http://{}/", server.addr)),
+        "{second}"
+    );
+    let notice = browser.visible("#token-note").await.text().await.unwrap();
+    assert!(
+        notice.contains("That token was not accepted, so here is a new token page."),
+        "{notice}"
+    );
+    assert_eq!(
+        browser.active_id().await,
+        "token-link",
+        "the next step has the focus"
+    );
+    let details = browser.details("#token-note").await;
+    assert!(details.contains("Server said: “refused”"), "{details}");
+    assert_eq!(
+        browser
+            .find("#temp-token")
+            .await
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("")
+    );
+    assert_eq!(
+        common::status(&first).await,
+        410,
+        "the first page is used up"
+    );
 
-    // And the name is free again at once: the right login goes through.
-    browser.login_user(server.addr, "alice", TOKENS[0]).await;
+    // The new page's token gets in, with nothing else typed again.
+    let used = browser.finish_user_login(server.addr).await;
+    assert_eq!(used, second);
     browser.entry(&["You joined as alice."]).await;
+    bob.expect(json!(["join", "alice"])).await;
+    assert_eq!(browser.js("return window.__loginShown;").await, false);
+    assert_eq!(
+        browser
+            .find("#username")
+            .await
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("alice")
+    );
     browser.assert_no_csp_violations().await;
     browser.close().await;
 }
@@ -691,22 +859,108 @@ impl Browser {
             text.contains("The server refused the bot name or bot token."),
             "{text}"
         );
+        let details = self.details("#login-error").await;
+        assert!(details.contains("Server said: “bot refused”"), "{details}");
     }
 }
 
-/// A message over the server's limit: the page learns the limit from the refusal, marks the
-/// message as not delivered, stays connected, and from then on counts against the real limit.
+/// A message over the server's limit is never sent: the page knows the limit from
+/// `/app/server.json`, marks the count, and says why instead of sending; the other person gets
+/// nothing, and a short message then goes through.
 #[tokio::test]
-async fn the_message_limit_is_learned_from_a_refusal() {
+async fn an_over_long_message_is_not_sent() {
     let Some(browser) = Browser::start().await else {
         return;
     };
     let server = TestServer::start(config(json!({"max_message_length": 10}))).await;
     let mut bob = server.login("bob", TOKENS[0]).await;
     browser.open(server.addr).await;
+    browser.count_limit_is("10").await;
     browser.login_bot(BOT_NAME, BOT_TOKEN).await;
     bob.expect(json!(["join", format!("[BOT] {BOT_NAME}")]))
         .await;
+
+    let field = browser.visible("#message").await;
+    field.send_keys("twelve chars").await.unwrap();
+    assert_eq!(
+        browser
+            .js("return document.getElementById('count').classList.contains('over');")
+            .await,
+        true
+    );
+    field.send_keys(&Key::Enter.to_string()).await.unwrap();
+    let note = browser
+        .visible("#composer-note")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        note.contains("Too long to send: 12 characters, and the limit is 10. Shorten it by 2"),
+        "{note}"
+    );
+    assert_eq!(
+        field.prop("value").await.unwrap().as_deref(),
+        Some("twelve chars"),
+        "kept to shorten"
+    );
+    assert_eq!(
+        browser
+            .js("return document.querySelectorAll('#messages li.msg').length;")
+            .await,
+        0,
+        "not shown as sent"
+    );
+
+    // Shortened, it goes; bob's next frame is that one, so the long one never reached him.
+    field.clear().await.unwrap();
+    browser.say("short").await;
+    bob.expect(json!(["message", format!("[BOT] {BOT_NAME}"), "short"]))
+        .await;
+    assert!(!browser.shown("#composer-note").await);
+    browser.assert_no_csp_violations().await;
+    browser.close().await;
+}
+
+/// A limit the page could not know: the server announced 30 when the page loaded, and a
+/// reload lowered it to 10 since. The page sends a 12-character message, learns the limit from
+/// the refusal, marks the message as not delivered, stays connected, and from then on blocks
+/// over-long messages itself.
+#[tokio::test]
+async fn the_message_limit_is_learned_from_a_refusal() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secureconfig.json");
+    let write = |limit: u32| {
+        let config = common::config_json(json!({"max_message_length": limit}));
+        write_atomically(&path, config.to_string().as_bytes()).unwrap();
+    };
+    write(30);
+    let server = TestServer::start_from_file(&path).await;
+    let mut bob = server.login("bob", TOKENS[0]).await;
+    browser.open(server.addr).await;
+    browser.count_limit_is("30").await;
+    browser.login_bot(BOT_NAME, BOT_TOKEN).await;
+    bob.expect(json!(["join", format!("[BOT] {BOT_NAME}")]))
+        .await;
+
+    write(10);
+    let info = server.url("/app/server.json");
+    eventually("the reload lowers the limit", async || {
+        let info = reqwest::get(&info).await.unwrap().text().await.unwrap();
+        let info: Value = serde_json::from_str(&info).unwrap();
+        info["max_message_length"] == 10
+    })
+    .await;
+    assert_eq!(
+        browser
+            .js("return document.getElementById('count-limit').textContent;")
+            .await,
+        "30",
+        "the page still has the announced limit"
+    );
 
     browser.say("twelve chars").await;
     let refusal = browser.entry(&["message is too long [12/10]"]).await;
@@ -714,13 +968,13 @@ async fn the_message_limit_is_learned_from_a_refusal() {
         refusal.contains("That message was too long: 12 characters, and the limit is 10."),
         "{refusal}"
     );
-    browser.entry(&["twelve chars", "not delivered"]).await;
-    assert_eq!(
-        browser
-            .js("return document.getElementById('count-limit').textContent;")
-            .await,
-        "10"
+    let details = browser.details("#messages li.refusal").await;
+    assert!(
+        details.contains("Server said: “message is too long [12/10]”"),
+        "{details}"
     );
+    browser.entry(&["twelve chars", "not delivered"]).await;
+    browser.count_limit_is("10").await;
 
     // The message is back in the field to shorten, and now the page knows the limit: it is
     // marked over and not sent.
@@ -736,15 +990,22 @@ async fn the_message_limit_is_learned_from_a_refusal() {
         true
     );
     field.send_keys(&Key::Enter.to_string()).await.unwrap();
-    browser
-        .entry(&["Too long to send: 12 characters, and the limit is 10."])
-        .await;
+    let note = browser
+        .visible("#composer-note")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        note.contains("Too long to send: 12 characters, and the limit is 10."),
+        "{note}"
+    );
     assert_eq!(
         field.prop("value").await.unwrap().as_deref(),
         Some("twelve chars")
     );
 
-    // Still connected: a short one goes through.
+    // Still connected: a short one goes through, and it is the first message bob gets.
     field.clear().await.unwrap();
     browser.say("short").await;
     bob.expect(json!(["message", format!("[BOT] {BOT_NAME}"), "short"]))
@@ -758,6 +1019,18 @@ async fn the_message_limit_is_learned_from_a_refusal() {
             .unwrap()
     );
     browser.close().await;
+}
+
+impl Browser {
+    /// Waits until the message counter shows `limit` as the limit.
+    async fn count_limit_is(&self, limit: &str) {
+        self.until(
+            "return document.getElementById('count-limit').textContent === arguments[0];",
+            vec![json!(limit)],
+            &format!("the limit {limit} in the counter"),
+        )
+        .await;
+    }
 }
 
 /// When the server goes away the page says so, disables the message field and offers
@@ -777,15 +1050,27 @@ async fn the_page_shows_a_lost_connection_and_reconnects() {
     let banner = browser.visible("#disconnected").await;
     let text = banner.text().await.unwrap();
     assert!(text.contains("shutting down or restarting"), "{text}");
+    assert!(!text.contains("1001"), "no code in the sentence: {text}");
     assert_eq!(browser.active_id().await, "reconnect");
     assert!(!browser.find("#message").await.is_enabled().await.unwrap());
     browser.entry(&["Disconnected."]).await;
+    let details = browser.details("#disconnected").await;
+    assert!(
+        details.contains("WebSocket closed with code 1001"),
+        "{details}"
+    );
 
     // Reconnecting to nothing fails, and says so.
     browser.find("#reconnect").await.click().await.unwrap();
     browser.entry(&["Reconnecting failed."]).await;
     let text = browser.visible("#disconnected").await.text().await.unwrap();
     assert!(text.contains("Could not connect to the server"), "{text}");
+    assert!(!text.contains("1006"), "no code in the sentence: {text}");
+    let details = browser.details("#disconnected").await;
+    assert!(
+        details.contains("WebSocket closed with code 1006"),
+        "{details}"
+    );
 
     // The server is back on the same address.
     let second = TestServer::start_at(addr, config(json!({}))).await;
@@ -802,14 +1087,13 @@ async fn the_page_shows_a_lost_connection_and_reconnects() {
     assert!(browser.find("#message").await.is_enabled().await.unwrap());
     assert_eq!(browser.active_id().await, "message");
 
-    // Leave: a deliberate disconnect, seen by the others.
+    // Leave: a deliberate disconnect, seen by the others, and a polite state, not an error.
     let mut bob = second.login("bob", TOKENS[0]).await;
     browser.entry(&["bob joined."]).await;
     browser.visible("#leave").await.click().await.unwrap();
     bob.expect(json!(["disconnect", format!("[BOT] {BOT_NAME}")]))
         .await;
-    let text = browser.visible("#disconnected").await.text().await.unwrap();
-    assert!(text.contains("You left the room."), "{text}");
+    browser.assert_left().await;
     browser.assert_no_csp_violations().await;
     browser.close().await;
     second.stop().await;
@@ -974,8 +1258,6 @@ async fn a_room_closed_since_the_page_loaded_asks_for_the_token_again() {
             "the closed-room refusal",
         )
         .await;
-    let text = browser.find("#login-error").await.text().await.unwrap();
-    assert!(text.contains("Server said: “Token refused”"), "{text}");
     assert!(browser.shown("#token").await, "the token field is back");
     assert!(!browser.shown("#open-note").await);
     assert_eq!(
@@ -983,9 +1265,549 @@ async fn a_room_closed_since_the_page_loaded_asks_for_the_token_again() {
         "token",
         "the missing part has the focus"
     );
+    let details = browser.details("#login-error").await;
+    assert!(
+        details.contains("Server said: “Token refused”"),
+        "{details}"
+    );
 
     browser.login_user(server.addr, "alice", TOKENS[0]).await;
     browser.entry(&["You joined as alice."]).await;
     browser.assert_no_csp_violations().await;
     browser.close().await;
+}
+
+impl Browser {
+    /// After Leave: a polite banner (not an error) that offers to join again.
+    async fn assert_left(&self) {
+        let banner = self.visible("#disconnected").await;
+        let text = banner.text().await.unwrap();
+        assert!(text.contains("You left. Join again?"), "{text}");
+        let class = banner.attr("class").await.unwrap().unwrap_or_default();
+        assert!(
+            class.split(' ').any(|c| c == "info") && !class.split(' ').any(|c| c == "error"),
+            "{class}"
+        );
+        assert_eq!(
+            banner.attr("role").await.unwrap().as_deref(),
+            Some("status")
+        );
+        assert_eq!(
+            self.find("#reconnect").await.text().await.unwrap(),
+            "Join again"
+        );
+        self.entry(&["You left."]).await;
+    }
+
+    /// Counts the WebSockets the page opens from now on, in `window.__sockets`.
+    async fn count_sockets(&self) {
+        self.js("window.__sockets = 0;
+                 const Real = WebSocket;
+                 window.WebSocket = function (...args) { window.__sockets++; return new Real(...args); };
+                 window.WebSocket.OPEN = Real.OPEN;")
+            .await;
+    }
+}
+
+/// A login's errors show on the login view, where it was typed, never on the chat view of a
+/// session before it: after Leave (a polite state) and "Log in differently", a name over the
+/// announced limit is refused by the page itself (the hint says the limit and how far over the
+/// name is, and nothing is sent), and a name the server refuses shows its refusal there too.
+/// "Back to the room" and "Join again" then log in as the last session did, not as typed since.
+#[tokio::test]
+async fn a_login_s_errors_show_on_the_login_view_and_reconnect_uses_the_last_session() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let server = TestServer::default().await;
+    let mut bob = server.login("bob", TOKENS[1]).await;
+    browser.open(server.addr).await;
+    browser.login_bot(BOT_NAME, BOT_TOKEN).await;
+    bob.expect(json!(["join", format!("[BOT] {BOT_NAME}")]))
+        .await;
+    browser.visible("#leave").await.click().await.unwrap();
+    bob.expect(json!(["disconnect", format!("[BOT] {BOT_NAME}")]))
+        .await;
+    browser.assert_left().await;
+
+    browser.find("#switch-login").await.click().await.unwrap();
+    browser.visible("#login-view").await;
+    browser.count_sockets().await;
+    browser.visible("#kind-user").await.click().await.unwrap();
+    assert_eq!(
+        browser
+            .visible("#username-hint")
+            .await
+            .text()
+            .await
+            .unwrap(),
+        "(up to 15 characters)"
+    );
+    let long = "abcdefghijklmnopqrstu";
+    browser.type_into("#username", long).await;
+    assert_eq!(
+        browser
+            .visible("#username-hint")
+            .await
+            .text()
+            .await
+            .unwrap(),
+        "(up to 15 characters; this one has 21)"
+    );
+    browser.type_into("#token", TOKENS[0]).await;
+    browser.find("#connect").await.click().await.unwrap();
+    let text = browser.visible("#login-error").await.text().await.unwrap();
+    assert_eq!(
+        text,
+        "That username is too long: it has 21 characters, and this server allows 15. Shorten it."
+    );
+    assert_eq!(browser.active_id().await, "username");
+    assert!(!browser.shown("#chat-view").await);
+    assert_eq!(
+        browser.js("return window.__sockets;").await,
+        0,
+        "nothing sent"
+    );
+
+    // A name the server refuses: its refusal on the login view too.
+    browser.type_into("#username", "bob").await;
+    browser.find("#connect").await.click().await.unwrap();
+    browser
+        .until(
+            "const e = document.getElementById('login-error');
+             return !e.closest('[hidden]') && e.textContent.includes('already uses that name');",
+            vec![],
+            "the refusal on the login view",
+        )
+        .await;
+    let details = browser.details("#login-error").await;
+    assert!(
+        details.contains("Server said: “Username already taken.”"),
+        "{details}"
+    );
+    assert!(!browser.shown("#chat-view").await);
+    assert_eq!(browser.js("return window.__sockets;").await, 1);
+
+    // Back to the room, and Join again: as the bot, whatever was typed since.
+    browser.visible("#login-back").await.click().await.unwrap();
+    browser.assert_left().await;
+    browser.find("#reconnect").await.click().await.unwrap();
+    browser
+        .entry(&[&format!("You joined again as [BOT] {BOT_NAME}.")])
+        .await;
+    bob.expect(json!(["join", format!("[BOT] {BOT_NAME}")]))
+        .await;
+    assert!(!browser.shown("#disconnected").await);
+    browser.assert_no_csp_violations().await;
+    browser.close().await;
+}
+
+/// A message that names the person (as a word, in any case) is highlighted, and others are
+/// not. While the chat tab is hidden its title counts the messages that arrive, and a mention
+/// becomes a desktop notification once the person turned them on; the count goes when the tab
+/// is seen again.
+///
+/// Hiding the tab is real: the test opens a second tab from the page (`window.open`) and
+/// switches to it, which Chromium reports to the chat tab as `visibilityState` "hidden". It
+/// reads the chat tab's title from the second tab through `window.opener` (same origin), since
+/// switching back would show the tab. Headless Chromium cannot answer a permission prompt, so
+/// the test stands in for the browser's `Notification` (permission and constructor) after the
+/// page loaded, and checks that the page asked only when the button was pressed.
+#[tokio::test]
+async fn a_mention_is_highlighted_and_counted_while_the_tab_is_hidden() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let server = TestServer::default().await;
+    let mut bob = server.login("bob", TOKENS[1]).await;
+    browser.open(server.addr).await;
+    browser.login_user(server.addr, "alice", TOKENS[0]).await;
+    bob.expect(json!(["join", "alice"])).await;
+
+    let mentions = [
+        ("hello ALICE, are you there?", true),
+        ("@alice: ping", true),
+        ("malice is not a mention, nor is alice2", false),
+        ("nothing here", false),
+    ];
+    for (text, mention) in mentions {
+        bob.say(text).await;
+        browser.entry(&[text]).await;
+        let marked = browser
+            .js(
+                "const li = [...document.querySelectorAll('#messages li.msg')].pop();
+                 return li.classList.contains('mention');",
+            )
+            .await;
+        assert_eq!(marked, mention, "{text}");
+    }
+    browser.say("alice here").await;
+    bob.expect(json!(["message", "alice", "alice here"])).await;
+    assert_eq!(
+        browser
+            .js("return document.querySelectorAll('#messages li.own.mention').length;")
+            .await,
+        0,
+        "one's own message is no mention"
+    );
+    assert_eq!(browser.driver.title().await.unwrap(), "CLIChat");
+
+    // Notifications: asked for only when the button is pressed.
+    browser
+        .js("window.__asked = 0;
+             window.__notes = [];
+             let permission = 'default';
+             window.Notification = class {
+               constructor(title, options) { window.__notes.push([title, options.body]); }
+               static get permission() { return permission; }
+               static requestPermission() {
+                 window.__asked++;
+                 permission = 'granted';
+                 return Promise.resolve(permission);
+               }
+             };")
+        .await;
+    let toggle = browser.visible("#notify").await;
+    assert_eq!(
+        toggle.attr("aria-pressed").await.unwrap().as_deref(),
+        Some("false")
+    );
+    toggle.click().await.unwrap();
+    browser
+        .until(
+            "return document.getElementById('notify').getAttribute('aria-pressed') === 'true';",
+            vec![],
+            "notifications on",
+        )
+        .await;
+    assert_eq!(browser.js("return window.__asked;").await, 1);
+
+    // Hide the chat tab behind a second one.
+    let chat_tab = browser.driver.window().await.unwrap();
+    browser.js("window.open('/app/server.json');").await;
+    let other = eventually("the second tab", async || {
+        let windows = browser.driver.windows().await.unwrap();
+        windows.into_iter().find(|w| *w != chat_tab)
+    })
+    .await;
+    browser.driver.switch_to_window(other).await.unwrap();
+    browser
+        .in_opener(
+            "chat.document.visibilityState === 'hidden'",
+            "the chat tab hidden",
+        )
+        .await;
+
+    bob.say("one").await;
+    bob.say("two, alice").await;
+    let mut carol = server.login("carol", TOKENS[2]).await;
+    carol.say("three").await;
+    let title = browser
+        .in_opener(
+            "[...chat.document.querySelectorAll('#messages li')]
+               .some((li) => li.textContent.includes('three')) && chat.document.title",
+            "the third message in the hidden tab",
+        )
+        .await;
+    assert_eq!(title, "(3) CLIChat", "the join is not counted");
+    let notes = browser.in_opener("chat.__notes", "the notifications").await;
+    assert_eq!(notes, json!([["bob mentioned you", "two, alice"]]));
+
+    // Seen again: the count goes.
+    browser.driver.close_window().await.unwrap();
+    browser.driver.switch_to_window(chat_tab).await.unwrap();
+    browser
+        .until(
+            "return document.visibilityState === 'visible' && document.title === 'CLIChat';",
+            vec![],
+            "the title without a count",
+        )
+        .await;
+    carol.close().await;
+    browser.assert_no_csp_violations().await;
+    browser.close().await;
+}
+
+/// http(s) URLs in messages are links (built as elements, opening in a new tab without
+/// referrer or opener), with the sentence's punctuation left out; `javascript:`, `data:` and
+/// any other scheme stay text.
+#[tokio::test]
+async fn links_are_links_and_other_schemes_are_text() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let server = TestServer::default().await;
+    let mut bob = server.login("bob", TOKENS[0]).await;
+    browser.open(server.addr).await;
+    browser.login_bot(BOT_NAME, BOT_TOKEN).await;
+    bob.expect(json!(["join", format!("[BOT] {BOT_NAME}")]))
+        .await;
+
+    let text = "see https://example.com/a?b=1&c=(2). or HTTP://example.org, \
+                not javascript:alert(1) nor data:text/html,hi nor ftp://example.net/x";
+    bob.say(text).await;
+    browser.entry(&["javascript:alert(1)"]).await;
+    let links = browser
+        .js(
+            "const li = [...document.querySelectorAll('#messages li.msg')].pop();
+             return [li.querySelector('.text').textContent,
+                     [...li.querySelectorAll('a')].map((a) =>
+                       [a.textContent, a.href, a.rel, a.target, a.parentElement.className])];",
+        )
+        .await;
+    assert_eq!(links[0], text, "the whole message shows");
+    assert_eq!(
+        links[1],
+        json!([
+            [
+                "https://example.com/a?b=1&c=(2)",
+                "https://example.com/a?b=1&c=(2)",
+                "noopener noreferrer",
+                "_blank",
+                "text"
+            ],
+            [
+                "HTTP://example.org",
+                "http://example.org/",
+                "noopener noreferrer",
+                "_blank",
+                "text"
+            ]
+        ])
+    );
+    assert_eq!(
+        browser
+            .js("return [...document.querySelectorAll('a')]
+                   .filter((a) => !/^https?:$/.test(a.protocol)).length;")
+            .await,
+        0,
+        "no link of another scheme anywhere"
+    );
+
+    // One's own messages too.
+    browser.say("mine: http://example.org/x").await;
+    bob.expect(json!([
+        "message",
+        format!("[BOT] {BOT_NAME}"),
+        "mine: http://example.org/x"
+    ]))
+    .await;
+    assert_eq!(
+        browser
+            .js(
+                "const li = [...document.querySelectorAll('#messages li.own')].pop();
+                 return li.querySelector('.text a').href;"
+            )
+            .await,
+        "http://example.org/x"
+    );
+    browser.assert_no_csp_violations().await;
+    browser.close().await;
+}
+
+/// Shift+Enter starts a new line and Enter sends: one message with its newline, which a
+/// protocol-level client receives as such; messages with line breaks show them, sent or
+/// received.
+#[tokio::test]
+async fn shift_enter_writes_one_multi_line_message() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let server = TestServer::default().await;
+    let mut bob = server.login("bob", TOKENS[0]).await;
+    browser.open(server.addr).await;
+    browser.login_bot(BOT_NAME, BOT_TOKEN).await;
+    bob.expect(json!(["join", format!("[BOT] {BOT_NAME}")]))
+        .await;
+
+    let field = browser.visible("#message").await;
+    let shift_enter = format!("{}{}{}", Key::Shift, Key::Enter, Key::Null);
+    field
+        .send_keys(&format!("first line{shift_enter}second line"))
+        .await
+        .unwrap();
+    assert_eq!(
+        field.prop("value").await.unwrap().as_deref(),
+        Some("first line\nsecond line")
+    );
+    assert_eq!(
+        browser
+            .js("return document.getElementById('count-value').textContent;")
+            .await,
+        "22"
+    );
+    field.send_keys(&Key::Enter.to_string()).await.unwrap();
+    bob.expect(json!([
+        "message",
+        format!("[BOT] {BOT_NAME}"),
+        "first line\nsecond line"
+    ]))
+    .await;
+    assert_eq!(field.prop("value").await.unwrap().as_deref(), Some(""));
+
+    bob.say("one\ntwo\nthree").await;
+    browser.entry(&["one\ntwo\nthree"]).await;
+    let shown = browser
+        .js("const lines = (t) => {
+               const range = document.createRange();
+               range.selectNodeContents(t);
+               const rects = [...range.getClientRects()].filter((r) => r.width > 0);
+               return new Set(rects.map((r) => Math.round(r.top))).size;
+             };
+             return [...document.querySelectorAll('#messages li.msg .text')].map((t) =>
+               [t.textContent, t.innerText, getComputedStyle(t).whiteSpace, lines(t)]);")
+        .await;
+    assert_eq!(
+        shown,
+        json!([
+            [
+                "first line\nsecond line",
+                "first line\nsecond line",
+                "pre-wrap",
+                2
+            ],
+            ["one\ntwo\nthree", "one\ntwo\nthree", "pre-wrap", 3]
+        ]),
+        "each line on a line of its own"
+    );
+
+    // That was one message: bob's next frame is the next one.
+    browser.say("after").await;
+    bob.expect(json!(["message", format!("[BOT] {BOT_NAME}"), "after"]))
+        .await;
+    browser.assert_no_csp_violations().await;
+    browser.close().await;
+}
+
+/// FNV-1a, 32 bits, over the name's UTF-8 bytes: the nick colour's hash, as the page and the
+/// terminal client compute it.
+fn fnv1a(name: &str) -> u32 {
+    name.bytes().fold(2_166_136_261_u32, |hash, byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(16_777_619)
+    })
+}
+
+/// Screenshots of the token page and the chat (a few people, a mention, a link, a multi-line
+/// message), light and dark, at a desktop's width and a phone's (390 px, where nothing may
+/// scroll sideways). Each name has its colour: class `nick-N` with N its FNV-1a hash modulo 8.
+#[tokio::test]
+async fn screenshots_light_and_dark_desktop_and_phone() {
+    for scheme in [Scheme::Light, Scheme::Dark] {
+        let Some(browser) = Browser::start_with(scheme).await else {
+            return;
+        };
+        let dark = browser
+            .js("return matchMedia('(prefers-color-scheme: dark)').matches;")
+            .await;
+        assert_eq!(dark, scheme == Scheme::Dark);
+        let mode = if scheme == Scheme::Dark {
+            "dark"
+        } else {
+            "light"
+        };
+        let server = TestServer::default().await;
+        let mut bob = server.login("bob", TOKENS[1]).await;
+        // A name beyond ASCII, whose colour hashes its UTF-8 bytes.
+        let mut jurgen = server.login("Jürgen", TOKENS[2]).await;
+        let mut bot = server.login_bot().await;
+        bob.expect(json!(["join", "Jürgen"])).await;
+        for client in [&mut bob, &mut jurgen] {
+            client
+                .expect(json!(["join", format!("[BOT] {BOT_NAME}")]))
+                .await;
+        }
+        browser.resize(900, 640).await;
+        browser.open(server.addr).await;
+
+        browser.start_user_login("Chloé", TOKENS[0]).await;
+        let temp = browser
+            .read_token_page(server.addr, Some(&format!("web-token-{mode}.png")))
+            .await;
+        browser.type_into("#temp-token", &temp).await;
+        browser
+            .find("#tokenauth-submit")
+            .await
+            .click()
+            .await
+            .unwrap();
+        browser.visible("#chat-view").await;
+        for client in [&mut bob, &mut jurgen, &mut bot] {
+            client.expect(json!(["join", "Chloé"])).await;
+        }
+
+        // One at a time, each seen before the next, so that the order is the same every time.
+        bob.say("Morning! The 0.4 release notes are up: https://example.com/releases/0.4")
+            .await;
+        browser.entry(&["release notes are up"]).await;
+        jurgen
+            .say("Thanks Bob. Chloé, could you try the web client on your phone?")
+            .await;
+        browser.entry(&["on your phone?"]).await;
+        browser.say("On it, Jürgen.").await;
+        browser.entry(&["Chloé (you)", "On it, Jürgen."]).await;
+        bot.say("build 812 passed: 143 tests in 41 s").await;
+        browser.entry(&["build 812 passed"]).await;
+        bob.say("Two things I noticed:\n- names have colours now\n- links open in a new tab")
+            .await;
+        browser.entry(&["links open in a new tab"]).await;
+        let field = browser.visible("#message").await;
+        field.send_keys("Looks good on mine").await.unwrap();
+
+        let colours = browser
+            .js(
+                "return [...document.querySelectorAll('#messages li.msg .name')].map((n) =>
+                   [n.firstChild.textContent, n.className]);",
+            )
+            .await;
+        for pair in colours.as_array().unwrap() {
+            let name = pair[0].as_str().unwrap();
+            assert_eq!(
+                pair[1],
+                format!("name nick-{}", fnv1a(name) % 8),
+                "the colour of {name}"
+            );
+        }
+        assert_eq!(colours.as_array().unwrap().len(), 5);
+        assert_eq!(fnv1a("Jürgen") % 8, 2, "ü is two bytes, c3 bc");
+        assert_eq!(
+            browser
+                .js("return document.querySelectorAll('#messages li.mention').length;")
+                .await,
+            1
+        );
+
+        browser.screenshot(&format!("web-chat-{mode}.png")).await;
+        if scheme == Scheme::Light {
+            browser.screenshot("web-client.png").await;
+        }
+        browser.resize(390, 760).await;
+        let fits = browser
+            .js("const w = document.documentElement.clientWidth;
+                 const inside = (id) => {
+                   const r = document.getElementById(id).getBoundingClientRect();
+                   return r.left >= 0 && r.right <= w && r.width > 0;
+                 };
+                 return document.documentElement.scrollWidth <= w
+                   && inside('message') && inside('send') && inside('messages')
+                   && inside('leave');")
+            .await;
+        assert_eq!(fits, true, "the chat view fits a 390px screen");
+        browser
+            .screenshot(&format!("web-chat-phone-{mode}.png"))
+            .await;
+        browser.assert_no_csp_violations().await;
+        browser.close().await;
+    }
+}
+
+#[test]
+fn fnv1a_is_the_reference_hash() {
+    // The published FNV-1a test vectors.
+    assert_eq!(fnv1a(""), 0x811c_9dc5);
+    assert_eq!(fnv1a("a"), 0xe40c_292c);
+    assert_eq!(fnv1a("foobar"), 0xbf9c_f968);
+    // The values the terminal client's tests check (secure-client's view.rs).
+    assert_eq!(fnv1a("alice") % 8, 7);
+    assert_eq!(fnv1a("bob") % 8, 4);
+    assert_eq!(fnv1a("carol") % 8, 2);
 }

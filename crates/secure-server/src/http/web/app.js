@@ -3,7 +3,8 @@
 // in with a name alone.
 //
 // Served by the server itself from /app/app.js under a Content-Security-Policy that allows no
-// inline script. Every name and message goes into the page as text (textContent), never as HTML.
+// inline script. Every name and message goes into the page as text (textContent) or as
+// elements built here (links), never as HTML.
 // Tokens live only in memory and in the form fields: never in the URL, never in storage.
 'use strict';
 
@@ -14,10 +15,15 @@
   const SERVER_INFO_URL = '/app/server.json';
   /** How long to wait for it before logging in as today (SAUTH2). */
   const SERVER_INFO_TIMEOUT_MS = 5000;
+  /** The page's title; an unread count goes in front of it while the tab is hidden. */
+  const TITLE = 'CLIChat';
+  /** Nick colours: the CSS classes nick-0 to nick-7 (see app.css). */
+  const NICK_COLOURS = 8;
 
   const $ = (id) => document.getElementById(id);
   const ui = {
     whoami: $('whoami'),
+    notify: $('notify'),
     leave: $('leave'),
     loginView: $('login-view'),
     openNote: $('open-note'),
@@ -34,7 +40,9 @@
     bottoken: $('bottoken'),
     loginError: $('login-error'),
     connect: $('connect'),
+    loginBack: $('login-back'),
     tokenView: $('token-view'),
+    tokenNote: $('token-note'),
     tokenLink: $('token-link'),
     tokenForm: $('tokenauth-form'),
     tempToken: $('temp-token'),
@@ -50,13 +58,20 @@
     sendForm: $('send-form'),
     message: $('message'),
     send: $('send'),
+    composerNote: $('composer-note'),
     count: $('count'),
     countValue: $('count-value'),
     countLimit: $('count-limit'),
   };
 
-  // What the person typed to log in, kept in memory for "Reconnect".
+  // What the person typed for the login in progress.
   let creds = null;
+  // The login of the last session that got into the room: what "Reconnect" and "Join again"
+  // use, whatever was typed since.
+  let sessionCreds = null;
+  // Where the login in progress was started, and so where its errors show: 'form' (the login
+  // view) or 'chat' (Reconnect or Join again, on the chat view's banner).
+  let loginFrom = 'form';
   // The live socket; handlers of an older socket check this and do nothing.
   let ws = null;
   // 'login' | 'waiting' (for /app/server.json, to log in) | 'connecting' | 'tokenauth' | 'chat' |
@@ -64,22 +79,33 @@
   let state = 'login';
   let myId = null;
   let myName = '';
+  // Matches a mention of this session's name in a message, or null.
+  let mentionPattern = null;
   let lastRefusal = null;
   let leaving = false;
+  // Whether the page left the room on purpose (Leave): the banner then asks politely.
+  let left = false;
+  // Whether the temporary token has been sent for the login in progress.
+  let tokenSent = false;
+  // Set while the page logs in again for a fresh token page after a wrong temporary token.
+  let freshPageAfter = null;
   let limit = DEFAULT_LIMIT;
-  // Where `limit` comes from: 'default', 'announced' (by /app/server.json) or 'learned' (from a
-  // refusal). Only a learned limit stops a message here: the server may have been reconfigured
-  // since it announced one, so until it refuses, it decides.
+  // Where `limit` comes from: 'default' (nothing heard: the server decides, and a refusal
+  // teaches), 'announced' (by /app/server.json) or 'learned' (from a refusal). An announced or
+  // learned limit stops an over-long message here, before it is sent.
   let limitSource = 'default';
-  let joinedBefore = false;
   // An open room: people log in with a name alone. False until the server says so.
   let openRoom = false;
   // The longest name the server announced, or null.
   let maxNameLength = null;
   // Whether /app/server.json has answered (or failed); a login waits for it.
   let infoSettled = false;
+  // Messages from others while the tab was hidden.
+  let unread = 0;
+  // Whether the person turned desktop notifications of mentions on (never asked on load).
+  let notifyMentions = false;
 
-  // ---- Refusals, in plain words (the server's exact text is always shown too) ----
+  // ---- Refusals and errors, in plain words (the exact text is one click away) ----
 
   const TOO_LONG = /^message is too long \[(\d+)\/(\d+)\]$/;
 
@@ -122,29 +148,59 @@
         return 'You are sending messages too fast; that one was not delivered.';
       case 'Flooding; disconnected.':
         return 'You sent too many messages too fast, so the server disconnected you.';
+      case 'Your token was revoked.':
+        return 'The server\'s owner withdrew your access token.';
       default:
+        if (text.startsWith('banned until ')) return 'You are banned from this room for now.';
+        if (text.startsWith('kicked: ')) return 'A moderator removed you from the room.';
         return 'The server refused.';
     }
   }
 
-  /** Fills `box` with a refusal: the plain words, then the server's exact text. */
-  function showRefusal(box, text) {
-    box.replaceChildren(
-      el('span', 'plain', explain(text)),
-      document.createTextNode(' '),
-      serverSaid(text));
-    box.hidden = false;
+  /** What a WebSocket close code means, for the technical details. */
+  const CLOSE_CODES = {
+    1000: 'normal closure',
+    1001: 'going away: the server is stopping, or the connection stopped answering',
+    1002: 'protocol error',
+    1005: 'no code given',
+    1006: 'closed without a close frame: the network or the server dropped it',
+    1007: 'invalid data',
+    1008: 'policy violation',
+    1009: 'message too big',
+    1011: 'server error',
+  };
+
+  /** The technical line of a closed connection. */
+  function closeDetail(close) {
+    if (!close) return null;
+    let line = 'WebSocket closed with code ' + close.code;
+    if (CLOSE_CODES[close.code]) line += ' (' + CLOSE_CODES[close.code] + ')';
+    if (close.reason) line += ', reason “' + close.reason + '”';
+    return line + '.';
   }
 
   function serverSaid(text) {
-    const said = el('span', 'server-said', 'Server said: “');
-    said.append(el('span', 'server-text', text), '”');
-    return said;
+    return 'Server said: “' + text + '”';
+  }
+
+  /** A `details` element holding the exact technical texts, closed until clicked. */
+  function detailsOf(lines) {
+    const details = el('details', 'tech');
+    details.append(el('summary', null, 'Details'));
+    for (const line of lines) details.append(el('span', 'tech-line', line));
+    return details;
+  }
+
+  /** Fills `box` with a sentence for people and, one click away, the technical texts. */
+  function showProblem(box, plain, technical) {
+    const lines = (technical || []).filter((line) => line);
+    box.replaceChildren(el('span', 'plain', plain));
+    if (lines.length) box.append(detailsOf(lines));
+    box.hidden = false;
   }
 
   function showError(box, text) {
-    box.replaceChildren(el('span', 'plain', text));
-    box.hidden = false;
+    showProblem(box, text, null);
   }
 
   function clearError(box) {
@@ -179,11 +235,103 @@
     return li;
   }
 
+  // ---- Nick colours: FNV-1a (32 bits) over the name's UTF-8 bytes, as the terminal client ----
+
+  const utf8 = new TextEncoder();
+
+  /** The index (0 to 7) of a name's colour. */
+  function nickColour(name) {
+    let hash = 2166136261;
+    for (const byte of utf8.encode(name)) {
+      hash = Math.imul(hash ^ byte, 16777619) >>> 0;
+    }
+    return hash % NICK_COLOURS;
+  }
+
+  // ---- Links: http(s) URLs only, built as elements ----
+
+  // A URL starts at a word boundary with http:// or https://, and runs to white space or a
+  // character that cannot be in one; trailing punctuation is trimmed below.
+  const URL_IN_TEXT = /\bhttps?:\/\/[^\s<>"'`{}|\\^]+/gi;
+  const CLOSERS = { ')': '(', ']': '[' };
+
+  function count(text, char) {
+    return text.split(char).length - 1;
+  }
+
+  /** The URL without the punctuation that ends the sentence around it. */
+  function trimUrl(url) {
+    for (;;) {
+      const last = url.slice(-1);
+      if (CLOSERS[last]) {
+        // Keep a closing bracket that closes one of the URL's own (as Wikipedia's have).
+        if (count(url, CLOSERS[last]) >= count(url, last)) return url;
+      } else if (!'.,;:!?*'.includes(last)) {
+        return url;
+      }
+      url = url.slice(0, -1);
+    }
+  }
+
+  /** An http(s) URL as the browser reads it, or null. */
+  function webUrl(text) {
+    let url;
+    try {
+      url = new URL(text);
+    } catch (e) {
+      return null;
+    }
+    return (url.protocol === 'http:' || url.protocol === 'https:') && url.hostname ? url : null;
+  }
+
+  /** Appends `text` to `parent` as text nodes, with its http(s) URLs as links. */
+  function appendLinked(parent, text) {
+    let at = 0;
+    for (const match of text.matchAll(URL_IN_TEXT)) {
+      const shown = trimUrl(match[0]);
+      const url = webUrl(shown);
+      if (!url) continue;
+      if (match.index > at) parent.append(text.slice(at, match.index));
+      const link = el('a', 'link', shown);
+      link.href = url.href;
+      link.target = '_blank';
+      link.rel = 'noopener noreferrer';
+      parent.append(link);
+      at = match.index + shown.length;
+    }
+    if (at < text.length) parent.append(text.slice(at));
+  }
+
+  // ---- Mentions ----
+
+  function escapeRegExp(text) {
+    return text.replace(/[\\^$.*+?()[\]{}|/]/g, '\\$&');
+  }
+
+  /** A pattern for `names` as whole words (not inside a longer word), in any case. */
+  function mentionOf(names) {
+    const alternatives = names.filter((name) => name).map(escapeRegExp).join('|');
+    const edge = '[\\p{L}\\p{M}\\p{N}_]';
+    return new RegExp('(?<!' + edge + ')(?:' + alternatives + ')(?!' + edge + ')', 'iu');
+  }
+
+  function mentionsMe(text) {
+    return !!mentionPattern && mentionPattern.test(text);
+  }
+
+  // ---- The message list ----
+
   function addMessage(name, text, own) {
     const li = el('li', own ? 'msg own' : 'msg');
-    const who = el('span', 'name', name);
+    const who = el('span', 'name nick-' + nickColour(name), name);
     if (own) who.append(el('span', 'you', ' (you)'));
-    li.append(timeNode(), who, el('span', 'text', text));
+    const body = el('span', 'text');
+    appendLinked(body, text);
+    li.append(timeNode(), who, body);
+    if (!own && mentionsMe(text)) {
+      li.classList.add('mention');
+      li.append(el('span', 'visually-hidden', ' (mentions you)'));
+    }
     return append(li);
   }
 
@@ -196,8 +344,87 @@
   function addRefusal(text) {
     const li = el('li', 'event refusal');
     li.append(timeNode(), el('span', 'text', explain(text)), document.createTextNode(' '),
-      serverSaid(text));
+      detailsOf([serverSaid(text)]));
     return append(li);
+  }
+
+  /** A message from someone else: listed, counted while the tab is hidden, and notified of. */
+  function received(name, text) {
+    const li = addMessage(name, text, false);
+    if (document.hidden) {
+      unread += 1;
+      updateTitle();
+    }
+    if (li.classList.contains('mention')) notifyMention(name, text);
+  }
+
+  // ---- While the tab is hidden: the unread count, and notifications of mentions ----
+
+  function updateTitle() {
+    document.title = unread > 0 ? '(' + unread + ') ' + TITLE : TITLE;
+  }
+
+  document.addEventListener('visibilitychange', () => {
+    if (!document.hidden) {
+      unread = 0;
+      updateTitle();
+    }
+  });
+
+  function notificationsSupported() {
+    return typeof window.Notification === 'function';
+  }
+
+  function updateNotifyButton() {
+    ui.notify.setAttribute('aria-pressed', String(notifyMentions));
+    ui.notify.title = notifyMentions
+      ? 'You get a desktop notification when someone mentions you while you are not looking ' +
+        'at this page. Click to stop.'
+      : 'Get a desktop notification when someone mentions you while you are not looking at ' +
+        'this page.';
+  }
+
+  /** The toggle: asks the browser for permission the first time it is turned on, never before. */
+  async function toggleNotifications() {
+    if (!notificationsSupported()) return;
+    if (notifyMentions) {
+      notifyMentions = false;
+      updateNotifyButton();
+      return;
+    }
+    let permission = window.Notification.permission;
+    if (permission === 'default') {
+      try {
+        permission = await window.Notification.requestPermission();
+      } catch (e) {
+        permission = 'denied';
+      }
+    }
+    notifyMentions = permission === 'granted';
+    updateNotifyButton();
+    if (!notifyMentions && state === 'chat') {
+      addEvent('local', 'This browser does not allow notifications from this page. You can ' +
+        'allow them in its site settings, then turn them on here.');
+    }
+  }
+
+  function notifyMention(name, text) {
+    // Only when the person is not looking: the tab hidden, or the window behind another.
+    if (!notifyMentions || !notificationsSupported()) return;
+    if (!document.hidden && document.hasFocus()) return;
+    if (window.Notification.permission !== 'granted') return;
+    try {
+      const note = new window.Notification(name + ' mentioned you', {
+        body: text.length > 200 ? text.slice(0, 200) + '…' : text,
+        tag: 'clichat-mention',
+      });
+      note.onclick = () => {
+        window.focus();
+        note.close();
+      };
+    } catch (e) {
+      // Some browsers (Chrome on Android) only notify from a service worker: no notification.
+    }
   }
 
   // ---- Views ----
@@ -213,33 +440,64 @@
     button.textContent = label;
   }
 
-  function toLogin(errorText, refusal) {
+  /** The login view; `plain` (with its `technical` details) says what went wrong, if anything. */
+  function toLogin(plain, technical) {
     state = 'login';
     ws = null;
     show('login');
     ui.whoami.hidden = true;
     ui.leave.hidden = true;
+    ui.notify.hidden = true;
+    // Back to the room's banner (and its Reconnect), if there was a room.
+    ui.loginBack.hidden = !sessionCreds;
     setBusy(ui.connect, false, 'Connect');
-    if (refusal) showRefusal(ui.loginError, refusal);
-    else if (errorText) showError(ui.loginError, errorText);
+    if (plain) showProblem(ui.loginError, plain, technical);
     else clearError(ui.loginError);
-    if (creds && creds.kind === 'bot') ui.botname.focus();
+    if (ui.kindBot.checked) ui.botname.focus();
     else if (!openRoom && ui.username.value && !ui.token.value) ui.token.focus();
     else ui.username.focus();
   }
 
   function toTokenView(link) {
     state = 'tokenauth';
+    tokenSent = false;
     ui.tokenLink.href = link;
+    ui.tokenLink.classList.remove('disabled');
     ui.tempToken.value = '';
+    ui.tempToken.disabled = false;
     clearError(ui.tokenError);
+    if (freshPageAfter) {
+      showProblem(ui.tokenNote, 'That token was not accepted, so here is a new token page. ' +
+        'Open it, and paste the new token it shows.', [serverSaid(freshPageAfter)]);
+      freshPageAfter = null;
+    } else {
+      clearError(ui.tokenNote);
+    }
     setBusy(ui.tokenSubmit, false, 'Log in');
     show('token');
     ui.tokenLink.focus();
   }
 
+  /** After a wrong temporary token: the same login again, for a new token page. */
+  function freshTokenPage(refusal) {
+    freshPageAfter = refusal;
+    ui.tokenLink.removeAttribute('href');
+    ui.tokenLink.classList.add('disabled');
+    ui.tempToken.value = '';
+    ui.tempToken.disabled = true;
+    clearError(ui.tokenError);
+    showProblem(ui.tokenNote, 'That token was not accepted. Getting a new token page…',
+      [serverSaid(refusal)]);
+    setBusy(ui.tokenSubmit, true, 'Getting a new page…');
+    connect();
+  }
+
   function toChat() {
+    const rejoined = loginFrom === 'chat';
+    const how = !rejoined ? 'You joined as ' : left ? 'You joined again as ' : 'Reconnected as ';
     state = 'chat';
+    sessionCreds = creds;
+    left = false;
     show('chat');
     ui.disconnected.hidden = true;
     ui.message.disabled = false;
@@ -247,29 +505,55 @@
     ui.whoami.textContent = 'Signed in as ' + myName;
     ui.whoami.hidden = false;
     ui.leave.hidden = false;
-    addEvent('self', (joinedBefore ? 'Reconnected as ' : 'You joined as ') + myName + '.');
-    joinedBefore = true;
+    ui.notify.hidden = !notificationsSupported();
+    const names = [myName];
+    if (creds.kind === 'bot') names.push(creds.botname);
+    mentionPattern = mentionOf(names);
+    addEvent('self', how + myName + '.');
     updateCount();
     ui.message.focus();
   }
 
   /** The chat view without a connection: what happened, and a way back in. */
-  function toDisconnected(reasonText, refusal, eventText) {
+  function toDisconnected(plain, technical, eventText) {
     state = 'disconnected';
     ws = null;
     show('chat');
     ui.message.disabled = true;
     ui.send.disabled = true;
     ui.leave.hidden = true;
+    ui.notify.hidden = true;
     ui.whoami.textContent = 'Disconnected (was ' + myName + ')';
-    ui.disconnectedText.replaceChildren(el('span', 'plain', reasonText));
-    if (refusal) {
-      ui.disconnectedText.append(document.createTextNode(' '), serverSaid(refusal));
-    }
-    ui.disconnected.hidden = false;
-    ui.reconnect.disabled = false;
+    showBanner(false, 'Reconnect');
+    showProblem(ui.disconnectedText, plain, technical);
     addEvent('self', eventText);
     ui.reconnect.focus();
+  }
+
+  /** The chat view after Leave: not an error, and the way back in is one click. */
+  function toLeft() {
+    state = 'disconnected';
+    ws = null;
+    left = true;
+    show('chat');
+    ui.message.disabled = true;
+    ui.send.disabled = true;
+    ui.leave.hidden = true;
+    ui.notify.hidden = true;
+    ui.whoami.textContent = 'Not in the room (was ' + myName + ')';
+    showBanner(true, 'Join again');
+    ui.disconnectedText.replaceChildren(el('span', 'plain', 'You left. Join again?'));
+    addEvent('self', 'You left.');
+    ui.reconnect.focus();
+  }
+
+  /** The banner over the message field: polite (after Leave) or an error. */
+  function showBanner(polite, reconnectLabel) {
+    ui.disconnected.classList.toggle('error', !polite);
+    ui.disconnected.classList.toggle('info', polite);
+    ui.disconnected.setAttribute('role', polite ? 'status' : 'alert');
+    ui.disconnected.hidden = false;
+    setBusy(ui.reconnect, false, reconnectLabel);
   }
 
   // ---- The connection ----
@@ -290,18 +574,21 @@
     if (!creds) return;
     lastRefusal = null;
     leaving = false;
+    tokenSent = false;
     myId = null;
     myName = creds.kind === 'bot' ? '[BOT] ' + creds.botname : creds.username;
     state = 'connecting';
-    setBusy(ui.connect, true, 'Connecting…');
+    if (loginFrom === 'form') setBusy(ui.connect, true, 'Connecting…');
     ui.reconnect.disabled = true;
-    ui.disconnectedText.replaceChildren(el('span', 'plain', 'Connecting…'));
+    if (loginFrom === 'chat' && !freshPageAfter) {
+      ui.disconnectedText.replaceChildren(el('span', 'plain', 'Connecting…'));
+    }
 
     let socket;
     try {
       socket = new WebSocket(socketUrl());
     } catch (e) {
-      connectionEnded(1006);
+      connectionEnded({ code: 1006, reason: '' });
       return;
     }
     ws = socket;
@@ -328,7 +615,7 @@
     };
     socket.onclose = (event) => {
       if (ws !== socket) return;
-      connectionEnded(event.code);
+      connectionEnded({ code: event.code, reason: event.reason });
     };
   }
 
@@ -338,15 +625,11 @@
       case 'authmsg':
         if (state !== 'connecting' || typeof a !== 'string') return;
         {
-          let url = null;
-          try {
-            url = new URL(a);
-          } catch (e) {
-            url = null;
-          }
-          if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+          const url = webUrl(a);
+          if (!url) {
             closeSocket();
-            toLogin('The server sent a link this page cannot open: ' + a);
+            loginFailed('The server sent a token page this page cannot open, so the login ' +
+              'cannot go on. Tell the server\'s owner.', ['Token page link: ' + a]);
             return;
           }
           toTokenView(url.href);
@@ -364,9 +647,7 @@
         if (state === 'chat' && typeof a === 'string') addEvent('leave', a + ' left.');
         break;
       case 'message':
-        if (state === 'chat' && typeof a === 'string' && typeof b === 'string') {
-          addMessage(a, b, false);
-        }
+        if (state === 'chat' && typeof a === 'string' && typeof b === 'string') received(a, b);
         break;
       case 'refusal':
         if (typeof a === 'string') refused(a);
@@ -383,7 +664,7 @@
       // The room was open when this page loaded and is not any more: ask for a token again.
       setOpenRoom(false);
     }
-    if (state !== 'chat') return; // The close that follows shows it on the login view.
+    if (state !== 'chat') return; // The close that follows shows it.
     const tooLong = TOO_LONG.exec(text);
     if (tooLong) {
       limit = Number(tooLong[2]);
@@ -416,8 +697,8 @@
     return null;
   }
 
+  /** Why a connection in the room ended, for people. */
   function closeReason(code) {
-    if (leaving) return 'You left the room.';
     if (lastRefusal) return explain(lastRefusal);
     switch (code) {
       case 1000:
@@ -429,24 +710,40 @@
         return 'The server dropped this connection: messages could not reach it fast enough.';
       case 1009:
         return 'The server closed the connection: a message was too big.';
+      case 1002:
+      case 1007:
+        return 'The connection broke off because of a technical fault between this page and ' +
+          'the server.';
       default:
         return 'The connection to the server was lost.';
     }
   }
 
-  function connectionEnded(code) {
+  /** A login that did not get in: its errors go where it was started. */
+  function loginFailed(plain, technical) {
+    if (loginFrom === 'chat') toDisconnected(plain, technical, 'Reconnecting failed.');
+    else toLogin(plain, technical);
+  }
+
+  function connectionEnded(close) {
     const was = state;
+    const technical = [lastRefusal && serverSaid(lastRefusal), closeDetail(close)];
     if (was === 'chat') {
-      toDisconnected(closeReason(code), lastRefusal, leaving ? 'You left.' : 'Disconnected.');
+      if (leaving) toLeft();
+      else toDisconnected(closeReason(close.code), technical, 'Disconnected.');
     } else if (was === 'connecting' || was === 'tokenauth') {
+      if (was === 'tokenauth' && tokenSent && lastRefusal === 'refused') {
+        // A wrong temporary token ends that login: start the same one again for a new page.
+        freshTokenPage(lastRefusal);
+        return;
+      }
+      freshPageAfter = null;
       let reason;
       if (lastRefusal) reason = explain(lastRefusal);
-      else if (was === 'connecting' && code === 1006) {
+      else if (was === 'connecting' && close.code === 1006) {
         reason = 'Could not connect to the server, or it is too busy. Try again in a moment.';
-      } else reason = 'The connection closed before the login finished (code ' + code + ').';
-      if (joinedBefore) toDisconnected(reason, lastRefusal, 'Reconnecting failed.');
-      else if (lastRefusal) toLogin(null, lastRefusal);
-      else toLogin(reason);
+      } else reason = 'The connection closed before the login finished. Try again.';
+      loginFailed(reason, technical);
     }
   }
 
@@ -463,13 +760,27 @@
     return [...text].length;
   }
 
+  /** Whether this page knows the server's limit (announced or learned), so it may enforce it. */
+  function limitKnown() {
+    return limitSource !== 'default';
+  }
+
+  const fieldSizing = typeof CSS !== 'undefined' && CSS.supports('field-sizing', 'content');
+
   function updateCount() {
     const n = length(ui.message.value);
     ui.countValue.textContent = String(n);
     ui.countLimit.textContent = String(limit);
-    ui.count.classList.toggle('over', n > limit);
-    ui.count.title = limitSource === 'default' ? 'Most servers allow ' + limit + ' characters.'
-      : 'The server allows ' + limit + ' characters.';
+    const over = n > limit;
+    ui.count.classList.toggle('over', over);
+    ui.count.title = limitKnown() ? 'The server allows ' + limit + ' characters.'
+      : 'Most servers allow ' + limit + ' characters.';
+    ui.message.setAttribute('aria-invalid', String(over && limitKnown()));
+    if (!over) clearError(ui.composerNote);
+    if (!fieldSizing) {
+      // Browsers without `field-sizing`: a row per line, up to six.
+      ui.message.rows = Math.min(6, ui.message.value.split('\n').length);
+    }
   }
 
   // ---- What the server says of itself: open room or SAUTH2, and its limits ----
@@ -486,7 +797,27 @@
     return Number.isSafeInteger(value) && value > 0;
   }
 
-  /** Reads /app/server.json; on any failure the page stays as it is (SAUTH2, default limits). */
+  /** The name field's hint: the limit, and how far over it a name is. */
+  function updateNameHint() {
+    if (maxNameLength === null) {
+      ui.usernameHint.hidden = true;
+      return;
+    }
+    const n = length(ui.username.value);
+    const over = n > maxNameLength;
+    ui.usernameHint.textContent = over
+      ? '(up to ' + maxNameLength + ' characters; this one has ' + n + ')'
+      : '(up to ' + maxNameLength + ' characters)';
+    ui.usernameHint.classList.toggle('over', over);
+    ui.username.setAttribute('aria-invalid', String(over));
+    ui.usernameHint.hidden = false;
+  }
+
+  /**
+   * Reads /app/server.json; on any failure the page stays as it is (SAUTH2, default limits).
+   * Read at load, and again on the way back to the login view or into the room, so that a
+   * reload of the server's config since is seen.
+   */
   async function loadServerInfo() {
     const abort = new AbortController();
     const timer = setTimeout(() => abort.abort(), SERVER_INFO_TIMEOUT_MS);
@@ -501,15 +832,16 @@
       if (!info || typeof info !== 'object') return;
       if (positiveInteger(info.max_username_length)) {
         maxNameLength = info.max_username_length;
-        ui.usernameHint.textContent = '(up to ' + maxNameLength + ' characters)';
-        ui.usernameHint.hidden = false;
+        updateNameHint();
       }
-      if (positiveInteger(info.max_message_length) && limitSource !== 'learned') {
+      if (positiveInteger(info.max_message_length)) {
         limit = info.max_message_length;
         limitSource = 'announced';
         updateCount();
       }
-      if (info.sauth2 === false) setOpenRoom(true);
+      if (typeof info.sauth2 === 'boolean' && state !== 'connecting' && state !== 'tokenauth') {
+        setOpenRoom(!info.sauth2);
+      }
     } catch (e) {
       // Unreachable, slow or not JSON: log in as today.
     } finally {
@@ -529,7 +861,7 @@
   ui.kindBot.addEventListener('change', syncKind);
   syncKind();
 
-  const serverInfo = loadServerInfo();
+  let serverInfo = loadServerInfo();
 
   ui.loginForm.addEventListener('submit', (event) => {
     event.preventDefault();
@@ -552,23 +884,32 @@
   /** Checks the login form and connects. */
   function logIn() {
     clearError(ui.loginError);
+    let typed;
     if (ui.kindBot.checked) {
       const botname = ui.botname.value;
       const bottoken = ui.bottoken.value;
       if (!botname) return fieldMissing(ui.botname, 'Enter the bot name.');
       if (!bottoken) return fieldMissing(ui.bottoken, 'Enter the bot token.');
-      creds = { kind: 'bot', botname, bottoken };
+      typed = { kind: 'bot', botname, bottoken };
     } else {
       const username = ui.username.value;
       if (!username.trim()) return fieldMissing(ui.username, 'Enter a username.');
+      const n = length(username);
+      if (maxNameLength !== null && n > maxNameLength) {
+        return fieldMissing(ui.username, 'That username is too long: it has ' + n +
+          ' characters, and this server allows ' + maxNameLength + '. Shorten it.');
+      }
       if (openRoom) {
-        creds = { kind: 'user', username, token: null };
+        typed = { kind: 'user', username, token: null };
       } else {
         const token = ui.token.value.trim();
         if (!token) return fieldMissing(ui.token, 'Enter the access token.');
-        creds = { kind: 'user', username, token };
+        typed = { kind: 'user', username, token };
       }
     }
+    creds = typed;
+    loginFrom = 'form';
+    freshPageAfter = null;
     connect();
   }
 
@@ -577,9 +918,11 @@
     field.focus();
   }
 
+  ui.username.addEventListener('input', updateNameHint);
+
   ui.tokenForm.addEventListener('submit', (event) => {
     event.preventDefault();
-    if (state !== 'tokenauth') return;
+    if (state !== 'tokenauth' || tokenSent) return;
     const temp = ui.tempToken.value.replace(/\s+/g, '');
     if (!temp) {
       showError(ui.tokenError, 'Paste the token from the token page first.');
@@ -588,15 +931,20 @@
     }
     clearError(ui.tokenError);
     if (sendFrame(['tokenauth', temp])) {
+      tokenSent = true;
       ui.tempToken.value = '';
       setBusy(ui.tokenSubmit, true, 'Checking…');
     }
   });
 
   ui.tokenCancel.addEventListener('click', () => {
+    freshPageAfter = null;
     closeSocket();
-    if (joinedBefore) toDisconnected('You cancelled the login.', null, 'Reconnecting cancelled.');
-    else toLogin();
+    if (loginFrom === 'chat') {
+      toDisconnected('You cancelled the login.', null, 'Reconnecting cancelled.');
+    } else {
+      toLogin();
+    }
   });
 
   ui.sendForm.addEventListener('submit', (event) => {
@@ -605,8 +953,10 @@
     const text = ui.message.value;
     if (!text.trim()) return; // The server disconnects on empty messages: never send one.
     const n = length(text);
-    if (limitSource === 'learned' && n > limit) {
-      addEvent('local', 'Too long to send: ' + n + ' characters, and the limit is ' + limit + '.');
+    if (limitKnown() && n > limit) {
+      showError(ui.composerNote, 'Too long to send: ' + n + ' characters, and the limit is ' +
+        limit + '. Shorten it by ' + (n - limit) + ' to send it.');
+      ui.message.focus();
       return;
     }
     if (!sendFrame(['msg', { id: myId, msg: text }])) return;
@@ -618,21 +968,51 @@
 
   ui.message.addEventListener('input', updateCount);
 
+  // Enter sends; Shift+Enter is a new line (and so is Enter while an input method composes).
+  ui.message.addEventListener('keydown', (event) => {
+    if (event.key !== 'Enter' || event.shiftKey || event.isComposing || event.keyCode === 229) {
+      return;
+    }
+    event.preventDefault();
+    ui.sendForm.requestSubmit();
+  });
+
   ui.reconnect.addEventListener('click', () => {
-    if (state === 'disconnected' && creds) connect();
+    if (state !== 'disconnected' || !sessionCreds) return;
+    creds = sessionCreds;
+    loginFrom = 'chat';
+    freshPageAfter = null;
+    serverInfo = loadServerInfo();
+    connect();
   });
 
   ui.switchLogin.addEventListener('click', () => {
-    if (state === 'disconnected') toLogin();
+    if (state !== 'disconnected') return;
+    serverInfo = loadServerInfo();
+    toLogin();
+  });
+
+  ui.loginBack.addEventListener('click', () => {
+    if (state !== 'login' || !sessionCreds) return;
+    // The room as it was left, with its banner and its Reconnect.
+    state = 'disconnected';
+    show('chat');
+    ui.whoami.hidden = false;
+    ui.reconnect.disabled = false;
+    ui.reconnect.focus();
   });
 
   ui.leave.addEventListener('click', () => {
     if (state !== 'chat') return;
     leaving = true;
     closeSocket();
-    connectionEnded(1000);
+    connectionEnded({ code: 1000, reason: '' });
   });
 
+  ui.notify.addEventListener('click', toggleNotifications);
+  updateNotifyButton();
+
   updateCount();
+  updateTitle();
   ui.username.focus();
 })();
