@@ -49,7 +49,7 @@ pub(super) async fn token_page(
             "Your login token",
             &format!(
                 "<p>Copy this token and paste it into the chat client that sent you here.</p>\
-                 <textarea id=\"token\" class=\"token\" readonly rows=\"4\" spellcheck=\"false\" \
+                 <textarea id=\"token\" class=\"token\" readonly rows=\"3\" spellcheck=\"false\" \
                  aria-label=\"your token is\">{token}</textarea>\
                  <p class=\"token-actions\"><button id=\"copy\" type=\"button\" hidden>Copy token</button>\
                  <span id=\"copied\" class=\"hint\" role=\"status\"></span></p>\
