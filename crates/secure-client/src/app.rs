@@ -1,4 +1,4 @@
-//! The full-screen chat's state and how it is drawn: history, input line, status line.
+//! The full-screen chat's state and how it is drawn: history, input field, status line.
 //!
 //! Nothing here touches the terminal: keys and events go in, [`Action`]s come out, and
 //! [`App::draw`] renders into any ratatui frame, so the tests drive it with a `TestBackend`.
@@ -8,22 +8,23 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Position, Rect};
 use ratatui::style::{Color, Modifier, Style};
-use ratatui::text::{Line, Span};
-use ratatui::widgets::Paragraph;
-use unicode_width::UnicodeWidthChar;
 
 use crate::End;
-use crate::format::{check_length, closed_text, explain_refusal, limit_from_refusal, sanitize};
+use crate::format::{chat_refusal, check_length, closed_text, limit_from_refusal, sanitize};
+use crate::input::Input;
+use crate::view::{
+    Glyph, blank_to, continuation_indent, draw_row, glyphs, mentions, nick_color, width_of, wrap,
+};
+use crate::width::Widths;
 
 /// Entries kept in the history; older ones are dropped.
 const HISTORY_LIMIT: usize = 10_000;
 
-/// Width of the `HH:MM:SS ` in front of every entry, and the indent of wrapped rows.
+/// Width of the `HH:MM:SS ` in front of every entry.
 const TIME_WIDTH: usize = 9;
 
-const HELP: &str = "Enter sends · /quit, Ctrl-C or Ctrl-D leave · PgUp/PgDn scroll · \
-                    Up/Down recall sent lines · Ctrl-A/E start/end · Ctrl-U/K/W delete · \
-                    //text sends /text";
+/// The most rows the input field grows to (for a message of several lines).
+const MAX_INPUT_ROWS: u16 = 6;
 
 /// What the event loop should do after a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +33,8 @@ pub enum Action {
     Nothing,
     /// Send this message, then report it with [`App::sent`].
     Send(String),
+    /// Clear the terminal and draw everything again (Ctrl-L).
+    Redraw,
     /// Leave.
     Quit,
 }
@@ -52,8 +55,10 @@ pub enum EntryKind {
     Message {
         /// Who.
         from: String,
-        /// What.
+        /// What (its line breaks are its own lines).
         text: String,
+        /// Whether it mentions us (highlighted, and the bell rang).
+        mention: bool,
     },
     /// We said something (and it was sent).
     Own(String),
@@ -87,20 +92,31 @@ pub struct App {
     history: Vec<Entry>,
     /// History rows scrolled up from the bottom; 0 follows new messages.
     scroll: usize,
+    /// Messages that arrived while scrolled up, not yet scrolled down to.
+    unseen: usize,
     /// History rows visible at the last draw, for paging.
     page: usize,
+    /// The history's width at the last draw, to count the rows a new entry adds.
+    history_width: usize,
     input: Input,
-    /// Messages sent, for recall with Up/Down.
+    /// Lines entered (messages sent, commands), for recall with Up/Down.
     sent: Vec<String>,
     recall: Option<usize>,
     notice: Option<Notice>,
     limit: usize,
     last_refusal: Option<String>,
     end: Option<End>,
+    widths: Widths,
+    /// Ring the terminal bell on a mention (`--no-bell` turns it off).
+    bell: bool,
+    bell_pending: bool,
+    /// Technical detail after the sentences (`--verbose`).
+    verbose: bool,
 }
 
 impl App {
-    /// A chat with `server` as `me`, warning before sending messages over `limit`.
+    /// A chat with `server` as `me`, warning before sending messages over `limit`; the bell on,
+    /// terse texts, and Unicode's widths until told otherwise.
     pub fn new(server: &str, me: &str, limit: usize) -> App {
         App {
             server: server.to_owned(),
@@ -108,7 +124,9 @@ impl App {
             connected: true,
             history: Vec::new(),
             scroll: 0,
+            unseen: 0,
             page: 1,
+            history_width: 0,
             input: Input::default(),
             sent: Vec::new(),
             recall: None,
@@ -116,7 +134,29 @@ impl App {
             limit,
             last_refusal: None,
             end: None,
+            widths: Widths::UNICODE,
+            bell: true,
+            bell_pending: false,
+            verbose: false,
         }
+    }
+
+    /// Rings the bell on mentions, or not.
+    pub fn with_bell(mut self, bell: bool) -> App {
+        self.bell = bell;
+        self
+    }
+
+    /// Adds technical detail to disconnections and refusals, or not.
+    pub fn with_verbose(mut self, verbose: bool) -> App {
+        self.verbose = verbose;
+        self
+    }
+
+    /// Measures text the way this terminal draws it.
+    pub fn with_widths(mut self, widths: Widths) -> App {
+        self.widths = widths;
+        self
     }
 
     /// Whether the connection is still open (events are still worth reading).
@@ -130,16 +170,21 @@ impl App {
         &self.history
     }
 
-    /// The text in the input line.
+    /// The text in the input field.
     #[cfg(test)]
     pub fn input(&self) -> String {
-        self.input.text()
+        self.input.text().to_owned()
     }
 
     /// The notice in the status line, if any.
     #[cfg(test)]
     pub fn notice(&self) -> Option<&Notice> {
         self.notice.as_ref()
+    }
+
+    /// Whether the bell should ring now (a mention arrived); asking resets it.
+    pub fn take_bell(&mut self) -> bool {
+        std::mem::take(&mut self.bell_pending)
     }
 
     /// How the run ends if the person leaves now: [`End::Left`] while connected, else why the
@@ -160,12 +205,22 @@ impl App {
             }
             Event::Join(name) => EntryKind::Joined(name),
             Event::Disconnect(name) => EntryKind::Left(name),
-            Event::Message { from, text } => EntryKind::Message { from, text },
+            Event::Message { from, text } => {
+                let mention = from != self.me && self.mentions_me(&text);
+                if mention && self.bell {
+                    self.bell_pending = true;
+                }
+                EntryKind::Message {
+                    from,
+                    text,
+                    mention,
+                }
+            }
             Event::Refusal(reason) => {
                 if let Some(limit) = limit_from_refusal(&reason) {
                     self.limit = limit;
                 }
-                let explained = explain_refusal(&reason);
+                let explained = chat_refusal(&reason, self.verbose);
                 self.last_refusal = Some(reason);
                 self.push(time, EntryKind::Refusal(explained));
                 return;
@@ -173,15 +228,15 @@ impl App {
             Event::Closed(closed) => {
                 self.connected = false;
                 let end = match self.last_refusal.take() {
-                    Some(reason) => End::Refused(explain_refusal(&reason)),
-                    None => End::Closed(closed_text(&closed)),
+                    Some(reason) => End::Refused(chat_refusal(&reason, self.verbose)),
+                    None => End::Closed(closed_text(&closed, self.verbose)),
                 };
                 self.end = Some(end);
                 self.notice = Some(Notice {
                     text: "disconnected: press Enter to exit".to_owned(),
                     warning: true,
                 });
-                EntryKind::Disconnected(closed_text(&closed))
+                EntryKind::Disconnected(closed_text(&closed, self.verbose))
             }
             // Frames this client does not know or does not ask for (e.g. `Unknown`, `Invalid`).
             _ => return,
@@ -190,11 +245,28 @@ impl App {
         self.push(time, kind);
     }
 
-    /// Records a message that was sent.
+    /// Whether `text` mentions us: our name as a word, or a bot's name without its `[BOT]`.
+    fn mentions_me(&self, text: &str) -> bool {
+        mentions(text, &self.me)
+            || self
+                .me
+                .strip_prefix("[BOT] ")
+                .is_some_and(|name| mentions(text, name))
+    }
+
+    /// Records a message that was sent, and goes back down to it.
     pub fn sent(&mut self, text: String, time: String) {
-        self.sent.push(text.clone());
+        self.remember(&text);
         self.scroll = 0;
+        self.unseen = 0;
         self.push(time, EntryKind::Own(text));
+    }
+
+    /// Keeps an entered line for recall.
+    fn remember(&mut self, text: &str) {
+        if self.sent.last().is_none_or(|last| last != text) {
+            self.sent.push(text.to_owned());
+        }
     }
 
     /// Shows a warning in the status line.
@@ -205,7 +277,8 @@ impl App {
         });
     }
 
-    /// Takes pasted text into the input line, as one line.
+    /// Takes pasted text into the input field; its line breaks stay (one message of several
+    /// lines).
     pub fn on_paste(&mut self, text: &str) {
         if self.connected {
             self.input.insert_str(text);
@@ -219,9 +292,12 @@ impl App {
             return Action::Nothing;
         }
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        let alt = key.modifiers.contains(KeyModifiers::ALT);
+        let shift = key.modifiers.contains(KeyModifiers::SHIFT);
         match key.code {
             KeyCode::Char('c') if ctrl => return Action::Quit,
             KeyCode::Char('d') if ctrl && self.input.is_empty() => return Action::Quit,
+            KeyCode::Char('l') if ctrl => return Action::Redraw,
             KeyCode::PageUp => {
                 self.scroll += self.page.saturating_sub(1).max(1);
                 return Action::Nothing;
@@ -230,6 +306,9 @@ impl App {
                 self.scroll = self
                     .scroll
                     .saturating_sub(self.page.saturating_sub(1).max(1));
+                if self.scroll == 0 {
+                    self.unseen = 0;
+                }
                 return Action::Nothing;
             }
             _ => {}
@@ -240,23 +319,28 @@ impl App {
                 _ => Action::Nothing,
             };
         }
-        let plain = !ctrl && !key.modifiers.contains(KeyModifiers::ALT);
-        // What the key does to the input line, and whether that changes the text.
+        // What the key does to the input field, and whether that changes the text.
         let (edit, changes): (fn(&mut Input), bool) = match key.code {
+            // Alt+Enter everywhere; Shift+Enter where the terminal tells it from Enter.
+            KeyCode::Enter if alt || shift || ctrl => (Input::newline, true),
             KeyCode::Enter => return self.enter(),
             KeyCode::Up => {
-                self.recall(true);
+                if !self.input.up() {
+                    self.recall(true);
+                }
                 return Action::Nothing;
             }
             KeyCode::Down => {
-                self.recall(false);
+                if !self.input.down() {
+                    self.recall(false);
+                }
                 return Action::Nothing;
             }
             KeyCode::Esc => {
                 self.notice = None;
                 return Action::Nothing;
             }
-            KeyCode::Char(c) if plain => {
+            KeyCode::Char(c) if !ctrl && !alt => {
                 self.input.insert(c);
                 self.edited();
                 return Action::Nothing;
@@ -277,6 +361,8 @@ impl App {
                 'u' => (Input::kill_to_start, true),
                 'k' => (Input::kill_to_end, true),
                 'w' => (Input::delete_word, true),
+                // Ctrl-J is a line feed: a new line, as in many terminal programs.
+                'j' => (Input::newline, true),
                 _ => return Action::Nothing,
             },
             _ => return Action::Nothing,
@@ -294,7 +380,9 @@ impl App {
     }
 
     fn enter(&mut self) -> Action {
-        let text = self.input.text();
+        let typed = self.input.text().to_owned();
+        // Line breaks at either end (a paste's last one, say) are not part of the message.
+        let text = typed.trim_matches('\n');
         let command = text.trim();
         if command.is_empty() {
             // The server closes the connection of anyone sending an empty message.
@@ -305,19 +393,23 @@ impl App {
         }
         if command == "/help" {
             self.input.clear();
-            self.push(crate::format::now(), EntryKind::Info(HELP.to_owned()));
+            let help = self.help();
+            self.push(crate::format::now(), EntryKind::Info(help));
             return Action::Nothing;
         }
         let message = if let Some(rest) = text.strip_prefix("//") {
             format!("/{rest}")
         } else if text.starts_with('/') {
+            // Cleared, so the next line starts afresh; Up brings it back to fix a typo.
             let name = command.split_whitespace().next().unwrap_or(command);
-            self.warn(&format!(
-                "unknown command {name}: /help lists them; //text sends /text"
-            ));
+            let hint = format!("unknown command {name} \u{2014} /help lists the commands");
+            self.remember(&typed);
+            self.input.clear();
+            self.recall = None;
+            self.warn(&hint);
             return Action::Nothing;
         } else {
-            text
+            text.to_owned()
         };
         if let Err(warning) = check_length(&message, self.limit) {
             self.warn(&warning);
@@ -328,7 +420,18 @@ impl App {
         Action::Send(message)
     }
 
-    /// Up (`back`) and Down through the messages sent so far.
+    /// The keys and commands, with this server's limit.
+    fn help(&self) -> String {
+        format!(
+            "Enter sends · Alt+Enter (Shift+Enter, Ctrl-J) starts a new line · /quit, Ctrl-C \
+             or Ctrl-D leave · PgUp/PgDn scroll · Up/Down recall sent lines · Ctrl-A/E start/end \
+             · Ctrl-U/K/W delete · Ctrl-L redraws the screen · //text sends /text · messages up \
+             to {} characters",
+            self.limit
+        )
+    }
+
+    /// Up (`back`) and Down through the lines entered so far.
     fn recall(&mut self, back: bool) {
         if self.sent.is_empty() {
             return;
@@ -351,67 +454,161 @@ impl App {
         if self.history.len() == HISTORY_LIMIT {
             self.history.remove(0);
         }
-        self.history.push(Entry { time, kind });
+        let entry = Entry { time, kind };
+        if self.scroll > 0 {
+            // Scrolled up: the rows being read stay where they are, and a marker counts what
+            // came in below them.
+            self.scroll += self.rows_of(&entry, self.history_width).len();
+            if matches!(entry.kind, EntryKind::Message { .. }) {
+                self.unseen += 1;
+            }
+        }
+        self.history.push(entry);
     }
 
-    /// Draws history, status line and input line into `frame`.
+    /// Draws history, status line and input field into `frame`.
     pub fn draw(&mut self, frame: &mut Frame) {
+        let area = frame.area();
+        let input_rows = u16::try_from(self.input.line_count())
+            .unwrap_or(u16::MAX)
+            .min(MAX_INPUT_ROWS)
+            .min((area.height / 3).max(1));
         let [history_area, status_area, input_area] = Layout::vertical([
             Constraint::Min(1),
             Constraint::Length(1),
-            Constraint::Length(1),
+            Constraint::Length(input_rows),
         ])
-        .areas(frame.area());
+        .areas(area);
+        self.draw_history(frame, history_area);
+        self.draw_status(frame, status_area);
+        self.draw_input(frame, input_area);
+    }
 
-        let height = usize::from(history_area.height);
+    fn draw_history(&mut self, frame: &mut Frame, area: Rect) {
+        let width = usize::from(area.width);
+        let height = usize::from(area.height);
         self.page = height.max(1);
-        let rows = self.last_rows(usize::from(history_area.width), height + self.scroll);
+        self.history_width = width;
+        let rows = self.last_rows(width, height + self.scroll);
         self.scroll = self.scroll.min(rows.len().saturating_sub(height));
+        if self.scroll == 0 {
+            self.unseen = 0;
+        }
         let end = rows.len() - self.scroll;
-        let visible = rows[end.saturating_sub(height)..end].to_vec();
-        frame.render_widget(Paragraph::new(visible), history_area);
+        let buf = frame.buffer_mut();
+        for (y, row) in (area.y..).zip(&rows[end.saturating_sub(height)..end]) {
+            draw_row(
+                buf,
+                Rect {
+                    y,
+                    height: 1,
+                    ..area
+                },
+                row,
+            );
+        }
+        if self.unseen > 0 && height > 0 {
+            // Over the last history row, so that nothing above it moves.
+            let bar = Style::new()
+                .add_modifier(Modifier::REVERSED)
+                .add_modifier(Modifier::BOLD);
+            let plural = if self.unseen == 1 { "" } else { "s" };
+            let text = format!(
+                " \u{2193} {} new message{plural} below \u{b7} PgDn to read ",
+                self.unseen
+            );
+            let row = Rect {
+                y: area.bottom() - 1,
+                height: 1,
+                ..area
+            };
+            blank_to(buf, row.left(), row.right(), row.y, bar);
+            draw_row(buf, row, &glyphs(&text, bar, &self.widths));
+        }
+    }
 
-        // The notice goes on the right, over the server's address when the line is short.
+    fn draw_status(&self, frame: &mut Frame, area: Rect) {
         let (status, notice, is_hint) = self.status_line();
-        // The hint only shows where there is room; anything else covers what it must.
-        let room = usize::from(status_area.width).saturating_sub(status.width());
-        let notice = if is_hint && notice.width() > room {
-            Line::default()
+        let buf = frame.buffer_mut();
+        let area = area.intersection(buf.area);
+        if area.is_empty() {
+            return;
+        }
+        let bar = Style::new().add_modifier(Modifier::REVERSED);
+        blank_to(buf, area.left(), area.right(), area.y, bar);
+        // The notice goes on the right, over the end of the status (the server's address)
+        // when the line is short; the hint only shows where there is room.
+        let notice_width = u16::try_from(width_of(&notice)).unwrap_or(u16::MAX);
+        let status_width = u16::try_from(width_of(&status)).unwrap_or(u16::MAX);
+        let notice_x = if is_hint && area.width.saturating_sub(status_width) < notice_width {
+            area.right()
         } else {
-            notice
+            area.right().saturating_sub(notice_width).max(area.x)
         };
-        frame.render_widget(
-            Paragraph::new(status).style(Style::new().add_modifier(Modifier::REVERSED)),
-            status_area,
+        draw_row(
+            buf,
+            Rect {
+                width: notice_x - area.x,
+                ..area
+            },
+            &status,
         );
-        let notice_width = u16::try_from(notice.width()).unwrap_or(u16::MAX);
-        let notice_area = Rect {
-            x: status_area
-                .right()
-                .saturating_sub(notice_width)
-                .max(status_area.x),
-            width: notice_width.min(status_area.width),
-            ..status_area
-        };
-        frame.render_widget(Paragraph::new(notice), notice_area);
+        draw_row(
+            buf,
+            Rect {
+                x: notice_x,
+                width: area.right() - notice_x,
+                ..area
+            },
+            &notice,
+        );
+    }
 
-        let prompt = if self.connected { "> " } else { "  " };
-        let width = usize::from(input_area.width).saturating_sub(prompt.len());
-        let (shown, cursor) = self.input.view(width);
-        let input_line = Line::from(vec![
-            Span::styled(prompt, Style::new().add_modifier(Modifier::BOLD)),
-            Span::raw(shown),
-        ]);
-        frame.render_widget(Paragraph::new(input_line), input_area);
-        if self.connected {
-            let x = input_area.x + u16::try_from(prompt.len() + cursor).unwrap_or(u16::MAX);
-            frame.set_cursor_position(Position::new(x.min(input_area.right()), input_area.y));
+    fn draw_input(&self, frame: &mut Frame, area: Rect) {
+        const PROMPT: u16 = 2;
+        let view = self.input.view(
+            usize::from(area.width.saturating_sub(PROMPT)),
+            usize::from(area.height),
+            &self.widths,
+        );
+        let buf = frame.buffer_mut();
+        let bold = Style::new().add_modifier(Modifier::BOLD);
+        for ((y, row), line) in (area.y..area.bottom())
+            .zip(&view.rows)
+            .zip(view.first_line..)
+        {
+            let prompt = if self.connected && line == 0 {
+                "> "
+            } else {
+                "  "
+            };
+            let row_area = Rect {
+                y,
+                height: 1,
+                ..area
+            };
+            let mut cells = glyphs(prompt, bold, &self.widths);
+            cells.extend(row.iter().map(|(text, width)| Glyph {
+                text: text.clone(),
+                style: Style::new(),
+                width: *width,
+            }));
+            draw_row(buf, row_area, &cells);
+        }
+        if self.connected && !area.is_empty() {
+            let (row, column) = view.cursor;
+            let x = area.x + PROMPT + u16::try_from(column).unwrap_or(u16::MAX);
+            let y = area.y + u16::try_from(row).unwrap_or(0);
+            frame.set_cursor_position(Position::new(
+                x.min(area.right().saturating_sub(1)),
+                y.min(area.bottom() - 1),
+            ));
         }
     }
 
     /// The status line: connection state, name and server on the left; the notice (a warning,
-    /// the scroll state, or a hint) for the right, and whether it is only the hint.
-    fn status_line(&self) -> (Line<'static>, Line<'static>, bool) {
+    /// the scroll state, the length, or a hint) for the right, and whether it is only the hint.
+    fn status_line(&self) -> (Vec<Glyph>, Vec<Glyph>, bool) {
         let bar = Style::new().add_modifier(Modifier::REVERSED);
         let (state, state_style) = if self.connected {
             (
@@ -425,305 +622,157 @@ impl App {
             )
         };
         let input = self.input.text();
-        let is_hint =
-            self.notice.is_none() && check_length(&input, self.limit).is_ok() && self.scroll == 0;
+        let too_long = check_length(input, self.limit).is_err();
+        let is_hint = self.notice.is_none() && !too_long && self.scroll == 0;
         let (right, warning) = if let Some(notice) = &self.notice {
             (notice.text.clone(), notice.warning)
-        } else if check_length(&input, self.limit).is_err() {
-            let count = clichat_client::message_length(&input);
+        } else if too_long {
+            let count = clichat_client::message_length(input);
             (format!("too long to send: {count}/{}", self.limit), true)
         } else if self.scroll > 0 {
             ("scrolled up: PgDn to go back down".to_owned(), false)
-        } else {
+        } else if input.is_empty() {
             ("Enter sends · /quit leaves · /help".to_owned(), false)
+        } else {
+            let count = clichat_client::message_length(input);
+            (
+                format!("{count}/{} · Enter sends · Alt+Enter new line", self.limit),
+                false,
+            )
         };
         let right_style = if warning {
             bar.fg(Color::Yellow).add_modifier(Modifier::BOLD)
         } else {
             bar
         };
-        let status = Line::from(vec![
-            Span::styled(state, state_style),
-            Span::styled(
-                format!("│ {} │ {} ", sanitize(&self.me), sanitize(&self.server)),
-                bar,
-            ),
-        ])
-        .style(bar);
-        let notice = Line::from(Span::styled(format!(" {} ", sanitize(&right)), right_style));
+        let mut status = glyphs(state, state_style, &self.widths);
+        status.extend(glyphs(
+            &format!("│ {} │ {} ", sanitize(&self.me), sanitize(&self.server)),
+            bar,
+            &self.widths,
+        ));
+        let notice = glyphs(
+            &format!(" {} ", sanitize(&right)),
+            right_style,
+            &self.widths,
+        );
         (status, notice, is_hint)
     }
 
     /// At least the last `needed` rows of history wrapped to `width` (fewer if the history is
     /// shorter), oldest first. Only the entries needed are wrapped.
-    fn last_rows(&self, width: usize, needed: usize) -> Vec<Line<'static>> {
-        let mut rows: Vec<Line<'static>> = Vec::new();
+    fn last_rows(&self, width: usize, needed: usize) -> Vec<Vec<Glyph>> {
+        let mut rows: Vec<Vec<Glyph>> = Vec::new();
         for entry in self.history.iter().rev() {
             if rows.len() >= needed {
                 break;
             }
-            let mut wrapped = wrap(&self.spans(entry), width, TIME_WIDTH);
+            let mut wrapped = self.rows_of(entry, width);
             wrapped.append(&mut rows);
             rows = wrapped;
         }
         rows
     }
 
-    /// An entry as styled pieces of text, everything from the network sanitized.
-    fn spans(&self, entry: &Entry) -> Vec<(String, Style)> {
-        let time = (format!("{} ", entry.time), Style::new().fg(Color::DarkGray));
-        let plain = Style::new();
-        let notice = |text: String, style: Style| vec![time.clone(), (text, style)];
-        match &entry.kind {
-            EntryKind::Message { from, text } => vec![
-                time.clone(),
-                (
-                    format!("<{}>", sanitize(from)),
+    /// An entry's rows at `width`.
+    fn rows_of(&self, entry: &Entry, width: usize) -> Vec<Vec<Glyph>> {
+        let (lines, text_column) = self.lines_of(entry);
+        wrap(
+            lines,
+            width,
+            continuation_indent(text_column, width, TIME_WIDTH),
+        )
+    }
+
+    /// An entry as lines of glyphs, everything from the network sanitized, and the column its
+    /// text starts at (where its continuation rows go).
+    fn lines_of(&self, entry: &Entry) -> (Vec<Vec<Glyph>>, usize) {
+        let widths = &self.widths;
+        let mut first = glyphs(
+            &format!("{} ", entry.time),
+            Style::new().fg(Color::DarkGray),
+            widths,
+        );
+        let (nick, nick_style, text, text_style) = match &entry.kind {
+            EntryKind::Message {
+                from,
+                text,
+                mention,
+            } => {
+                let text_style = if *mention {
                     Style::new()
-                        .fg(name_color(from))
-                        .add_modifier(Modifier::BOLD),
-                ),
-                (format!(" {}", sanitize(text)), plain),
-            ],
-            EntryKind::Own(text) => vec![
-                time.clone(),
-                (
-                    format!("<{}>", sanitize(&self.me)),
-                    Style::new().fg(Color::Green).add_modifier(Modifier::BOLD),
-                ),
-                (format!(" {}", sanitize(text)), plain),
-            ],
-            EntryKind::Joined(name) => notice(
-                format!("*** {} joined", sanitize(name)),
-                Style::new().fg(Color::Green).add_modifier(Modifier::ITALIC),
-            ),
-            EntryKind::Left(name) => notice(
-                format!("*** {} left", sanitize(name)),
-                Style::new()
-                    .fg(Color::Yellow)
-                    .add_modifier(Modifier::ITALIC),
-            ),
-            EntryKind::Refusal(text) => notice(
-                format!("!!! refused: {text}"),
-                Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
-            ),
-            EntryKind::Info(text) => notice(
-                format!("*** {}", sanitize(text)),
-                Style::new().fg(Color::Cyan),
-            ),
-            EntryKind::Disconnected(text) => notice(
-                format!("!!! disconnected: {text}"),
-                Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
-            ),
-        }
-    }
-}
-
-/// A colour per name, the same every time, so speakers are told apart at a glance.
-fn name_color(name: &str) -> Color {
-    const PALETTE: [Color; 6] = [
-        Color::Cyan,
-        Color::Magenta,
-        Color::Blue,
-        Color::LightCyan,
-        Color::LightMagenta,
-        Color::LightBlue,
-    ];
-    let hash = name.bytes().fold(0usize, |h, b| {
-        h.wrapping_mul(31).wrapping_add(usize::from(b))
-    });
-    PALETTE[hash % PALETTE.len()]
-}
-
-/// Wraps styled text into rows at most `width` cells wide, breaking after a space where there
-/// is one (a word longer than a row is cut); rows after the first are indented by `indent`
-/// (when the width leaves room for it).
-fn wrap(pieces: &[(String, Style)], width: usize, indent: usize) -> Vec<Line<'static>> {
-    let width = width.max(1);
-    let indent = if indent * 3 <= width { indent } else { 0 };
-    let mut rows = Vec::new();
-    // The row being filled: characters with their style, after the indent.
-    let mut row: Vec<(char, Style)> = Vec::new();
-    let mut used = 0;
-    let cell = |c: char| c.width().unwrap_or(0);
-    for (text, style) in pieces {
-        for c in text.chars() {
-            let w = cell(c);
-            if used + w > width && !row.is_empty() {
-                // Break after the last space if that keeps something on this row and the
-                // carried word fits on the next one; else cut here.
-                let fits = |cut: &usize| {
-                    let carried: usize = row[*cut..].iter().map(|&(c, _)| cell(c)).sum();
-                    indent + carried + w <= width
+                        .fg(Color::Black)
+                        .bg(Color::Yellow)
+                        .add_modifier(Modifier::BOLD)
+                } else {
+                    Style::new()
                 };
-                let cut = row
-                    .iter()
-                    .rposition(|&(c, _)| c == ' ')
-                    .filter(|&space| space > 0)
-                    .map(|space| space + 1)
-                    .filter(fits)
-                    .unwrap_or(row.len());
-                let carry = row.split_off(cut);
-                rows.push(styled_row(&row, if rows.is_empty() { 0 } else { indent }));
-                row = carry;
-                used = indent + row.iter().map(|&(c, _)| cell(c)).sum::<usize>();
-                if c == ' ' && row.is_empty() {
-                    continue;
-                }
+                let nick_style = Style::new()
+                    .fg(nick_color(from))
+                    .add_modifier(Modifier::BOLD);
+                (from, nick_style, text, text_style)
             }
-            row.push((c, *style));
-            used += w;
+            EntryKind::Own(text) => {
+                let nick_style = Style::new().fg(Color::Green).add_modifier(Modifier::BOLD);
+                (&self.me, nick_style, text, Style::new())
+            }
+            EntryKind::Joined(name) => {
+                let style = Style::new().fg(Color::Green).add_modifier(Modifier::ITALIC);
+                let text = format!("*** {} joined", sanitize(name));
+                return system_line(first, &text, style, widths);
+            }
+            EntryKind::Left(name) => {
+                let style = Style::new()
+                    .fg(Color::Yellow)
+                    .add_modifier(Modifier::ITALIC);
+                let text = format!("*** {} left", sanitize(name));
+                return system_line(first, &text, style, widths);
+            }
+            EntryKind::Refusal(text) => {
+                let style = Style::new().fg(Color::Red).add_modifier(Modifier::BOLD);
+                let text = format!("!!! {}", sanitize(text));
+                return system_line(first, &text, style, widths);
+            }
+            EntryKind::Info(text) => {
+                let text = format!("*** {}", sanitize(text));
+                return system_line(first, &text, Style::new().fg(Color::Cyan), widths);
+            }
+            EntryKind::Disconnected(text) => {
+                let style = Style::new().fg(Color::Red).add_modifier(Modifier::BOLD);
+                let text = format!("!!! disconnected: {}", sanitize(text));
+                return system_line(first, &text, style, widths);
+            }
+        };
+        first.extend(glyphs(&format!("<{}>", sanitize(nick)), nick_style, widths));
+        first.extend(glyphs(" ", Style::new(), widths));
+        let column = width_of(&first);
+        let mut lines = vec![first];
+        // The message's own line breaks: each line is drawn on rows of its own, under the
+        // text. A `\r` before a break belongs to the break; any other shows as `^M`.
+        for (i, line) in text.split('\n').enumerate() {
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            let line = glyphs(&sanitize(line), text_style, widths);
+            if i == 0 {
+                lines[0].extend(line);
+            } else {
+                lines.push(line);
+            }
         }
+        (lines, column)
     }
-    rows.push(styled_row(&row, if rows.is_empty() { 0 } else { indent }));
-    rows
 }
 
-/// One row of styled characters as a line of spans, one span per run of a style.
-fn styled_row(row: &[(char, Style)], indent: usize) -> Line<'static> {
-    let mut spans = Vec::new();
-    if indent > 0 {
-        spans.push(Span::raw(" ".repeat(indent)));
-    }
-    let mut run = String::new();
-    let mut run_style = None;
-    for &(c, style) in row {
-        if run_style.is_some_and(|s| s != style) {
-            spans.push(Span::styled(
-                std::mem::take(&mut run),
-                run_style.unwrap_or_default(),
-            ));
-        }
-        run_style = Some(style);
-        run.push(c);
-    }
-    if let Some(style) = run_style {
-        spans.push(Span::styled(run, style));
-    }
-    Line::from(spans)
-}
-
-/// The input line: text and cursor, in characters.
-#[derive(Debug, Default)]
-struct Input {
-    chars: Vec<char>,
-    cursor: usize,
-}
-
-impl Input {
-    fn text(&self) -> String {
-        self.chars.iter().collect()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.chars.is_empty()
-    }
-
-    fn set(&mut self, text: &str) {
-        self.clear();
-        self.insert_str(text);
-    }
-
-    fn clear(&mut self) {
-        self.chars.clear();
-        self.cursor = 0;
-    }
-
-    /// Inserts a typed character; control characters never enter the line.
-    fn insert(&mut self, c: char) {
-        if sanitize(&c.to_string()) == c.to_string() {
-            self.chars.insert(self.cursor, c);
-            self.cursor += 1;
-        }
-    }
-
-    /// Inserts text (a paste) as one line: line breaks and tabs become spaces.
-    fn insert_str(&mut self, text: &str) {
-        let mut last_was_cr = false;
-        for c in text.chars() {
-            match c {
-                '\n' if last_was_cr => {}
-                '\r' | '\n' | '\t' => self.insert(' '),
-                c => self.insert(c),
-            }
-            last_was_cr = c == '\r';
-        }
-    }
-
-    fn backspace(&mut self) {
-        if self.cursor > 0 {
-            self.cursor -= 1;
-            self.chars.remove(self.cursor);
-        }
-    }
-
-    fn delete(&mut self) {
-        if self.cursor < self.chars.len() {
-            self.chars.remove(self.cursor);
-        }
-    }
-
-    fn left(&mut self) {
-        self.cursor = self.cursor.saturating_sub(1);
-    }
-
-    fn right(&mut self) {
-        self.cursor = (self.cursor + 1).min(self.chars.len());
-    }
-
-    fn home(&mut self) {
-        self.cursor = 0;
-    }
-
-    fn end(&mut self) {
-        self.cursor = self.chars.len();
-    }
-
-    fn kill_to_start(&mut self) {
-        self.chars.drain(..self.cursor);
-        self.cursor = 0;
-    }
-
-    fn kill_to_end(&mut self) {
-        self.chars.truncate(self.cursor);
-    }
-
-    /// Deletes the word before the cursor (and the spaces after it), like Ctrl-W in a shell.
-    fn delete_word(&mut self) {
-        let mut start = self.cursor;
-        while start > 0 && self.chars[start - 1].is_whitespace() {
-            start -= 1;
-        }
-        while start > 0 && !self.chars[start - 1].is_whitespace() {
-            start -= 1;
-        }
-        self.chars.drain(start..self.cursor);
-        self.cursor = start;
-    }
-
-    /// The part of the line to show in a field `width` cells wide, scrolled so that the cursor
-    /// is visible, and the cursor's column in it.
-    fn view(&self, width: usize) -> (String, usize) {
-        let width = width.max(1);
-        let cell = |c: &char| c.width().unwrap_or(0);
-        // Start far enough left that the text before the cursor plus the cursor cell fit.
-        let mut start = self.cursor;
-        let mut before = 0;
-        while start > 0 && before + cell(&self.chars[start - 1]) < width {
-            start -= 1;
-            before += cell(&self.chars[start]);
-        }
-        let mut shown = String::new();
-        let mut used = 0;
-        for c in &self.chars[start..] {
-            if used + cell(c) > width {
-                break;
-            }
-            shown.push(*c);
-            used += cell(c);
-        }
-        (shown, before)
-    }
+/// A line of the client's or the server's (`*** ...`, `!!! ...`) after its time, and the column
+/// its text starts at, past the `*** `.
+fn system_line(
+    mut line: Vec<Glyph>,
+    text: &str,
+    style: Style,
+    widths: &Widths,
+) -> (Vec<Vec<Glyph>>, usize) {
+    let column = width_of(&line) + 4;
+    line.extend(glyphs(text, style, widths));
+    (vec![line], column)
 }
 
 #[cfg(test)]
@@ -731,6 +780,7 @@ mod tests {
     use clichat_client::Closed;
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
+    use ratatui::buffer::Buffer;
 
     use super::*;
 
@@ -740,6 +790,10 @@ mod tests {
 
     fn ctrl(c: char) -> KeyEvent {
         KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL)
+    }
+
+    fn alt_enter() -> KeyEvent {
+        KeyEvent::new(KeyCode::Enter, KeyModifiers::ALT)
     }
 
     fn type_text(app: &mut App, text: &str) {
@@ -752,11 +806,26 @@ mod tests {
         App::new("ws://chat.test:70/", "alice", 200)
     }
 
-    /// The screen as text, one string per row.
-    fn screen(app: &mut App, width: u16, height: u16) -> Vec<String> {
+    fn message(app: &mut App, from: &str, text: &str) {
+        app.on_event(
+            Event::Message {
+                from: from.into(),
+                text: text.into(),
+            },
+            "10:00:00".into(),
+        );
+    }
+
+    /// The frame as drawn.
+    fn buffer(app: &mut App, width: u16, height: u16) -> Buffer {
         let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
         terminal.draw(|frame| app.draw(frame)).unwrap();
-        let buffer = terminal.backend().buffer().clone();
+        terminal.backend().buffer().clone()
+    }
+
+    /// The screen as text, one string per row.
+    fn screen(app: &mut App, width: u16, height: u16) -> Vec<String> {
+        let buffer = buffer(app, width, height);
         (0..height)
             .map(|y| {
                 (0..width)
@@ -789,6 +858,8 @@ mod tests {
         let mut app = app();
         type_text(&mut app, "   ");
         assert_eq!(app.on_key(key(KeyCode::Enter)), Action::Nothing);
+        app.on_key(alt_enter());
+        assert_eq!(app.on_key(key(KeyCode::Enter)), Action::Nothing);
     }
 
     #[test]
@@ -798,21 +869,41 @@ mod tests {
         assert_eq!(app.on_key(ctrl('d')), Action::Quit);
         type_text(&mut app, "/quit");
         assert_eq!(app.on_key(key(KeyCode::Enter)), Action::Quit);
+        assert_eq!(app.on_key(ctrl('l')), Action::Redraw);
     }
 
     #[test]
-    fn slash_commands_and_escaped_slashes() {
+    fn unknown_commands_are_cleared_with_a_hint() {
         let mut app = app();
-        type_text(&mut app, "/nick bob");
+        type_text(&mut app, "/who");
         assert_eq!(app.on_key(key(KeyCode::Enter)), Action::Nothing);
-        assert!(app.notice().unwrap().text.contains("unknown command /nick"));
-        assert_eq!(app.input(), "/nick bob", "the line is kept to be fixed");
+        assert_eq!(
+            app.notice().unwrap().text,
+            "unknown command /who \u{2014} /help lists the commands"
+        );
+        assert_eq!(app.input(), "", "cleared for the next line");
+        let rows = screen(&mut app, 80, 5);
+        assert!(rows[3].contains("unknown command /who"), "{rows:?}");
+
+        // The next line is not glued to it.
+        type_text(&mut app, "/me waves");
+        assert_eq!(app.on_key(key(KeyCode::Enter)), Action::Nothing);
+        assert!(app.notice().unwrap().text.contains("unknown command /me "));
+        // Up brings a command back, to fix it.
+        app.on_key(key(KeyCode::Up));
+        assert_eq!(app.input(), "/me waves");
         app.on_key(ctrl('u'));
         type_text(&mut app, "//shrug");
         assert_eq!(
             app.on_key(key(KeyCode::Enter)),
             Action::Send("/shrug".into())
         );
+        type_text(&mut app, "/help");
+        assert_eq!(app.on_key(key(KeyCode::Enter)), Action::Nothing);
+        let EntryKind::Info(help) = &app.history().last().unwrap().kind else {
+            panic!("no help");
+        };
+        assert!(help.contains("up to 200 characters"), "{help}");
     }
 
     #[test]
@@ -824,6 +915,7 @@ mod tests {
         assert!(app.notice().unwrap().text.contains("[11/10]"));
         assert_eq!(app.input(), "12345678901");
         app.on_key(key(KeyCode::Backspace));
+        assert!(screen(&mut app, 100, 5)[3].contains(" 10/10 · Enter sends"));
         assert_eq!(
             app.on_key(key(KeyCode::Enter)),
             Action::Send("1234567890".into())
@@ -860,7 +952,7 @@ mod tests {
         app.on_key(ctrl('k'));
         assert_eq!(app.input(), "");
         app.on_paste("multi\r\nline\tpaste\u{1b}[31m");
-        assert_eq!(app.input(), "multi line paste[31m");
+        assert_eq!(app.input(), "multi\nline paste[31m");
     }
 
     #[test]
@@ -907,19 +999,41 @@ mod tests {
         assert_eq!(rows[6], ">");
     }
 
+    /// Each nick has its FNV-1a colour; none has the system lines' cyan.
+    #[test]
+    fn nicks_are_coloured_by_name() {
+        let mut app = app();
+        app.on_event(
+            Event::Joined {
+                id: 1,
+                version: None,
+            },
+            "10:00:00".into(),
+        );
+        for name in ["bob", "carol", "dave"] {
+            message(&mut app, name, "hi");
+        }
+        let buffer = buffer(&mut app, 100, 8);
+        assert_eq!(buffer[(9, 0)].fg, Color::Cyan, "the system line");
+        for (y, name) in [(1, "bob"), (2, "carol"), (3, "dave")] {
+            let nick = &buffer[(10, y)];
+            assert_eq!(nick.fg, nick_color(name), "{name}");
+            assert_ne!(nick.fg, Color::Cyan);
+        }
+        assert_ne!(nick_color("bob"), nick_color("carol"));
+    }
+
     #[test]
     fn hostile_names_and_messages_cannot_inject_escape_sequences() {
         let mut app = app();
         app.on_event(
             Event::Message {
                 from: "eve\u{1b}[2J".into(),
-                text: "\u{1b}]0;title\u{7}\r\nfake line\u{9b}1m".into(),
+                text: "\u{1b}]0;title\u{7}\r\n<bob> fake line\u{9b}1m\rx".into(),
             },
             "10:00:00".into(),
         );
-        let mut terminal = Terminal::new(TestBackend::new(80, 4)).unwrap();
-        terminal.draw(|frame| app.draw(frame)).unwrap();
-        let buffer = terminal.backend().buffer();
+        let buffer = buffer(&mut app, 80, 5);
         for cell in buffer.content() {
             assert!(
                 !cell.symbol().chars().any(char::is_control),
@@ -927,29 +1041,106 @@ mod tests {
                 cell.symbol()
             );
         }
-        let first: String = (0..80).map(|x| buffer[(x, 0)].symbol()).collect();
+        let rows: Vec<String> = (0..2)
+            .map(|y| {
+                let row: String = (0..80).map(|x| buffer[(x, y)].symbol()).collect();
+                row.trim_end().to_owned()
+            })
+            .collect();
+        assert_eq!(rows[0], "10:00:00 <eve^[[2J> ^[]0;title^G");
+        // The line break is the message's own: its line sits under the text, where no nick
+        // ever starts, and a lone carriage return shows.
         assert_eq!(
-            first.trim_end(),
-            "10:00:00 <eve^[[2J> ^[]0;title^G^M^Jfake line\u{fffd}1m"
+            rows[1],
+            format!("{}<bob> fake line\u{fffd}1m^Mx", " ".repeat(20))
         );
+    }
+
+    #[test]
+    fn a_message_of_several_lines_is_written_and_shown_as_one() {
+        let mut app = app();
+        type_text(&mut app, "first line");
+        assert_eq!(app.on_key(alt_enter()), Action::Nothing);
+        type_text(&mut app, "second");
+        app.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::SHIFT));
+        app.on_key(ctrl('j'));
+        type_text(&mut app, "fourth");
+        let rows = screen(&mut app, 40, 14);
+        assert_eq!(&rows[10..], ["> first line", "  second", "", "  fourth"]);
+        let rows = screen(&mut app, 40, 10);
+        assert_eq!(
+            &rows[7..],
+            ["  second", "", "  fourth"],
+            "a third of the screen at most"
+        );
+        assert_eq!(
+            app.on_key(key(KeyCode::Enter)),
+            Action::Send("first line\nsecond\n\nfourth".into())
+        );
+        app.sent("first line\nsecond\n\nfourth".into(), "10:00:00".into());
+        app.on_paste("pasted\nlines\n");
+        assert_eq!(
+            app.on_key(key(KeyCode::Enter)),
+            Action::Send("pasted\nlines".into()),
+            "one message, without the paste's last line break"
+        );
+        message(&mut app, "bob", "one\ntwo");
+        let rows = screen(&mut app, 40, 10);
+        assert_eq!(
+            &rows[..6],
+            [
+                "10:00:00 <alice> first line",
+                "                 second",
+                "",
+                "                 fourth",
+                "10:00:00 <bob> one",
+                "               two",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_mention_is_highlighted_and_rings_the_bell() {
+        let mut app = app();
+        message(&mut app, "bob", "nothing for you");
+        assert!(!app.take_bell());
+        message(&mut app, "bob", "Alice: are you there?");
+        assert!(app.take_bell(), "rings once");
+        assert!(!app.take_bell());
+        let buffer = buffer(&mut app, 60, 5);
+        let text = &buffer[(15, 1)];
+        assert_eq!(text.symbol(), "A");
+        assert_eq!((text.fg, text.bg), (Color::Black, Color::Yellow));
+        assert!(text.modifier.contains(Modifier::BOLD));
+        assert_eq!(buffer[(15, 0)].bg, Color::Reset, "no mention, no highlight");
+
+        let mut quiet = app_without_bell();
+        message(&mut quiet, "bob", "alice?");
+        assert!(!quiet.take_bell(), "--no-bell");
+        assert!(matches!(
+            quiet.history()[0].kind,
+            EntryKind::Message { mention: true, .. }
+        ));
+
+        let mut bot = App::new("ws://chat.test:70/", "[BOT] echo", 200);
+        message(&mut bot, "bob", "echo, say hi");
+        assert!(bot.take_bell());
+    }
+
+    fn app_without_bell() -> App {
+        app().with_bell(false)
     }
 
     #[test]
     fn long_messages_wrap_under_the_text_and_scroll() {
         let mut app = app();
         let text = "word ".repeat(30);
-        app.on_event(
-            Event::Message {
-                from: "bob".into(),
-                text: text.clone(),
-            },
-            "10:00:00".into(),
-        );
+        message(&mut app, "bob", &text);
         let rows = screen(&mut app, 40, 8);
         assert!(rows[0].starts_with("10:00:00 <bob> word"));
         assert!(
-            rows[1].starts_with("         "),
-            "hanging indent: {:?}",
+            rows[1].starts_with(&" ".repeat(15)) && !rows[1].starts_with(&" ".repeat(16)),
+            "hanging indent under the text: {:?}",
             rows[1]
         );
         let shown: String = rows[..6].concat().split_whitespace().collect();
@@ -987,37 +1178,74 @@ mod tests {
     }
 
     #[test]
-    fn wrapping_breaks_between_words_and_cuts_long_words() {
-        let text =
-            |rows: Vec<Line>| -> Vec<String> { rows.iter().map(|row| row.to_string()).collect() };
-        let plain = |s: &str| vec![(s.to_owned(), Style::new())];
-        assert_eq!(
-            text(wrap(&plain("aaa bbb ccc ddd"), 8, 0)),
-            ["aaa bbb ", "ccc ddd"]
+    fn scrolled_up_the_text_stays_put_and_new_messages_are_counted() {
+        let mut app = app();
+        for i in 0..30 {
+            message(&mut app, "bob", &format!("line {i}"));
+        }
+        screen(&mut app, 40, 8);
+        app.on_key(key(KeyCode::PageUp));
+        let before = screen(&mut app, 40, 8);
+        assert!(before[5].ends_with("line 24"), "{before:?}");
+
+        message(&mut app, "carol", "new one");
+        app.on_event(Event::Join("dave".into()), "10:00:00".into());
+        message(&mut app, "carol", &"a long one ".repeat(8));
+        let after = screen(&mut app, 40, 8);
+        assert_eq!(after[..5], before[..5], "the rows being read did not move");
+        assert!(
+            after[5].contains("2 new messages below · PgDn to read"),
+            "{after:?}"
         );
-        assert_eq!(
-            text(wrap(&plain("abcdefghij"), 4, 0)),
-            ["abcd", "efgh", "ij"]
+        assert!(after[6].contains("scrolled up"), "{after:?}");
+
+        // Scrolling down over them, and the marker goes once at the bottom.
+        app.on_key(key(KeyCode::PageDown));
+        let rows = screen(&mut app, 40, 8);
+        assert!(rows[5].contains("2 new messages"), "{rows:?}");
+        for _ in 0..10 {
+            app.on_key(key(KeyCode::PageDown));
+        }
+        let rows = screen(&mut app, 40, 8);
+        assert!(!rows[6].contains("scrolled up"), "{rows:?}");
+        assert!(!rows.concat().contains("new message"), "{rows:?}");
+        assert!(rows[5].contains("a long one"), "{rows:?}");
+    }
+
+    /// On a terminal that draws `👍🏽` in four cells (tmux 3.3), the row is laid out with four,
+    /// and the emoji's cell carries that width for ratatui's diff.
+    #[test]
+    fn emoji_sequences_take_the_cells_the_terminal_gives_them() {
+        let tmux = Widths::from_advances([4, 2, 1, 2, 1]);
+        let mut app = app().with_widths(tmux);
+        message(
+            &mut app,
+            "bob",
+            "👍🏽 ok 👨\u{200d}👩\u{200d}👧 🇫🇷 ❤\u{fe0f}!",
         );
-        assert_eq!(
-            text(wrap(&plain("12:00:00 hello world again"), 15, 3)),
-            ["12:00:00 hello ", "   world again"]
-        );
-        assert_eq!(text(wrap(&plain(""), 10, 0)), [""]);
-        // A carried word that would not fit under the indent is cut instead.
-        assert_eq!(
-            text(wrap(&plain("a bcdefghijk"), 10, 3)),
-            ["a bcdefghi", "   jk"]
-        );
+        let buffer = buffer(&mut app, 60, 4);
+        use ratatui::buffer::CellWidth;
+        assert_eq!(buffer[(15, 0)].symbol(), "👍🏽");
+        assert_eq!(buffer[(15, 0)].cell_width(), 4);
+        assert_eq!(buffer[(20, 0)].symbol(), "o");
+        assert_eq!(buffer[(23, 0)].symbol(), "👨\u{200d}👩\u{200d}👧");
+        assert_eq!(buffer[(26, 0)].symbol(), "🇫🇷");
+        assert_eq!(buffer[(29, 0)].symbol(), "❤\u{fe0f}");
+        assert_eq!(buffer[(29, 0)].cell_width(), 1);
+        assert_eq!(buffer[(30, 0)].symbol(), "!");
     }
 
     #[test]
     fn tiny_terminals_do_not_panic() {
         let mut app = app();
         app.on_event(Event::Join("bob".into()), "10:00:00".into());
+        message(&mut app, "bob", "👍🏽\nline");
         type_text(&mut app, "typed");
+        app.on_key(alt_enter());
+        type_text(&mut app, "👨\u{200d}👩\u{200d}👧");
         app.on_key(key(KeyCode::PageUp));
-        for (width, height) in [(1, 1), (1, 3), (5, 2), (0, 0), (3, 10)] {
+        message(&mut app, "bob", "more");
+        for (width, height) in [(1, 1), (1, 3), (5, 2), (0, 0), (3, 10), (2, 2)] {
             screen(&mut app, width, height);
         }
     }
@@ -1050,14 +1278,14 @@ mod tests {
         assert!(!app.connected());
         let rows = screen(&mut app, 100, 5);
         assert!(
-            rows[0].contains("!!! refused: No profanity allowed!"),
+            rows[0].contains("!!! Your message was blocked by the server's word filter."),
             "{rows:?}"
         );
         assert!(rows[3].starts_with(" disconnected │"), "{rows:?}");
         type_text(&mut app, "x");
         assert_eq!(app.input(), "", "no typing once disconnected");
         assert_eq!(app.on_key(key(KeyCode::Enter)), Action::Quit);
-        assert!(matches!(app.into_end(), End::Refused(text) if text.contains("No profanity")));
+        assert!(matches!(app.into_end(), End::Refused(text) if text.contains("word filter")));
     }
 
     #[test]
@@ -1076,5 +1304,26 @@ mod tests {
             "10:00:02".into(),
         );
         assert!(matches!(app.into_end(), End::Closed(text) if text.contains("shutting down")));
+    }
+
+    #[test]
+    fn a_lost_connection_reads_as_a_sentence() {
+        let lost = || {
+            Event::Closed(Closed {
+                code: None,
+                reason: "WebSocket protocol error: Connection reset without closing handshake"
+                    .into(),
+            })
+        };
+        let mut terse = app();
+        terse.on_event(lost(), "10:00:00".into());
+        let rows = screen(&mut terse, 100, 4);
+        assert_eq!(
+            rows[0],
+            "10:00:00 !!! disconnected: the connection to the server was lost"
+        );
+        let mut verbose = app().with_verbose(true);
+        verbose.on_event(lost(), "10:00:00".into());
+        assert!(screen(&mut verbose, 140, 4)[0].ends_with("without closing handshake]"));
     }
 }

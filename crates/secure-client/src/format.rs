@@ -49,10 +49,11 @@ pub fn now() -> String {
 /// One received event as one line of line-mode output (without the newline), or `None` for
 /// events that line mode does not show (frames this client does not know).
 ///
-/// `time` is the local time the event arrived; `me` is the name we joined as. Every line starts
-/// with `[HH:MM:SS] `; names and texts pass through [`sanitize`], so a line never contains a
-/// control character.
-pub fn event_line(time: &str, event: &Event, me: &str) -> Option<String> {
+/// `time` is the local time the event arrived; `me` is the name we joined as; `verbose` adds
+/// the technical detail to a disconnection. Every line starts with `[HH:MM:SS] `; names and
+/// texts pass through [`sanitize`], so a line never contains a control character (a message's
+/// line breaks show as `^J`).
+pub fn event_line(time: &str, event: &Event, me: &str, verbose: bool) -> Option<String> {
     let body = match event {
         Event::Joined { version, .. } => match version {
             Some(version) => format!("*** logged in as {} ({})", sanitize(me), sanitize(version)),
@@ -62,7 +63,7 @@ pub fn event_line(time: &str, event: &Event, me: &str) -> Option<String> {
         Event::Disconnect(name) => format!("*** {} left", sanitize(name)),
         Event::Message { from, text } => format!("<{}> {}", sanitize(from), sanitize(text)),
         Event::Refusal(reason) => format!("!!! refused: {}", explain_refusal(reason)),
-        Event::Closed(closed) => format!("!!! disconnected: {}", closed_text(closed)),
+        Event::Closed(closed) => format!("!!! disconnected: {}", closed_text(closed, verbose)),
         // Frames this client does not know or does not ask for (e.g. `Unknown`, `Invalid`).
         _ => return None,
     };
@@ -94,16 +95,175 @@ pub fn explain_refusal(reason: &str) -> String {
     format!("{} ({meaning})", sanitize(reason))
 }
 
-/// How a connection ended, in plain words.
-pub fn closed_text(closed: &Closed) -> String {
+/// How a connection ended, as a sentence for a person (no close codes, no library errors);
+/// with `verbose`, the technical detail follows in brackets.
+pub fn closed_text(closed: &Closed, verbose: bool) -> String {
     let reason = sanitize(&closed.reason);
-    match (closed.code, reason.as_str()) {
-        (Some(1001), _) => "the server is shutting down".to_owned(),
-        (Some(1008), _) => "the server dropped this client for falling behind".to_owned(),
-        (Some(code), "") => format!("the server closed the connection (code {code})"),
-        (Some(code), reason) => format!("the server closed the connection (code {code}: {reason})"),
-        (None, "") => "the connection was lost".to_owned(),
-        (None, reason) => format!("the connection was lost: {reason}"),
+    let text = match (closed.code, reason.as_str()) {
+        (Some(1001), "no answer to ping") => {
+            "the server stopped hearing from this client (a network problem?)"
+        }
+        (Some(1001), _) => "the server is shutting down",
+        (Some(1008), "outbound queue full") => "the server dropped this client for falling behind",
+        (Some(1008), "too many frames") => {
+            "the server disconnected this client for sending too much, too fast"
+        }
+        (Some(1008), _) => "the server removed this client from the room",
+        (Some(1009), _) => "the server disconnected this client for sending too much at once",
+        (Some(1002 | 1003 | 1007), _) => {
+            "the server could not understand this client and disconnected it"
+        }
+        (Some(1011), _) => "the server ran into a problem and closed the connection",
+        (Some(1000), _) => "the server closed the connection",
+        // 1006 and the like: no closing handshake, the connection just ended.
+        _ => "the connection to the server was lost",
+    };
+    if !verbose {
+        return text.to_owned();
+    }
+    let detail = match (closed.code, reason.as_str()) {
+        (Some(code), "") => format!("code {code}"),
+        (Some(code), reason) => format!("code {code}: {reason}"),
+        (None, "") => "no close frame".to_owned(),
+        (None, reason) => reason.to_owned(),
+    };
+    format!("{text} [{detail}]")
+}
+
+/// A refusal during the chat, as a sentence for a person; with `verbose`, the server's exact
+/// words follow in brackets. (Line mode prints [`explain_refusal`] instead: scripts match on
+/// the server's words.)
+pub fn chat_refusal(reason: &str, verbose: bool) -> String {
+    let sentence = match reason {
+        refusal::PROFANITY => "Your message was blocked by the server's word filter.".to_owned(),
+        refusal::EMPTY_MESSAGE => "Empty messages are not allowed.".to_owned(),
+        _ => match limit_from_refusal(reason) {
+            Some(limit) => format!(
+                "Not delivered: the message is longer than this server takes ({limit} characters)."
+            ),
+            None => common_refusal(reason),
+        },
+    };
+    with_words(sentence, reason, verbose)
+}
+
+/// A refusal of a login, as a sentence for a person; with `verbose`, the server's exact words
+/// follow in brackets. `max_name` is the longest name the server takes, for "too long".
+pub fn login_refusal(reason: &str, max_name: usize, verbose: bool) -> String {
+    let sentence = match reason {
+        refusal::USERNAME_TAKEN => {
+            "Someone else is using that name, or logging in with it.".to_owned()
+        }
+        refusal::INVALID_USERNAME => "The server does not allow that name: a name may not be \
+                                      blank, start or end with a space, hold invisible or control \
+                                      characters, mix look-alike letters of different alphabets, \
+                                      or start with [BOT]."
+            .to_owned(),
+        refusal::USERNAME_TOO_LONG => {
+            format!("That name is too long: this server takes at most {max_name} characters.")
+        }
+        refusal::PROFANITY => "The server's word filter does not allow that name.".to_owned(),
+        _ => common_refusal(reason),
+    };
+    with_words(sentence, reason, verbose)
+}
+
+/// Refusals that read the same at login and in the chat.
+fn common_refusal(reason: &str) -> String {
+    let sentence = match reason {
+        refusal::TOKEN_REFUSED => {
+            "The server did not take the token: it is wrong, or someone else is logged in with \
+             it (one person per token)."
+        }
+        refusal::TEMP_TOKEN_REFUSED => "The token from the page was not the right one.",
+        refusal::TOKENAUTH_TIMEOUT => "The token from the page came too late.",
+        refusal::BOT_REFUSED => "The server does not know this bot name with this bot token.",
+        refusal::TOO_MANY_LOGINS => {
+            "Too many login attempts from this address: wait a minute, then try again."
+        }
+        refusal::AUTH_TIMEOUT => "The login took too long, and the server gave up waiting.",
+        refusal::SLOW_DOWN => "Not delivered: you are sending messages too fast. Slow down.",
+        refusal::FLOOD => "You sent too many messages too fast, and the server disconnected you.",
+        refusal::NOT_PERMITTED => "You are not allowed to do that.",
+        refusal::TOKEN_REVOKED => "The server's owner has withdrawn your token.",
+        refusal::CLUSTER_UNAVAILABLE | refusal::MESSAGE_NOT_SENT | refusal::CLUSTER_CONFLICT => {
+            return reason.to_owned();
+        }
+        _ => {
+            if let Some(why) = reason.strip_prefix("kicked: ") {
+                return format!("You were removed from the room: {}", sanitize(why));
+            }
+            if let Some(ban) = reason.strip_prefix("banned until ") {
+                return match ban.split_once(": ") {
+                    Some(("lifted", why)) => {
+                        format!("You are banned from this server: {}", sanitize(why))
+                    }
+                    Some((until, why)) => format!(
+                        "You are banned from this server until {}: {}",
+                        sanitize(until),
+                        sanitize(why)
+                    ),
+                    None => format!("You are banned from this server: {}", sanitize(ban)),
+                };
+            }
+            return format!("The server refused: \u{201c}{}\u{201d}", sanitize(reason));
+        }
+    };
+    sentence.to_owned()
+}
+
+/// `sentence`, and with `verbose` the server's words after it.
+fn with_words(sentence: String, reason: &str, verbose: bool) -> String {
+    if verbose {
+        format!("{sentence} [server: {}]", sanitize(reason))
+    } else {
+        sentence
+    }
+}
+
+/// Why connecting failed, as a sentence for a person; with `verbose`, the library's error
+/// follows in brackets. `server` is the address as `host:port`.
+pub fn connect_failure(server: &str, error: &clichat_client::Error, verbose: bool) -> String {
+    let text = match error {
+        clichat_client::Error::Connect(inner) => {
+            let detail = inner.to_string();
+            let io = std::error::Error::source(inner)
+                .and_then(|source| source.downcast_ref::<std::io::Error>());
+            let host = server.rsplit_once(':').map_or(server, |(host, _)| host);
+            match io.map(std::io::Error::kind) {
+                Some(std::io::ErrorKind::ConnectionRefused) => format!(
+                    "nothing is answering at {server} (is the server running, and is the port \
+                     right?)"
+                ),
+                Some(std::io::ErrorKind::TimedOut) => {
+                    format!("the server at {server} did not answer in time")
+                }
+                _ if detail.contains("lookup address") || detail.contains("not known") => {
+                    format!("no computer called {host} could be found (is it spelled right?)")
+                }
+                _ if detail.to_lowercase().contains("certificate") => format!(
+                    "the server at {server} has a certificate this computer does not trust \
+                     (for a self-signed one, use --trust-cert FILE)"
+                ),
+                _ if detail.contains("HTTP error") => {
+                    format!("{server} answers, but it is not a chat server (is the address right?)")
+                }
+                Some(_) => format!(
+                    "the connection to {server} failed (is it a chat server, and is it ws:// \
+                     or wss://?)"
+                ),
+                None => format!("{server} did not answer as a chat server does"),
+            }
+        }
+        clichat_client::Error::Closed(closed) => closed_text(closed, false),
+        clichat_client::Error::WebSocket(_) => "the connection to the server was lost".to_owned(),
+        other => sanitize(&other.to_string()),
+    };
+    let text = format!("could not connect: {text}");
+    if verbose {
+        format!("{text} [{}]", sanitize(&error.to_string()))
+    } else {
+        text
     }
 }
 
@@ -153,7 +313,7 @@ mod tests {
     #[test]
     fn line_mode_writes_one_safe_line_per_event() {
         let time = "12:03:04";
-        let line = |event: Event| event_line(time, &event, "carol");
+        let line = |event: Event| event_line(time, &event, "carol", false);
         assert_eq!(
             line(Event::Message {
                 from: "alice".into(),
@@ -230,5 +390,62 @@ mod tests {
     fn known_refusals_are_explained() {
         assert!(explain_refusal("Token refused").starts_with("Token refused ("));
         assert_eq!(explain_refusal("odd\u{1b}"), "odd^[");
+    }
+
+    #[test]
+    fn people_read_sentences_and_verbose_adds_the_detail() {
+        let lost = Closed {
+            code: Some(1006),
+            reason: String::new(),
+        };
+        assert_eq!(
+            closed_text(&lost, false),
+            "the connection to the server was lost"
+        );
+        assert_eq!(
+            closed_text(&lost, true),
+            "the connection to the server was lost [code 1006]"
+        );
+        let reset = Closed {
+            code: None,
+            reason: "WebSocket protocol error: Connection reset without closing handshake".into(),
+        };
+        assert_eq!(
+            closed_text(&reset, false),
+            "the connection to the server was lost"
+        );
+        assert!(closed_text(&reset, true).ends_with("without closing handshake]"));
+        for closed in [lost, reset] {
+            let text = closed_text(&closed, false);
+            assert!(
+                !text.contains("code") && !text.contains("WebSocket"),
+                "{text}"
+            );
+        }
+
+        assert_eq!(
+            chat_refusal("message is too long [250/200]", false),
+            "Not delivered: the message is longer than this server takes (200 characters)."
+        );
+        assert_eq!(
+            chat_refusal("No profanity allowed!", true),
+            "Your message was blocked by the server's word filter. [server: No profanity allowed!]"
+        );
+        assert_eq!(
+            login_refusal("username is too long", 15, false),
+            "That name is too long: this server takes at most 15 characters."
+        );
+        assert_eq!(
+            login_refusal("refused", 15, false),
+            "The token from the page was not the right one."
+        );
+        assert_eq!(
+            chat_refusal("banned until lifted: spam", false),
+            "You are banned from this server: spam"
+        );
+        assert_eq!(
+            chat_refusal("odd\u{1b}", false),
+            "The server refused: \u{201c}odd^[\u{201d}"
+        );
     }
 }

@@ -5,39 +5,56 @@
 //!
 //! # Layout
 //! - `main.rs`: arguments, the choice of mode, exit codes.
-//! - `login.rs`: asking for what the command line left out, connecting, SAUTH2's link and token.
+//! - `login.rs`: asking for what the command line left out, connecting, SAUTH2's link and token,
+//!   asking again after a slip.
+//! - `server_info.rs`: the limits the server announces at `/app/server.json`.
 //! - `prompt.rs`: reading answers from stdin, tokens without echo.
-//! - `format.rs`: text made safe for a terminal, timestamps, the line format, refusals explained.
+//! - `format.rs`: text made safe for a terminal, timestamps, the line format, refusals and
+//!   disconnections in plain words.
 //! - `plain.rs`: line mode.
-//! - `app.rs`: the full-screen chat's state (history, input line, status), testable without a
+//! - `app.rs`: the full-screen chat's state (history, input field, status), testable without a
 //!   terminal.
+//! - `input.rs`: the input field: several lines, edited by grapheme cluster.
+//! - `view.rs`: laying text out in rows; nick colours; mentions.
+//! - `width.rs`: how wide this terminal draws emoji sequences, measured; drawing a cluster as
+//!   one unit of that width.
 //! - `tui.rs`: the terminal: setup and restore, drawing, the event loop.
 
 mod app;
 mod format;
+mod input;
 mod login;
 mod plain;
 mod prompt;
+mod server_info;
 mod tui;
+mod view;
+mod width;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use clichat_client::DEFAULT_MAX_MESSAGE_LENGTH;
 
 const AFTER_HELP: &str = "\
 Whatever the command line leaves out is asked for, in this order: username, server, whether it
 is a Secure Server (Y/N), token. A Secure Server then sends a link: open it in a browser and paste
-the temporary token the page shows. The client never opens the page itself.
+the temporary token the page shows. The client never opens the page itself. The server's limits
+(the longest name and message) come from its /app/server.json; a server without one is taken to
+allow 15 and 200 (or --max-length).
 
 Modes:
-  Full screen (stdin and stdout are a terminal): history with local times, an input line, and a
-  status line. Enter sends; /quit, Ctrl-C or Ctrl-D on an empty line leave; /help lists keys.
+  Full screen (stdin and stdout are a terminal): history with local times, an input field, and
+  a status line. Enter sends; Alt+Enter (or Shift+Enter, Ctrl-J) starts a new line in the
+  message; /quit, Ctrl-C or Ctrl-D on an empty line leave; /help lists keys. A message that
+  mentions your name is highlighted and rings the terminal bell (--no-bell: no bell). A slip at
+  login is asked about again: a wrong token asks for it again, a wrong token from the page
+  starts over with a new link, a name the server refuses asks for another. The question whether
+  it is a Secure Server is skipped when the server says.
   Line mode (--plain, or stdin or stdout is not a terminal): questions, the link and warnings go
   to stderr; stdout gets one line per event; every stdin line is one message. After the link,
   the next stdin line is the token from the page. End of input or /quit leaves. Blank lines are
-  not sent (the server would close the connection); nor are lines over --max-length.
+  not sent (the server would close the connection); nor are lines over the server's limit.
 
 Line-mode output, one event per line, names and texts with control characters escaped (^[, ^J):
   [12:03:04] *** logged in as NAME (SERVER VERSION)
@@ -103,10 +120,20 @@ pub struct Args {
     #[arg(long)]
     pub plain: bool,
 
-    /// The server's message limit (its max_message_length): longer messages are not sent.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_MESSAGE_LENGTH,
+    /// The server's message limit, for a server that does not announce its own (at
+    /// /app/server.json): longer messages are not sent. Default: 200.
+    #[arg(long, value_name = "N",
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
-    pub max_length: usize,
+    pub max_length: Option<usize>,
+
+    /// No terminal bell when a message mentions your name (it is still highlighted).
+    #[arg(long)]
+    pub no_bell: bool,
+
+    /// Technical detail after the plain-words explanations: close codes, library errors, the
+    /// server's exact words.
+    #[arg(long)]
+    pub verbose: bool,
 }
 
 /// How a run ended; each has its exit code (see `--help`).
@@ -176,18 +203,22 @@ fn main() -> ExitCode {
 async fn run(args: Args) -> End {
     let full_screen =
         !args.plain && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-    let settings = match login::settings(&args).await {
-        Ok(settings) => settings,
+    // A person at a terminal is asked again after a slip; a script gets the exit code.
+    let logged_in = match login::login(&args, full_screen).await {
+        Ok(logged_in) => logged_in,
         Err(end) => return end,
     };
-    let client = match login::login(&settings).await {
-        Ok(client) => client,
-        Err(end) => return end,
-    };
+    let limit = logged_in.info.max_message_length;
     if full_screen {
-        tui::run(client, settings.address.as_str(), args.max_length).await
+        let options = tui::Options {
+            server: logged_in.address.as_str().to_owned(),
+            limit,
+            bell: !args.no_bell,
+            verbose: args.verbose,
+        };
+        tui::run(logged_in.client, options).await
     } else {
-        plain::run(client, args.max_length).await
+        plain::run(logged_in.client, limit, args.verbose).await
     }
 }
 

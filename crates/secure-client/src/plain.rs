@@ -14,7 +14,8 @@ use crate::format::{check_length, event_line, limit_from_refusal, now};
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 /// Runs the chat until stdin ends, `/quit`, a signal, or the server closes the connection.
-pub async fn run(client: Client, max_length: usize) -> End {
+/// Messages over `max_length` are not sent; `verbose` adds detail to a disconnection.
+pub async fn run(client: Client, max_length: usize, verbose: bool) -> End {
     let (sender, mut events) = client.split();
     let me = sender.welcome().username.clone();
     let mut lines = stdin_lines();
@@ -26,14 +27,14 @@ pub async fn run(client: Client, max_length: usize) -> End {
         tokio::select! {
             event = events.next_event() => {
                 let event = event.unwrap_or(Event::Closed(Default::default()));
-                if print_event(&event, &me).is_err() {
+                if print_event(&event, &me, verbose).is_err() {
                     break;
                 }
                 match event {
                     Event::Closed(closed) => {
                         return match last_refusal {
                             Some(reason) => End::Refused(crate::format::explain_refusal(&reason)),
-                            None => End::Closed(crate::format::closed_text(&closed)),
+                            None => End::Closed(crate::format::closed_text(&closed, verbose)),
                         };
                     }
                     Event::Refusal(reason) => {
@@ -63,18 +64,18 @@ pub async fn run(client: Client, max_length: usize) -> End {
         }
     }
     let _ = sender.close().await;
-    drain(&mut events, &me).await;
+    drain(&mut events, &me, verbose).await;
     End::Left
 }
 
 /// After leaving, prints what still arrives until the server's close reply (bounded).
-async fn drain(events: &mut Events, me: &str) {
+async fn drain(events: &mut Events, me: &str, verbose: bool) {
     let _ = tokio::time::timeout(CLOSE_WAIT, async {
         while let Some(event) = events.next_event().await {
             if matches!(event, Event::Closed(_)) {
                 break;
             }
-            let _ = print_event(&event, me);
+            let _ = print_event(&event, me, verbose);
         }
     })
     .await;
@@ -82,8 +83,8 @@ async fn drain(events: &mut Events, me: &str) {
 
 /// Writes one event line to stdout and flushes it, so a reader at the other end of a pipe sees
 /// each event as it happens. An error means stdout is gone (the reader left).
-fn print_event(event: &Event, me: &str) -> io::Result<()> {
-    let Some(line) = event_line(&now(), event, me) else {
+fn print_event(event: &Event, me: &str, verbose: bool) -> io::Result<()> {
+    let Some(line) = event_line(&now(), event, me, verbose) else {
         return Ok(());
     };
     let mut stdout = io::stdout().lock();

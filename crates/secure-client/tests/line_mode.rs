@@ -54,7 +54,13 @@ async fn missing_answers_are_asked_for_in_order_and_read_from_stdin() {
     erin.write_line(TOKENS[2]).await;
     let link = erin.link().await;
     let questions = erin.stderr_seen.join("\n");
-    let order = ["Username:", "Server", "Secure Server", "Token (hidden):"].map(|q| {
+    let order = [
+        "Username (at most 15 characters):",
+        "Server",
+        "Secure Server",
+        "Token (hidden):",
+    ]
+    .map(|q| {
         questions
             .find(q)
             .unwrap_or_else(|| panic!("{q} not asked: {questions}"))
@@ -101,6 +107,46 @@ async fn a_refused_login_is_explained_and_exits_3() {
         stderr.contains("refused by the server: refused (the token from the page"),
         "{stderr}"
     );
+    server.stop().await;
+}
+
+/// The limits a script meets are the server's own, from `/app/server.json`: a name over the
+/// limit is refused before connecting (exit 3, as the server's refusal always was), and a
+/// message over it is not sent.
+#[tokio::test]
+async fn the_servers_announced_limits_are_enforced() {
+    let server = TestServer::start(config(
+        json!({"max_username_length": 8, "max_message_length": 50}),
+    ))
+    .await;
+    let mut long = LineClient::spawn(
+        &["--plain", "--secure", "-u", "ninechars", &server.address()],
+        Some(TOKENS[0]),
+    );
+    assert_eq!(long.exit_code().await, 3);
+    let stderr = long.rest_of_stderr().await;
+    assert!(
+        stderr.contains("refused by the server: username is too long (choose a shorter name)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("http"), "no login was started: {stderr}");
+
+    let mut carol = LineClient::login(&server, "carol", TOKENS[0]).await;
+    let mut dave = LineClient::login(&server, "dave", TOKENS[1]).await;
+    carol.stdout_until("] *** dave joined").await;
+    // --max-length is only for servers that announce nothing.
+    carol.write_line(&"x".repeat(51)).await;
+    carol.stderr_until("too long [51/50]").await;
+    carol.write_line(&"y".repeat(50)).await;
+    assert!(
+        dave.next_stdout()
+            .await
+            .ends_with(&format!("] <carol> {}", "y".repeat(50)))
+    );
+    carol.close_stdin();
+    dave.close_stdin();
+    assert_eq!(carol.exit_code().await, 0);
+    assert_eq!(dave.exit_code().await, 0);
     server.stop().await;
 }
 
@@ -166,7 +212,26 @@ async fn an_unreachable_server_exits_1() {
     drop(listener);
     let mut client = LineClient::spawn(&["--plain", "--insecure", "-u", "x", &address], None);
     assert_eq!(client.exit_code().await, 1);
-    assert!(client.rest_of_stderr().await.contains("could not connect"));
+    let stderr = client.rest_of_stderr().await;
+    assert!(
+        stderr.contains(&format!(
+            "could not connect: nothing is answering at {address} (is the server running, and \
+             is the port right?)"
+        )),
+        "in words for people: {stderr}"
+    );
+    assert!(
+        !stderr.contains("os error"),
+        "no detail unless asked: {stderr}"
+    );
+
+    let mut verbose = LineClient::spawn(
+        &["--plain", "--insecure", "--verbose", "-u", "x", &address],
+        None,
+    );
+    assert_eq!(verbose.exit_code().await, 1);
+    let stderr = verbose.rest_of_stderr().await;
+    assert!(stderr.contains("Connection refused"), "{stderr}");
 }
 
 #[test]
@@ -187,6 +252,9 @@ fn help_documents_the_command_line() {
         "--bot",
         "--plain",
         "--max-length",
+        "--no-bell",
+        "--verbose",
+        "Alt+Enter",
         "Exit codes",
         "<NAME> TEXT",
     ] {
@@ -199,7 +267,8 @@ fn help_documents_the_command_line() {
     assert_eq!(output.status.code(), Some(2));
 }
 
-/// wss:// with a self-signed certificate: refused until the client is told to trust it.
+/// wss:// with a self-signed certificate: refused until the client is told to trust it; then
+/// `/app/server.json` is read over https:// with it too.
 #[tokio::test]
 async fn wss_works_with_a_trusted_certificate() {
     let dir = tempfile::tempdir().unwrap();
@@ -209,6 +278,7 @@ async fn wss_works_with_a_trusted_certificate() {
     let config = json!({
         "bots": { BOT_TOKEN: BOT_NAME },
         "tls": { "cert": "cert.pem", "key": "key.pem" },
+        "max_message_length": 40,
     });
     let path = dir.path().join("secureconfig.json");
     std::fs::write(&path, config.to_string()).unwrap();
@@ -241,6 +311,9 @@ async fn wss_works_with_a_trusted_certificate() {
     );
     bot.stdout_until(&format!("*** logged in as [BOT] {BOT_NAME}"))
         .await;
+    // The limit came from https://.../app/server.json, over the trusted certificate too.
+    bot.write_line(&"z".repeat(41)).await;
+    bot.stderr_until("too long [41/40]").await;
     bot.close_stdin();
     assert_eq!(bot.exit_code().await, 0);
     server.stop().await.unwrap();
