@@ -5,6 +5,7 @@
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Style};
+use unicode_width::UnicodeWidthChar;
 
 use crate::width::{Widths, clusters, put_cluster};
 
@@ -134,19 +135,20 @@ pub fn blank_to(buf: &mut Buffer, from: u16, to: u16, y: u16, style: Style) -> u
 }
 
 /// The colours of other people's nicks: eight 256-colour palette entries of middle lightness,
-/// readable on dark and light backgrounds, none of them the system lines' cyan (nor the
-/// green, yellow and red of joins, leaves and errors):
-/// 166 `#d75f00`, 33 `#0087ff`, 133 `#af5faf`, 64 `#5f8700`, 162 `#d70087`, 97 `#875faf`,
-/// 130 `#af5f00`, 61 `#5f5faf`.
+/// readable on dark and light backgrounds, none of them the system lines' cyan (nor teal, nor
+/// the plain green, yellow and red of joins, leaves and errors). In the browser client's hue
+/// order (red, orange, olive, green, blue-violet, blue, purple, pink), so that a name has much
+/// the same colour in both: 167 `#d75f5f`, 166 `#d75f00`, 100 `#878700`, 29 `#00875f`,
+/// 61 `#5f5faf`, 33 `#0087ff`, 98 `#875fd7`, 169 `#d75faf`.
 pub const NICK_PALETTE: [Color; 8] = [
+    Color::Indexed(167),
     Color::Indexed(166),
-    Color::Indexed(33),
-    Color::Indexed(133),
-    Color::Indexed(64),
-    Color::Indexed(162),
-    Color::Indexed(97),
-    Color::Indexed(130),
+    Color::Indexed(100),
+    Color::Indexed(29),
     Color::Indexed(61),
+    Color::Indexed(33),
+    Color::Indexed(98),
+    Color::Indexed(169),
 ];
 
 /// The colour of a nick, the same for a name everywhere and every time.
@@ -168,7 +170,7 @@ pub fn nick_index(name: &str) -> usize {
 }
 
 /// Whether `text` mentions `name`: the name, compared case-insensitively, as a word of its
-/// own (no letter, digit or `_` right before or after it).
+/// own (no letter, mark, digit or `_` right before or after it, as the browser client has it).
 pub fn mentions(text: &str, name: &str) -> bool {
     let lower = |s: &str| -> Vec<char> { s.chars().flat_map(char::to_lowercase).collect() };
     let name = lower(name.trim());
@@ -176,7 +178,9 @@ pub fn mentions(text: &str, name: &str) -> bool {
         return false;
     }
     let text = lower(text);
-    let word = |c: &char| c.is_alphanumeric() || *c == '_';
+    // Combining marks take no cell of their own; the joiners and selectors that do the same
+    // cannot be in a name, so they are no worse counted in a word.
+    let word = |c: &char| c.is_alphanumeric() || *c == '_' || c.width() == Some(0);
     text.windows(name.len()).enumerate().any(|(i, window)| {
         window == name.as_slice()
             && (i == 0 || !word(&text[i - 1]))
@@ -258,6 +262,10 @@ mod tests {
         assert!(!mentions("malice aforethought", "alice"));
         assert!(!mentions("alice_b", "alice"));
         assert!(!mentions("alices", "alice"));
+        assert!(
+            !mentions("alice\u{301} ", "alice"),
+            "a mark continues the word"
+        );
         assert!(mentions("ping bob🎉!", "bob🎉"));
         assert!(!mentions("anything", " "));
     }

@@ -609,11 +609,11 @@ async fn a_mention_is_highlighted_and_rings_the_bell() {
     for sgr in styles_of(&screen, "nothing for malice here") {
         assert_eq!(sgr.bg, None, "not a mention: {screen:?}");
     }
-    // bob: FNV-1a 0x86c6a0d4 % 8 = 4, the fifth colour (162); the system lines are cyan (6).
+    // bob: FNV-1a 0x86c6a0d4 % 8 = 4, the fifth colour (61); the system lines are cyan (6).
     let nick = styles_of(&screen, "<bob>");
     assert!(
         nick.iter()
-            .all(|s| s.fg.as_deref() == Some("38;5;162") && s.bold),
+            .all(|s| s.fg.as_deref() == Some("38;5;61") && s.bold),
         "{nick:?}"
     );
     let system = styles_of(&screen, "*** logged in as alice");
