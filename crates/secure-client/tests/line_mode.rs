@@ -294,6 +294,11 @@ async fn wss_works_with_a_trusted_certificate() {
         1,
         "an unknown certificate is refused"
     );
+    let stderr = untrusting.rest_of_stderr().await;
+    assert!(
+        stderr.contains("has a certificate this computer does not trust (for a self-signed one, use --trust-cert FILE)"),
+        "{stderr}"
+    );
 
     let trust = dir.path().join("cert.pem");
     let trust = trust.to_str().unwrap();
