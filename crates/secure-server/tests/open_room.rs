@@ -3,13 +3,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
-use common::{BOT_NAME, BOT_TOKEN, Client, TOKENS, TestServer, WAIT, eventually};
+use common::{
+    BOT_NAME, BOT_TOKEN, Client, TOKENS, TestServer, WAIT, config_file, eventually, write_config,
+};
 use futures_util::StreamExt;
-use secure_server::config_file::write_atomically;
 use serde_json::{Value, json};
-use tempfile::TempDir;
 use tokio_tungstenite::tungstenite::Message;
 
 /// An open room on the test config, with `overrides`.
@@ -215,18 +213,6 @@ async fn a_moderator_bot_bans_a_plain_user_by_name_and_address() {
     join(&server, "troll").await;
 }
 
-/// A config file holding the test config with `overrides`.
-fn config_file(overrides: Value) -> (TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("secureconfig.json");
-    write(&path, &common::config_json(overrides));
-    (dir, path)
-}
-
-fn write(path: &Path, config: &Value) {
-    write_atomically(path, config.to_string().as_bytes()).unwrap();
-}
-
 /// What a fresh connection's plain `auth` as `name` is answered first.
 async fn plain_answer(server: &TestServer, name: &str) -> Value {
     let mut client = server.connect().await;
@@ -240,7 +226,7 @@ async fn closing_the_room_by_reload_asks_new_logins_for_tokens_and_keeps_those_i
     let server = TestServer::start_from_file(&path).await;
     let mut alice = join(&server, "alice").await;
 
-    write(&path, &common::config_json(json!({"SAUTH2": true})));
+    write_config(&path, &common::config_json(json!({"SAUTH2": true})));
     eventually("the reload closes the room", async || {
         plain_answer(&server, "probe").await == json!(["refusal", "Token refused"])
     })
@@ -258,7 +244,7 @@ async fn closing_the_room_by_reload_asks_new_logins_for_tokens_and_keeps_those_i
     alice.say("still in").await;
     drop(bob);
 
-    write(&path, &common::config_json(json!({"SAUTH2": false})));
+    write_config(&path, &common::config_json(json!({"SAUTH2": false})));
     eventually("the reload opens the room again", async || {
         plain_answer(&server, "carol").await[0] == "id"
     })
@@ -269,13 +255,13 @@ async fn closing_the_room_by_reload_asks_new_logins_for_tokens_and_keeps_those_i
 async fn the_server_says_at_start_that_the_room_is_open() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("secureconfig.json");
-    write(&path, &common::config_json(json!({"SAUTH2": false})));
+    write_config(&path, &common::config_json(json!({"SAUTH2": false})));
     let mut server = common::process::start(&path, "info").await;
     let line = server.log_line("open to anyone").await;
     assert!(line.contains("WARN"), "{line}");
 
     let secure = dir.path().join("secure.json");
-    write(&secure, &common::config_json(json!({})));
+    write_config(&secure, &common::config_json(json!({})));
     let (_status, _stdout, log) = server.stop().await;
     assert_eq!(log.matches("open to anyone").count(), 1);
     let server = common::process::start(&secure, "info").await;

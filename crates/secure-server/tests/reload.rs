@@ -3,24 +3,8 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
-use common::{TOKENS, TestServer, eventually};
-use secure_server::config_file::write_atomically;
+use common::{TOKENS, TestServer, config_file, eventually, write_config};
 use serde_json::{Value, json};
-use tempfile::TempDir;
-
-/// A config file holding the default test config with `overrides`.
-fn config_file(overrides: Value) -> (TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("secureconfig.json");
-    write(&path, &common::config_json(overrides));
-    (dir, path)
-}
-
-fn write(path: &Path, config: &Value) {
-    write_atomically(path, config.to_string().as_bytes()).unwrap();
-}
 
 /// What a first `auth` with `token` gets: the frame type (`authmsg` or `refusal`).
 async fn auth_answer(server: &TestServer, name: &str, token: &str) -> Value {
@@ -57,7 +41,7 @@ async fn a_new_token_works_without_a_restart() {
 
     let mut config = common::config_json(json!({}));
     config["tokens"]["fresh-token"] = json!({ "label": "fresh" });
-    write(&path, &config);
+    write_config(&path, &config);
     wait_for_auth(&server, "fresh-token", "authmsg").await;
 
     // Alice was not disturbed, and the new token logs in for real.
@@ -77,7 +61,7 @@ async fn a_revoked_tokens_holder_is_told_and_closed() {
 
     let mut config = common::config_json(json!({}));
     config["tokens"].as_object_mut().unwrap().remove(TOKENS[1]);
-    write(&path, &config);
+    write_config(&path, &config);
 
     bob.expect_refusal_and_close("Your token was revoked.")
         .await;
@@ -105,7 +89,7 @@ async fn a_login_waiting_for_its_page_is_refused_if_its_token_is_revoked() {
     let tokens = config["tokens"].as_object_mut().unwrap();
     tokens.remove(TOKENS[2]);
     tokens.insert("marker-token".into(), json!({}));
-    write(&path, &config);
+    write_config(&path, &config);
     wait_for_auth(&server, "marker-token", "authmsg").await;
 
     carol.send(json!(["tokenauth", temporary])).await;
@@ -127,7 +111,7 @@ async fn a_broken_file_is_refused_and_the_last_good_config_kept() {
     config["tokens"]["after-the-fix"] = json!({});
     std::fs::write(&path, "{\"tokens\": 5}").unwrap();
     assert_eq!(auth_answer(&server, "bob", TOKENS[1]).await[0], "authmsg");
-    write(&path, &config);
+    write_config(&path, &config);
     wait_for_auth(&server, "after-the-fix", "authmsg").await;
     alice.say("never noticed").await;
     let mut bob = server.login("bob", TOKENS[1]).await;
@@ -147,7 +131,7 @@ async fn new_limits_and_filters_apply_to_new_input() {
     alice.expect(json!(["message", "bob", "kumquat"])).await;
 
     let config = common::config_json(json!({ "filter": ["kumquat"], "port": 1 }));
-    write(&path, &config);
+    write_config(&path, &config);
     // The filter applies to usernames too: wait until a filtered name is refused.
     eventually("the new filter in force", async || {
         let answer = auth_answer(&server, "kumquat", TOKENS[2]).await;

@@ -4,13 +4,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
-use common::{Client, Closed, TOKENS, TestServer, WAIT};
+use common::{Client, Closed, TOKENS, TestServer, WAIT, config_file, write_config};
 use futures_util::StreamExt;
-use secure_server::config_file::write_atomically;
 use serde_json::{Value, json};
-use tempfile::TempDir;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 
@@ -154,18 +150,6 @@ async fn a_ban_closes_every_session_and_pending_login_of_the_token() {
     moderator.expect(json!(["users", ["mod"]])).await;
 }
 
-/// A config file holding the test config with `overrides`.
-fn config_file(overrides: Value) -> (TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("secureconfig.json");
-    write(&path, &common::config_json(overrides));
-    (dir, path)
-}
-
-fn write(path: &Path, config: &Value) {
-    write_atomically(path, config.to_string().as_bytes()).unwrap();
-}
-
 /// Waits until `token` logs in (`auth` answers `authmsg`): the moment a reload that added it
 /// is in force.
 async fn wait_for_token(server: &TestServer, token: &str) {
@@ -198,7 +182,7 @@ async fn a_demoted_moderator_stops_moderating_at_the_reload() {
     let mut tokens = roles();
     tokens["mod-token"]["role"] = json!("user");
     tokens["marker-token"] = json!({});
-    write(&path, &common::config_json(json!({"tokens": tokens})));
+    write_config(&path, &common::config_json(json!({"tokens": tokens})));
     wait_for_token(&server, "marker-token").await;
 
     moderator.send(json!(["who"])).await;
@@ -488,7 +472,7 @@ fn assert_lines_are_events(log: &str) {
 async fn nothing_a_client_sends_can_forge_or_colour_a_log_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("secureconfig.json");
-    write(&path, &common::config_json(json!({"tokens": roles()})));
+    write_config(&path, &common::config_json(json!({"tokens": roles()})));
     let mut server = common::process::start(&path, "debug").await;
 
     let forged = "spam\n1999-01-01T00:00:00.000000Z  INFO secure_server::session: logged in \

@@ -1,7 +1,7 @@
 //! The test config: four generic tokens, one bot, a word filter, and limits no test meets by
 //! accident. A test changes what it is about with `overrides`, merged over the top-level keys.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use secure_server::Config;
 use serde_json::{Value, json};
@@ -52,4 +52,20 @@ pub fn config_json(overrides: Value) -> Value {
 pub fn config(overrides: Value) -> Config {
     let text = config_json(overrides).to_string();
     Config::parse(&text, Path::new("test-config.json")).expect("test config is valid")
+}
+
+/// A config file holding the test config with `overrides`, in a fresh temporary folder that
+/// lives as long as the returned guard: for tests of a server started from a file.
+pub fn config_file(overrides: Value) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let path = dir.path().join("secureconfig.json");
+    write_config(&path, &config_json(overrides));
+    (dir, path)
+}
+
+/// Writes `config` to the file at `path` in one step (as the owner's tools do), so that a
+/// server watching it sees one change, never half a file.
+pub fn write_config(path: &Path, config: &Value) {
+    secure_server::config_file::write_atomically(path, config.to_string().as_bytes())
+        .expect("the test config is written");
 }

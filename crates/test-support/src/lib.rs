@@ -33,7 +33,9 @@ pub mod program;
 pub mod server;
 pub mod wait;
 
-pub use config::{BOT_NAME, BOT_TOKEN, TOKENS, config, config_json, generous_limits};
+pub use config::{
+    BOT_NAME, BOT_TOKEN, TOKENS, config, config_file, config_json, generous_limits, write_config,
+};
 pub use page::{page_token, status, token_in, wait_for_status};
 pub use program::{find_program, require_program};
 pub use server::TestServer;

@@ -24,8 +24,9 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub use test_support::{
-    BOT_NAME, BOT_TOKEN, TOKENS, WAIT, config, config_json, eventually, eventually_within,
-    generous_limits, page_token, poll_until, require_program, status, token_in, wait_for_status,
+    BOT_NAME, BOT_TOKEN, TOKENS, WAIT, config, config_file, config_json, eventually,
+    eventually_within, generous_limits, page_token, poll_until, require_program, status, token_in,
+    wait_for_status, write_config,
 };
 
 /// A running server ([`test_support::TestServer`], whose `addr` and `url` it shows) and the
