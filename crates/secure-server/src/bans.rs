@@ -161,13 +161,12 @@ impl Bans {
     /// The ban in force now on a login without a token called `name` (or a look-alike) or
     /// coming from `address`, if any.
     pub fn check_tokenless(&self, name: &str, address: Option<IpAddr>) -> Option<Ban> {
-        let key = crate::names::key(name);
         let now = now_secs();
         self.list()
             .iter()
             .filter(|ban| ban.token.is_none() && ban.active(now))
             .find(|ban| {
-                crate::names::key(&ban.username) == key
+                crate::names::look_alike(&ban.username, name)
                     || address.is_some_and(|ip| ban.address == Some(ip))
             })
             .cloned()
@@ -193,7 +192,7 @@ impl Bans {
         let now = now_secs();
         let same = |old: &Ban| match (&old.token, &ban.token) {
             (Some(old), Some(new)) => old == new,
-            (None, None) => crate::names::key(&old.username) == crate::names::key(&ban.username),
+            (None, None) => crate::names::look_alike(&old.username, &ban.username),
             _ => false,
         };
         list.retain(|old| !same(old) && old.active(now));

@@ -15,12 +15,15 @@ use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::limits::ReadBudget;
+
 /// Bytes gathered before they are written without waiting for a flush: about one batch of
 /// chat frames.
 pub(crate) const WRITE_CHUNK: usize = 16 * 1024;
 
 /// An `AsyncRead + AsyncWrite` stream whose writes are gathered until a flush (or until
-/// [`WRITE_CHUNK`] bytes are waiting). Reads pass straight through.
+/// [`WRITE_CHUNK`] bytes are waiting). Reads pass straight through, charged to a
+/// [`ReadBudget`] when it has one: past it, reads fail with [`OverBudget`].
 #[derive(Debug)]
 pub(crate) struct Coalesced<S> {
     inner: S,
@@ -28,7 +31,14 @@ pub(crate) struct Coalesced<S> {
     pending: Vec<u8>,
     /// How many bytes at the front of `pending` the socket has already taken.
     written: usize,
+    /// What the peer may send, in bytes.
+    reads: Option<ReadBudget>,
 }
+
+/// The error of a read past the stream's [`ReadBudget`].
+#[derive(Debug, thiserror::Error)]
+#[error("the peer sent more than its byte budget")]
+pub(crate) struct OverBudget;
 
 impl<S> Coalesced<S> {
     pub(crate) fn new(inner: S) -> Coalesced<S> {
@@ -36,7 +46,14 @@ impl<S> Coalesced<S> {
             inner,
             pending: Vec::new(),
             written: 0,
+            reads: None,
         }
+    }
+
+    /// The same stream, its reads charged to `budget`.
+    pub(crate) fn with_read_budget(mut self, budget: ReadBudget) -> Coalesced<S> {
+        self.reads = Some(budget);
+        self
     }
 
     /// Adds bytes to what the next flush writes, without writing anything now. The caller
@@ -102,7 +119,15 @@ impl<S: AsyncRead + Unpin> AsyncRead for Coalesced<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let (Poll::Ready(Ok(())), Some(budget)) = (&read, &this.reads) {
+            if !budget.spend(buf.filled().len() - before) {
+                return Poll::Ready(Err(io::Error::other(OverBudget)));
+            }
+        }
+        read
     }
 }
 

@@ -243,26 +243,35 @@ impl Rates {
         }
     }
 
-    /// A fresh frame budget for one connection whose frames are at most `max_frame_bytes`.
-    /// Never stricter than the message budget (its rate and burst in frames, its rate in frames
-    /// of the largest size in bytes), so that a raised message rate does not close the
-    /// connections that use it.
-    pub(crate) fn frame_budget(&self, max_frame_bytes: usize) -> FrameBudget {
+    /// A fresh frame budget for one connection: frames of any kind (messages, pings, ignored
+    /// frames). Never stricter than the message budget, so that a raised message rate does not
+    /// close the connections that use it.
+    pub(crate) fn frame_budget(&self) -> FrameBudget {
         let config = &self.config;
         let frames = config.frames_per_second.max(config.messages_per_second);
         let burst = config.frame_burst.max(config.message_burst);
-        let max_frame = u32::try_from(max_frame_bytes).unwrap_or(u32::MAX);
-        let bytes = config
-            .bytes_per_second
-            .max(config.messages_per_second.saturating_mul(max_frame));
-        let byte_burst = bytes.max(max_frame);
         FrameBudget {
             frames: RateLimiter::direct_with_clock(
                 Quota::per_second(nonzero(frames)).allow_burst(nonzero(burst)),
                 self.clock.clone(),
             ),
+        }
+    }
+
+    /// A fresh budget of the bytes one connection's socket may deliver, whose frames are at most
+    /// `max_frame_bytes`: one second's worth at once (at least one frame of the largest size),
+    /// and never less than `messages_per_second` frames of that size a second. Counted as the
+    /// socket is read, below the WebSocket layer, so that no framing (empty fragments, control
+    /// frames) escapes it.
+    pub(crate) fn read_budget(&self, max_frame_bytes: usize) -> ReadBudget {
+        let config = &self.config;
+        let max_frame = u32::try_from(max_frame_bytes).unwrap_or(u32::MAX);
+        let bytes = config
+            .bytes_per_second
+            .max(config.messages_per_second.saturating_mul(max_frame));
+        ReadBudget {
             bytes: RateLimiter::direct_with_clock(
-                Quota::per_second(nonzero(bytes)).allow_burst(nonzero(byte_burst)),
+                Quota::per_second(nonzero(bytes)).allow_burst(nonzero(bytes.max(max_frame))),
                 self.clock.clone(),
             ),
         }
@@ -348,20 +357,33 @@ impl MessageBudget {
     }
 }
 
-/// One connection's budget of frames of any kind, and of their bytes: what it may cost the
-/// server to read and decode, whatever the frames say.
+/// One connection's budget of frames of any kind: what it may cost the server to decode,
+/// whatever the frames say.
 #[derive(Debug)]
 pub(crate) struct FrameBudget {
     frames: DefaultDirectRateLimiter,
-    bytes: DefaultDirectRateLimiter,
 }
 
 impl FrameBudget {
-    /// Spends one frame of `len` bytes; `false` when the connection is over its budget.
-    pub(crate) fn spend(&self, len: usize) -> bool {
-        let bytes = NonZeroU32::new(u32::try_from(len).unwrap_or(u32::MAX));
+    /// Spends one frame; `false` when the connection is over its budget.
+    pub(crate) fn spend(&self) -> bool {
         self.frames.check().is_ok()
-            && bytes.is_none_or(|n| matches!(self.bytes.check_n(n), Ok(Ok(()))))
+    }
+}
+
+/// One connection's budget of bytes read from its socket.
+#[derive(Debug)]
+pub(crate) struct ReadBudget {
+    bytes: DefaultDirectRateLimiter,
+}
+
+impl ReadBudget {
+    /// Spends `len` bytes just read; `false` when the connection is over its budget.
+    pub(crate) fn spend(&self, len: usize) -> bool {
+        match NonZeroU32::new(u32::try_from(len).unwrap_or(u32::MAX)) {
+            Some(n) => matches!(self.bytes.check_n(n), Ok(Ok(()))),
+            None => true,
+        }
     }
 }
 
@@ -514,7 +536,7 @@ mod tests {
     }
 
     #[test]
-    fn frames_are_budgeted_by_count_and_bytes() {
+    fn frames_are_budgeted_by_count_and_reads_by_bytes() {
         let limits = Rates::new(&config::Limits {
             frames_per_second: 1,
             frame_burst: 3,
@@ -523,17 +545,18 @@ mod tests {
             message_burst: 1,
             ..Default::default()
         });
-        let budget = limits.frame_budget(256);
-        assert!((0..3).all(|_| budget.spend(10)), "the burst");
-        assert!(!budget.spend(10), "then one a second");
+        let budget = limits.frame_budget();
+        assert!((0..3).all(|_| budget.spend()), "the burst");
+        assert!(!budget.spend(), "then one a second");
 
-        let budget = limits.frame_budget(256);
-        assert!(budget.spend(1_000), "a second's bytes at once");
-        assert!(!budget.spend(1), "and no more");
+        let reads = limits.read_budget(256);
+        assert!(reads.spend(1_000), "a second's bytes at once");
+        assert!(!reads.spend(1), "and no more");
+        assert!(reads.spend(0), "nothing read costs nothing");
 
-        let budget = limits.frame_budget(4_000);
+        let reads = limits.read_budget(4_000);
         assert!(
-            budget.spend(4_000),
+            reads.spend(4_000),
             "one frame of the largest size always fits"
         );
     }
@@ -547,8 +570,8 @@ mod tests {
             message_burst: 100,
             ..Default::default()
         });
-        let budget = limits.frame_budget(256);
-        assert!((0..100).all(|_| budget.spend(10)));
+        let budget = limits.frame_budget();
+        assert!((0..100).all(|_| budget.spend()));
     }
 
     #[test]

@@ -102,12 +102,13 @@ pub fn is_trusted(ip: IpAddr, trusted: &[Cidr]) -> bool {
 /// proxy. `None` when there is no such header, or when a hop written by a trusted proxy is not
 /// an address (a misconfigured proxy: the request is then taken to be the proxy's own).
 fn forwarded_for(headers: &HeaderMap, trusted: &[Cidr]) -> Option<IpAddr> {
-    let hops: Vec<&str> = headers
+    // Read as bytes: a header with one byte that is not ASCII (which a client can put in the
+    // part it writes) must not hide the hops the proxies appended after it.
+    let hops: Vec<&[u8]> = headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(str::trim)
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
         .collect();
     let mut last_trusted = None;
     for hop in hops.iter().rev() {
@@ -122,7 +123,8 @@ fn forwarded_for(headers: &HeaderMap, trusted: &[Cidr]) -> Option<IpAddr> {
 }
 
 /// One `X-Forwarded-For` entry: an address, maybe with a port (`1.2.3.4:5`, `[::1]:5`).
-fn parse_hop(hop: &str) -> Option<IpAddr> {
+fn parse_hop(hop: &[u8]) -> Option<IpAddr> {
+    let hop = std::str::from_utf8(hop).ok()?;
     hop.parse::<IpAddr>()
         .ok()
         .or_else(|| hop.parse::<SocketAddr>().ok().map(|addr| addr.ip()))
@@ -226,6 +228,19 @@ mod tests {
         assert_eq!(c.addr.ip().to_string(), "127.0.0.1");
         let c = client("127.0.0.1:5", &["127.0.0.1"], &proxies);
         assert_eq!(c.addr.ip().to_string(), "127.0.0.1");
+    }
+
+    #[test]
+    fn a_byte_that_is_not_ascii_hides_no_hop() {
+        let mut headers = HeaderMap::new();
+        let value = axum::http::HeaderValue::from_bytes(b"\xc3\xa9, 203.0.113.9").unwrap();
+        headers.append("x-forwarded-for", value);
+        let c = Client::of(
+            "127.0.0.1:5".parse().unwrap(),
+            &headers,
+            &trusted(&["127.0.0.1"]),
+        );
+        assert_eq!(c.addr.ip().to_string(), "203.0.113.9");
     }
 
     #[test]

@@ -76,8 +76,12 @@ async fn look_alike_and_invisible_names_are_refused_or_taken() {
         ("［BOT］ botusr", INVALID),
         ("[B0T] botusr", INVALID),
         ("\u{300}[BOT] botusr", INVALID),
+        ("[\u{0412}\u{041e}\u{0422}] b\u{043e}tusr", INVALID),
+        ("\u{1d159}", INVALID),
+        ("\u{1d159}[BOT] botusr", INVALID),
         ("ALICE", TAKEN),
         ("a1ice", TAKEN),
+        ("aIice", TAKEN),
         ("Alice", TAKEN),
     ];
     for (name, refusal) in cases {
@@ -307,6 +311,43 @@ async fn reconnecting_does_not_buy_fresh_budgets_without_end() {
         connect_with(server.addr, &[]).await.unwrap().close().await;
     }
     assert_eq!(connect_with(server.addr, &[]).await.err(), Some(429));
+}
+
+/// A message begun and never finished, followed by empty continuation frames as fast as they
+/// go: no message ever completes, so the bytes are charged as the socket is read.
+#[tokio::test]
+async fn empty_fragments_are_charged_as_they_are_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let limits = frame_limits(1_000, 1_000, 1_000);
+    let config = json!({"limits": limits, "max_frame_bytes": 512});
+    let server = TestServer::start(common::config(config)).await;
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    tcp.write_all(
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut junk = vec![0x01, 0x80, 0, 0, 0, 0];
+    for _ in 0..2_000 {
+        junk.extend_from_slice(&[0x00, 0x80, 0, 0, 0, 0]);
+    }
+    // The server may close before it has read it all.
+    let _ = tcp.write_all(&junk).await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(WAIT, async {
+        let mut chunk = [0; 4096];
+        while let Ok(n @ 1..) = tcp.read(&mut chunk).await {
+            answer.extend_from_slice(&chunk[..n]);
+        }
+    });
+    read.await.expect("the server closes in time");
+    let close = b"\x03\xf0too many frames";
+    assert!(
+        answer.windows(close.len()).any(|w| w == close),
+        "a close 1008 `too many frames`: {:?}",
+        String::from_utf8_lossy(&answer)
+    );
 }
 
 #[tokio::test]

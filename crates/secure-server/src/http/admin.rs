@@ -207,7 +207,7 @@ async fn unban(State(server): State<Arc<Server>>, bytes: Bytes) -> ApiResult {
         .lift_bans(|ban| {
             username
                 .as_deref()
-                .is_some_and(|n| names::key(n) == names::key(&ban.username))
+                .is_some_and(|n| names::look_alike(n, &ban.username))
                 || token_label.is_some() && token_label == ban.label
         })
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;

@@ -74,7 +74,7 @@ pub(super) async fn websocket_on_any_path(
         None => true,
         Some(Ok(origin)) => crate::origin::allowed(
             Some(origin),
-            host,
+            host.map(|host| (scheme, host)),
             settings.config.public_url(),
             &settings.config.allowed_origins,
         ),
@@ -111,6 +111,7 @@ pub(super) async fn websocket_on_any_path(
     };
     let link_base = link_base(&server, host, scheme);
     let max_frame = settings.config.max_frame_bytes;
+    let reads = settings.rates.read_budget(max_frame);
     drop(settings);
     let peer = client.addr;
     let config = WebSocketConfig::default()
@@ -123,7 +124,7 @@ pub(super) async fn websocket_on_any_path(
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let socket = Coalesced::new(TokioIo::new(upgraded));
+                let socket = Coalesced::new(TokioIo::new(upgraded)).with_read_budget(reads);
                 let ws = WebSocketStream::from_raw_socket(socket, Role::Server, Some(config)).await;
                 Session::new(ws, server, peer, link_base).run().await;
             }

@@ -93,7 +93,12 @@ impl Hub {
             .members
             .iter()
             .filter(|(_, member)| {
-                names.contains(&member.key)
+                member
+                    .leases
+                    .name
+                    .keys
+                    .iter()
+                    .any(|key| names.contains(key))
                     || member.profile.token.is_some_and(|key| holds.contains(&key))
             })
             .map(|(&id, _)| id)

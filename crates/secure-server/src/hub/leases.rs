@@ -23,20 +23,20 @@ pub struct Leases {
 #[derive(Debug)]
 pub struct NameLease {
     pub(super) hub: Hub,
-    /// The name's key (`names::key`).
-    pub(super) key: String,
+    /// The name's keys (`names::keys`), the main one first.
+    pub(super) keys: Vec<String>,
 }
 
 impl Drop for NameLease {
     fn drop(&mut self) {
         let mut login = self.hub.login();
-        login.names.remove(&self.key);
-        login.lost_names.remove(&self.key);
-        // Under the lock: a claim of the same name that follows this release here follows it
-        // on the other nodes too.
-        self.hub
-            .backplane()
-            .release_name(std::mem::take(&mut self.key));
+        for key in std::mem::take(&mut self.keys) {
+            login.names.remove(&key);
+            login.lost_names.remove(&key);
+            // Under the lock: a claim of the same name that follows this release here follows
+            // it on the other nodes too.
+            self.hub.backplane().release_name(key);
+        }
     }
 }
 

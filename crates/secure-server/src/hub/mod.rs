@@ -185,20 +185,26 @@ impl Hub {
     }
 
     /// Reserves `name` until the lease is dropped; refused if someone connected or mid-login
-    /// (on any node) has a name that looks the same (an equal [`names::key`]).
+    /// (on any node) has a name that looks the same (one that shares a [`names::keys`] key).
     pub async fn reserve_name(&self, name: &str) -> Result<NameLease, Refused> {
-        let key = names::key(name);
-        if !self.login().names.insert(key.clone()) {
-            return Err(Refused::Taken);
+        let keys = names::keys(name);
+        {
+            let mut login = self.login();
+            if keys.iter().any(|key| login.names.contains(key)) {
+                return Err(Refused::Taken);
+            }
+            login.names.extend(keys.iter().cloned());
         }
         // Made before asking the other nodes, so that a login abandoned meanwhile still
         // releases.
         let lease = NameLease {
             hub: self.clone(),
-            key,
+            keys,
         };
-        if !self.backplane().claim_name(&lease.key).await? {
-            return Err(Refused::Taken);
+        for key in &lease.keys {
+            if !self.backplane().claim_name(key).await? {
+                return Err(Refused::Taken);
+            }
         }
         Ok(lease)
     }
@@ -284,7 +290,7 @@ impl Hub {
         let reason = Arc::new(OnceLock::new());
         let member = Member {
             name: name.to_owned(),
-            key: leases.name.key.clone(),
+            key: leases.name.keys[0].clone(),
             profile,
             tx,
             leases,
@@ -337,17 +343,18 @@ impl Hub {
     /// The member called `name` (or a name that looks the same: compared by [`names::key`], as
     /// names are reserved), on any node.
     pub async fn find(&self, name: &str) -> Result<Option<MemberInfo>, Refused> {
-        let key = names::key(name);
+        let keys = names::keys(name);
         let here = {
             let room = self.room();
             room.members
                 .iter()
-                .find(|(_, member)| member.key == key)
+                .find(|(_, member)| member.leases.name.keys.iter().any(|k| keys.contains(k)))
                 .map(|(&id, member)| member.info(id))
         };
+        let key = &keys[0];
         match here {
             Some(member) => Ok(Some(member)),
-            None => Ok(self.backplane().find(&key).await?),
+            None => Ok(self.backplane().find(key).await?),
         }
     }
 
@@ -471,7 +478,11 @@ impl Member {
 impl LoginState {
     /// Whether another node took one of these leases while this one was out of touch.
     fn lost(&self, leases: &Leases) -> bool {
-        self.lost_names.contains(&leases.name.key)
+        leases
+            .name
+            .keys
+            .iter()
+            .any(|key| self.lost_names.contains(key))
             || leases
                 .token
                 .as_ref()

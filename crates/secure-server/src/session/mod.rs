@@ -98,7 +98,7 @@ impl Session {
         link_base: String,
     ) -> Session {
         let settings = server.settings();
-        let frames = settings.rates.frame_budget(settings.config.max_frame_bytes);
+        let frames = settings.rates.frame_budget();
         drop(settings);
         Session {
             ws,
@@ -145,7 +145,7 @@ impl Session {
     /// any kind, costs one frame and its length in bytes.
     fn spend(&self, msg: &Option<Result<Message, tungstenite::Error>>) -> Result<(), Exit> {
         match msg {
-            Some(Ok(message)) if !self.frames.spend(message.len()) => {
+            Some(Ok(_)) if !self.frames.spend() => {
                 debug!(target: LOG_TARGET, peer = %self.peer, "over the frame budget");
                 Err(TOO_MANY_FRAMES)
             }
@@ -245,6 +245,13 @@ fn read_error_exit(error: tungstenite::Error) -> Exit {
     use tungstenite::Error as WsError;
     match error {
         WsError::Capacity(_) => Exit::Close(close_code::TOO_BIG, "frame too large"),
+        WsError::Io(error)
+            if error
+                .get_ref()
+                .is_some_and(|inner| inner.is::<crate::coalesce::OverBudget>()) =>
+        {
+            TOO_MANY_FRAMES
+        }
         WsError::Utf8(_) => Exit::Close(close_code::INVALID_DATA, "text frame is not UTF-8"),
         WsError::Protocol(_) => Exit::Close(close_code::PROTOCOL, "protocol error"),
         error => {

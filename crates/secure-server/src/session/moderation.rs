@@ -76,7 +76,7 @@ impl Session {
                     ban.role < role
                         && (username
                             .as_deref()
-                            .is_some_and(|n| names::key(n) == names::key(&ban.username))
+                            .is_some_and(|n| names::look_alike(n, &ban.username))
                             || token_label.is_some() && token_label == ban.label)
                 });
                 match lifted {
