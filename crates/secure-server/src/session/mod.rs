@@ -141,8 +141,9 @@ impl Session {
         }
     }
 
-    /// Charges what the socket yielded to the frame budget: every frame the client sends, of
-    /// any kind, costs one frame and its length in bytes.
+    /// Charges what the socket yielded to the frame budget: every message the client sends, of
+    /// any kind (pings included), costs one frame. Its bytes were charged as they were read
+    /// (the socket's `ReadBudget`, in `coalesce`), fragments and all.
     fn spend(&self, msg: &Option<Result<Message, tungstenite::Error>>) -> Result<(), Exit> {
         match msg {
             Some(Ok(_)) if !self.frames.spend() => {
