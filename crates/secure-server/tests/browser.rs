@@ -179,6 +179,12 @@ impl Browser {
         let _ = self.driver.close().await;
     }
 
+    /// Ends a test's browser: the page met no CSP violation all along, then [`Browser::close`].
+    async fn finish(self) {
+        self.assert_no_csp_violations().await;
+        self.close().await;
+    }
+
     /// Opens the client of `server` and records any CSP violation the page meets from now on.
     async fn open(&self, server: SocketAddr) {
         self.driver
@@ -630,8 +636,7 @@ async fn a_person_logs_in_with_sauth2_and_chats_with_protocol_clients() {
     browser.entry(&["[BOT] botusr left."]).await;
     bob.close().await;
     browser.entry(&["bob left."]).await;
-    browser.assert_no_csp_violations().await;
-    browser.close().await;
+    browser.finish().await;
 }
 
 /// At a phone's width nothing scrolls sideways and the message field and its button fit.
@@ -699,8 +704,7 @@ async fn names_and_messages_render_as_text_never_as_html() {
         0
     );
     assert_eq!(browser.js("return typeof window.__xss;").await, "undefined");
-    browser.assert_no_csp_violations().await;
-    browser.close().await;
+    browser.finish().await;
 }
 
 /// Refusals show in plain words, with the server's exact text one click away: a wrong generic
@@ -741,8 +745,7 @@ async fn refusals_show_in_words_and_verbatim() {
     // The right login goes through.
     browser.login_user(server.addr, "alice", TOKENS[0]).await;
     browser.entry(&["You joined as alice."]).await;
-    browser.assert_no_csp_violations().await;
-    browser.close().await;
+    browser.finish().await;
 }
 
 /// A wrong temporary token does not send the person back to the start: the page logs in again
@@ -837,8 +840,7 @@ async fn a_wrong_temporary_token_gets_a_fresh_token_page() {
             .as_deref(),
         Some("alice")
     );
-    browser.assert_no_csp_violations().await;
-    browser.close().await;
+    browser.finish().await;
 }
 
 impl Browser {
@@ -918,8 +920,7 @@ async fn an_over_long_message_is_not_sent() {
     bob.expect(json!(["message", format!("[BOT] {BOT_NAME}"), "short"]))
         .await;
     assert!(!browser.shown("#composer-note").await);
-    browser.assert_no_csp_violations().await;
-    browser.close().await;
+    browser.finish().await;
 }
 
 /// A limit the page could not know: the server announced 30 when the page loaded, and a
@@ -1094,8 +1095,7 @@ async fn the_page_shows_a_lost_connection_and_reconnects() {
     bob.expect(json!(["disconnect", format!("[BOT] {BOT_NAME}")]))
         .await;
     browser.assert_left().await;
-    browser.assert_no_csp_violations().await;
-    browser.close().await;
+    browser.finish().await;
     second.stop().await;
 }
 
@@ -1200,8 +1200,7 @@ async fn an_open_room_logs_a_person_in_with_a_name_alone() {
     assert!(browser.shown("#username").await);
     assert!(browser.shown("#token").await, "the token field");
     assert!(!browser.shown("#open-note").await);
-    browser.assert_no_csp_violations().await;
-    browser.close().await;
+    browser.finish().await;
 }
 
 impl Browser {
@@ -1273,8 +1272,7 @@ async fn a_room_closed_since_the_page_loaded_asks_for_the_token_again() {
 
     browser.login_user(server.addr, "alice", TOKENS[0]).await;
     browser.entry(&["You joined as alice."]).await;
-    browser.assert_no_csp_violations().await;
-    browser.close().await;
+    browser.finish().await;
 }
 
 impl Browser {
@@ -1398,8 +1396,7 @@ async fn a_login_s_errors_show_on_the_login_view_and_reconnect_uses_the_last_ses
     bob.expect(json!(["join", format!("[BOT] {BOT_NAME}")]))
         .await;
     assert!(!browser.shown("#disconnected").await);
-    browser.assert_no_csp_violations().await;
-    browser.close().await;
+    browser.finish().await;
 }
 
 /// A message that names the person (as a word, in any case) is highlighted, and others are
@@ -1524,8 +1521,7 @@ async fn a_mention_is_highlighted_and_counted_while_the_tab_is_hidden() {
         )
         .await;
     carol.close().await;
-    browser.assert_no_csp_violations().await;
-    browser.close().await;
+    browser.finish().await;
 }
 
 /// http(s) URLs in messages are links (built as elements, opening in a new tab without
@@ -1601,8 +1597,7 @@ async fn links_are_links_and_other_schemes_are_text() {
             .await,
         "http://example.org/x"
     );
-    browser.assert_no_csp_violations().await;
-    browser.close().await;
+    browser.finish().await;
 }
 
 /// Shift+Enter starts a new line and Enter sends: one message with its newline, which a
@@ -1675,8 +1670,7 @@ async fn shift_enter_writes_one_multi_line_message() {
     browser.say("after").await;
     bob.expect(json!(["message", format!("[BOT] {BOT_NAME}"), "after"]))
         .await;
-    browser.assert_no_csp_violations().await;
-    browser.close().await;
+    browser.finish().await;
 }
 
 /// FNV-1a, 32 bits, over the name's UTF-8 bytes: the nick colour's hash, as the page and the
