@@ -124,7 +124,7 @@ impl Event {
     fn from_text(text: &str) -> Event {
         match ServerFrame::decode(text) {
             Ok(ServerFrame::Join(name)) => Event::Join(name),
-            Ok(ServerFrame::Message { from, text }) => Event::Message { from, text },
+            Ok(ServerFrame::Message { from, text, .. }) => Event::Message { from, text },
             Ok(ServerFrame::Disconnect(name)) => Event::Disconnect(name),
             Ok(ServerFrame::Refusal(reason)) => Event::Refusal(reason),
             Ok(ServerFrame::Users(names)) => Event::Users(names),
@@ -140,11 +140,31 @@ impl Event {
                     .chain(version.map(Value::String))
                     .collect(),
             },
+            Ok(
+                frame @ (ServerFrame::Caps(_)
+                | ServerFrame::History { .. }
+                | ServerFrame::Members(_)),
+            ) => Event::from_unknown(&frame),
             Err(error) => Event::Invalid {
                 text: text.to_owned(),
                 error,
             },
         }
+    }
+}
+
+impl Event {
+    /// A frame passed on as [`Event::Unknown`], as it was on the wire.
+    fn from_unknown(frame: &ServerFrame) -> Event {
+        let Ok((kind, args)) =
+            serde_json::from_str::<Vec<Value>>(&frame.encode()).map(|mut items| {
+                let kind = items.remove(0).as_str().unwrap_or_default().to_owned();
+                (kind, items)
+            })
+        else {
+            unreachable!("an encoded frame is an array")
+        };
+        Event::Unknown { kind, args }
     }
 }
 

@@ -66,6 +66,11 @@ pub enum ClientFrame {
     },
     /// `["who"]` (APIv2): asks for `["users", [names...]]`.
     Who,
+    /// `["caps", [NAME, ...]]` (extension): asks for protocol extensions, as the first frame.
+    /// Elements that are not strings are left out.
+    Caps(Vec<String>),
+    /// `["members"]` (extension `presence`): asks for `["members", [names...]]`.
+    Members,
     /// A frame type this crate does not know; the type is kept.
     Unknown(String),
 }
@@ -107,6 +112,17 @@ impl ClientFrame {
                 token_label: str_field(arg, "token_label"),
             },
             "who" => ClientFrame::Who,
+            "caps" => ClientFrame::Caps(
+                arg.and_then(Value::as_array)
+                    .map(|names| {
+                        names
+                            .iter()
+                            .filter_map(|name| name.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            ),
+            "members" => ClientFrame::Members,
             _ => ClientFrame::Unknown(kind),
         })
     }
@@ -123,6 +139,8 @@ impl ClientFrame {
             ClientFrame::Ban { .. } => "ban",
             ClientFrame::Unban { .. } => "unban",
             ClientFrame::Who => "who",
+            ClientFrame::Caps(_) => "caps",
+            ClientFrame::Members => "members",
             ClientFrame::Unknown(kind) => kind,
         }
     }
@@ -173,6 +191,8 @@ impl ClientFrame {
                 object(&[("username", username), ("token_label", token_label)]),
             )),
             ClientFrame::Who => encode_tuple(&("who",)),
+            ClientFrame::Caps(names) => encode_tuple(&("caps", names)),
+            ClientFrame::Members => encode_tuple(&("members",)),
             ClientFrame::Unknown(kind) => encode_tuple(&(kind,)),
         }
     }
@@ -224,6 +244,8 @@ impl fmt::Debug for ClientFrame {
                 .field("token_label", token_label)
                 .finish(),
             ClientFrame::Who => f.write_str("Who"),
+            ClientFrame::Caps(names) => f.debug_tuple("Caps").field(names).finish(),
+            ClientFrame::Members => f.write_str("Members"),
             ClientFrame::Unknown(kind) => f.debug_tuple("Unknown").field(kind).finish(),
         }
     }
@@ -362,6 +384,18 @@ mod tests {
     }
 
     #[test]
+    fn caps_keeps_only_strings() {
+        assert_eq!(
+            ClientFrame::decode(r#"["caps",["history",5,{"a":1},"presence"]]"#),
+            Ok(ClientFrame::Caps(vec!["history".into(), "presence".into()]))
+        );
+        assert_eq!(
+            ClientFrame::decode(r#"["caps"]"#),
+            Ok(ClientFrame::Caps(vec![]))
+        );
+    }
+
+    #[test]
     fn unknown_types_are_kept() {
         assert_eq!(
             ClientFrame::decode(r#"["typing"]"#),
@@ -389,6 +423,8 @@ mod tests {
                 id: Some(u64::MAX),
                 text: some("hé \n <b>"),
             },
+            ClientFrame::Caps(vec!["history".into(), "presence".into()]),
+            ClientFrame::Members,
             ClientFrame::Unknown("future".to_owned()),
         ];
         for frame in frames {

@@ -34,7 +34,7 @@ pub mod refusal;
 pub mod server;
 
 pub use client::ClientFrame;
-pub use server::ServerFrame;
+pub use server::{HistoryEntry, ServerFrame, Stamp};
 
 use serde_json::Value;
 

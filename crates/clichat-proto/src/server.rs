@@ -18,12 +18,15 @@ pub enum ServerFrame {
     },
     /// `["join", NAME]`: someone joined (bots appear as `[BOT] name`).
     Join(String),
-    /// `["message", NAME, TEXT]`: someone said TEXT.
+    /// `["message", NAME, TEXT]`: someone said TEXT; `["message", NAME, TEXT, SEQ, TIME_MS]`
+    /// to a client that asked for `history` in `caps`.
     Message {
         /// Who said it.
         from: String,
         /// What they said.
         text: String,
+        /// Where it stands in the room's history, when the server says.
+        stamp: Option<Stamp>,
     },
     /// `["disconnect", NAME]`: someone left.
     Disconnect(String),
@@ -31,6 +34,22 @@ pub enum ServerFrame {
     Refusal(String),
     /// `["users", [NAME, ...]]` (APIv2): who is in the room, the answer to `["who"]`.
     Users(Vec<String>),
+    /// `["caps", [NAME, ...]]` (extension): the capabilities the server granted, the answer to
+    /// a client's `caps`.
+    Caps(Vec<String>),
+    /// `["history", [[SEQ, TIME_MS, NAME, TEXT], ...]]` (extension `history`): recent messages,
+    /// oldest first. A third element `{"complete": false}` says that older messages asked for
+    /// are no longer kept.
+    History {
+        /// The messages, oldest first.
+        messages: Vec<HistoryEntry>,
+        /// `false` when messages asked for were no longer kept; `true` when the frame says
+        /// nothing (it is complete).
+        complete: bool,
+    },
+    /// `["members", [NAME, ...]]` (extension `presence`): everyone in the room now, the
+    /// receiver included.
+    Members(Vec<String>),
     /// A frame type this crate does not know, or a known type whose arguments have the wrong
     /// shape; the type and arguments are kept so that callers can pass it on.
     Unknown {
@@ -39,6 +58,58 @@ pub enum ServerFrame {
         /// The elements after the type.
         args: Vec<Value>,
     },
+}
+
+/// Where a message stands in the room's history (extension `history`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Stamp {
+    /// The message's number: it grows with every message of the room, in the order the room
+    /// delivers them.
+    pub seq: u64,
+    /// When the server accepted it, in Unix milliseconds.
+    pub time_ms: u64,
+}
+
+/// One message of a `history` frame: `[SEQ, TIME_MS, NAME, TEXT]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// Its number and time.
+    pub stamp: Stamp,
+    /// Who said it.
+    pub from: String,
+    /// What they said.
+    pub text: String,
+}
+
+impl HistoryEntry {
+    fn decode(value: &Value) -> Option<HistoryEntry> {
+        let items = value.as_array()?;
+        Some(HistoryEntry {
+            stamp: Stamp {
+                seq: items.first()?.as_u64()?,
+                time_ms: items.get(1)?.as_u64()?,
+            },
+            from: str_arg(items, 2)?,
+            text: str_arg(items, 3)?,
+        })
+    }
+
+    fn value(&self) -> Value {
+        Value::Array(vec![
+            self.stamp.seq.into(),
+            self.stamp.time_ms.into(),
+            self.from.as_str().into(),
+            self.text.as_str().into(),
+        ])
+    }
+}
+
+/// The strings of an array argument, if it is an array of strings.
+fn strings(arg: Option<&Value>) -> Option<Vec<String>> {
+    arg?.as_array()?
+        .iter()
+        .map(|name| name.as_str().map(str::to_owned))
+        .collect()
 }
 
 impl ServerFrame {
@@ -60,16 +131,34 @@ impl ServerFrame {
             "join" => str_arg(&args, 0).map(ServerFrame::Join),
             "message" => str_arg(&args, 0)
                 .zip(str_arg(&args, 1))
-                .map(|(from, text)| ServerFrame::Message { from, text }),
+                .map(|(from, text)| {
+                    let seq = args.get(2).and_then(Value::as_u64);
+                    let time_ms = args.get(3).and_then(Value::as_u64);
+                    ServerFrame::Message {
+                        from,
+                        text,
+                        stamp: seq
+                            .zip(time_ms)
+                            .map(|(seq, time_ms)| Stamp { seq, time_ms }),
+                    }
+                }),
             "disconnect" => str_arg(&args, 0).map(ServerFrame::Disconnect),
             "refusal" => str_arg(&args, 0).map(ServerFrame::Refusal),
-            "users" => args.first().and_then(Value::as_array).and_then(|names| {
-                names
-                    .iter()
-                    .map(|name| name.as_str().map(str::to_owned))
-                    .collect::<Option<Vec<_>>>()
-                    .map(ServerFrame::Users)
-            }),
+            "users" => strings(args.first()).map(ServerFrame::Users),
+            "caps" => strings(args.first()).map(ServerFrame::Caps),
+            "members" => strings(args.first()).map(ServerFrame::Members),
+            "history" => args
+                .first()
+                .and_then(Value::as_array)
+                .and_then(|entries| entries.iter().map(HistoryEntry::decode).collect())
+                .map(|messages| ServerFrame::History {
+                    messages,
+                    complete: args
+                        .get(1)
+                        .and_then(|more| more.get("complete"))
+                        .and_then(Value::as_bool)
+                        .unwrap_or(true),
+                }),
             _ => None,
         };
         Ok(known.unwrap_or(ServerFrame::Unknown { kind, args }))
@@ -85,10 +174,29 @@ impl ServerFrame {
             } => encode_tuple(&("id", id, version)),
             ServerFrame::Id { id, version: None } => encode_tuple(&("id", id)),
             ServerFrame::Join(name) => encode_tuple(&("join", name)),
-            ServerFrame::Message { from, text } => encode_tuple(&("message", from, text)),
+            ServerFrame::Message {
+                from,
+                text,
+                stamp: None,
+            } => encode_tuple(&("message", from, text)),
+            ServerFrame::Message {
+                from,
+                text,
+                stamp: Some(stamp),
+            } => encode_tuple(&("message", from, text, stamp.seq, stamp.time_ms)),
             ServerFrame::Disconnect(name) => encode_tuple(&("disconnect", name)),
             ServerFrame::Refusal(reason) => encode_tuple(&("refusal", reason)),
             ServerFrame::Users(names) => encode_tuple(&("users", names)),
+            ServerFrame::Caps(names) => encode_tuple(&("caps", names)),
+            ServerFrame::Members(names) => encode_tuple(&("members", names)),
+            ServerFrame::History { messages, complete } => {
+                let messages: Vec<Value> = messages.iter().map(HistoryEntry::value).collect();
+                if *complete {
+                    encode_tuple(&("history", messages))
+                } else {
+                    encode_tuple(&("history", messages, serde_json::json!({"complete": false})))
+                }
+            }
             ServerFrame::Unknown { kind, args } => {
                 let mut items = Vec::with_capacity(args.len() + 1);
                 items.push(Value::from(kind.as_str()));
@@ -132,7 +240,8 @@ mod tests {
         assert_eq!(
             ServerFrame::Message {
                 from: "a".into(),
-                text: "say \"hi\"".into()
+                text: "say \"hi\"".into(),
+                stamp: None,
             }
             .encode(),
             r#"["message","a","say \"hi\""]"#
@@ -163,6 +272,29 @@ mod tests {
             ServerFrame::Message {
                 from: "a".into(),
                 text: "<img src=x>".into(),
+                stamp: None,
+            },
+            ServerFrame::Message {
+                from: "a".into(),
+                text: "b".into(),
+                stamp: Some(Stamp {
+                    seq: 7,
+                    time_ms: 1_764_000_000_000,
+                }),
+            },
+            ServerFrame::Caps(vec!["history".into(), "presence".into()]),
+            ServerFrame::Members(vec!["a".into(), "[BOT] b".into()]),
+            ServerFrame::History {
+                messages: vec![HistoryEntry {
+                    stamp: Stamp { seq: 1, time_ms: 2 },
+                    from: "a".into(),
+                    text: "hi".into(),
+                }],
+                complete: true,
+            },
+            ServerFrame::History {
+                messages: vec![],
+                complete: false,
             },
             ServerFrame::Disconnect("x".into()),
             ServerFrame::Refusal("refused".into()),
@@ -175,6 +307,29 @@ mod tests {
         for frame in frames {
             assert_eq!(ServerFrame::decode(&frame.encode()), Ok(frame));
         }
+    }
+
+    #[test]
+    fn extension_frames_have_their_documented_text() {
+        let history = ServerFrame::History {
+            messages: vec![HistoryEntry {
+                stamp: Stamp { seq: 3, time_ms: 4 },
+                from: "a".into(),
+                text: "x".into(),
+            }],
+            complete: false,
+        };
+        assert_eq!(
+            history.encode(),
+            r#"["history",[[3,4,"a","x"]],{"complete":false}]"#
+        );
+        // A client that reads two arguments of `message` reads a stamped one the same.
+        let stamped = r#"["message","a","x",3,4]"#;
+        assert!(matches!(
+            ServerFrame::decode(stamped),
+            Ok(ServerFrame::Message { ref from, ref text, stamp: Some(Stamp { seq: 3, time_ms: 4 }) })
+                if from == "a" && text == "x"
+        ));
     }
 
     #[test]

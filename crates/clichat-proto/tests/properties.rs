@@ -24,7 +24,7 @@
 //!
 //! Case counts are proptest's default (256), so that CI stays fast.
 
-use clichat_proto::{ClientFrame, DecodeError, ServerFrame};
+use clichat_proto::{ClientFrame, DecodeError, HistoryEntry, ServerFrame, Stamp};
 use proptest::prelude::*;
 use serde_json::{Map, Number, Value};
 
@@ -227,6 +227,8 @@ fn every_variant_is_generated() {
             | ClientFrame::Ban { .. }
             | ClientFrame::Unban { .. }
             | ClientFrame::Who
+            | ClientFrame::Caps(_)
+            | ClientFrame::Members
             | ClientFrame::Unknown(_) => {}
         }
     }
@@ -239,6 +241,9 @@ fn every_variant_is_generated() {
             | ServerFrame::Disconnect(_)
             | ServerFrame::Refusal(_)
             | ServerFrame::Users(_)
+            | ServerFrame::Caps(_)
+            | ServerFrame::History { .. }
+            | ServerFrame::Members(_)
             | ServerFrame::Unknown { .. } => {}
         }
     }
@@ -268,6 +273,8 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
             token_label
         }),
         Just(ClientFrame::Who),
+        Just(ClientFrame::Members),
+        prop::collection::vec(any::<String>(), 0..4).prop_map(ClientFrame::Caps),
         any::<String>().prop_map(ClientFrame::Unknown),
     ]
 }
@@ -279,11 +286,41 @@ fn server_known_frame() -> impl Strategy<Value = ServerFrame> {
         (any::<u64>(), proptest::option::of(any::<String>()))
             .prop_map(|(id, version)| ServerFrame::Id { id, version }),
         any::<String>().prop_map(ServerFrame::Join),
-        (any::<String>(), any::<String>())
-            .prop_map(|(from, text)| ServerFrame::Message { from, text }),
+        (any::<String>(), any::<String>()).prop_map(|(from, text)| ServerFrame::Message {
+            from,
+            text,
+            stamp: None
+        }),
         any::<String>().prop_map(ServerFrame::Disconnect),
         any::<String>().prop_map(ServerFrame::Refusal),
         prop::collection::vec(any::<String>(), 0..8).prop_map(ServerFrame::Users),
+        (any::<String>(), any::<String>(), any::<u64>(), any::<u64>()).prop_map(
+            |(from, text, seq, time_ms)| ServerFrame::Message {
+                from,
+                text,
+                stamp: Some(Stamp { seq, time_ms }),
+            }
+        ),
+        prop::collection::vec(any::<String>(), 0..8).prop_map(ServerFrame::Caps),
+        prop::collection::vec(any::<String>(), 0..8).prop_map(ServerFrame::Members),
+        (
+            prop::collection::vec(
+                (any::<u64>(), any::<u64>(), any::<String>(), any::<String>()),
+                0..4
+            ),
+            any::<bool>()
+        )
+            .prop_map(|(messages, complete)| ServerFrame::History {
+                messages: messages
+                    .into_iter()
+                    .map(|(seq, time_ms, from, text)| HistoryEntry {
+                        stamp: Stamp { seq, time_ms },
+                        from,
+                        text,
+                    })
+                    .collect(),
+                complete,
+            }),
     ]
 }
 

@@ -591,6 +591,7 @@ mod tests {
             &ServerFrame::Message {
                 from: "a".into(),
                 text: "1".into(),
+                stamp: None,
             },
         )
         .unwrap();
@@ -603,6 +604,7 @@ mod tests {
                 &ServerFrame::Message {
                     from: "a".into(),
                     text: i.to_string(),
+                    stamp: None,
                 },
             )
             .unwrap();

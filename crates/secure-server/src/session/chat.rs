@@ -177,10 +177,14 @@ impl Session {
                 debug!(target: LOG_TARGET, id, "message");
                 self.server.metrics.message();
                 let from = name.to_owned();
-                let sent = self
-                    .server
-                    .hub
-                    .broadcast(id, &ServerFrame::Message { from, text });
+                let sent = self.server.hub.broadcast(
+                    id,
+                    &ServerFrame::Message {
+                        from,
+                        text,
+                        stamp: None,
+                    },
+                );
                 if sent.is_err() {
                     // Delivered to nobody, and the sender is told so: never lost silently.
                     let not_sent = ServerFrame::Refusal(refusal::MESSAGE_NOT_SENT.to_owned());
