@@ -97,7 +97,16 @@ impl HistoryDb {
             source,
         };
         let conn = Connection::open(path).map_err(fail)?;
+        // Held from the first write to the close: no other process (a second server on the
+        // same config, `history clear` while this one runs) can change the file underneath.
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
+            .map_err(fail)?;
         let (recent, next_seq) = prepare(&conn, config).map_err(fail)?;
+        conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('next_seq', ?1)",
+            params![next_seq as i64],
+        )
+        .map_err(fail)?;
         let (queue, commands) = mpsc::sync_channel(QUEUE);
         let writer = Writer {
             conn,

@@ -688,3 +688,53 @@ async fn admin_errors_say_what_failed() {
         .failed(1);
     assert!(ran.stderr.contains("no admin key"), "{}", ran.stderr);
 }
+
+/// `history clear` empties a stopped server's history file in place, and asks a running server
+/// through its owner API (which drops what it keeps in memory too).
+#[tokio::test]
+async fn history_clear_works_on_the_file_and_through_a_running_server() {
+    use secure_server::history_db::{HistoryDb, now_ms};
+
+    let dir = tempfile::tempdir().unwrap();
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let path = write_config(&dir, port);
+    let opened = HistoryDb::open(&HistoryDb::path_for(&path), Default::default()).unwrap();
+    for seq in 1..=2 {
+        opened.db.append(clichat_proto::HistoryEntry {
+            stamp: clichat_proto::Stamp {
+                seq,
+                time_ms: now_ms(),
+            },
+            from: "a".into(),
+            text: "x".into(),
+        });
+    }
+    opened.db.close();
+    drop(opened);
+    let ran = run(&path, &["history", "clear"]).await.ok();
+    assert!(ran.stdout.contains("Dropped 2 messages"), "{}", ran.stdout);
+    let reopened = HistoryDb::open(&HistoryDb::path_for(&path), Default::default()).unwrap();
+    assert!(reopened.recent.is_empty());
+    assert_eq!(reopened.next_seq, 3, "numbers go on");
+    drop(reopened);
+
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    config["admin_key"] = serde_json::json!("owner-key");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let server = common::TestServer::start_from_file(&path).await;
+    let listening = secure_server::listening_file(&path);
+    common::eventually("the server says where it listens", async || {
+        if listening.exists() {
+            Ok(())
+        } else {
+            Err("no listening file yet")
+        }
+    })
+    .await;
+    let ran = run(&path, &["history", "clear"]).await.ok();
+    assert_eq!(ran.stdout, "History cleared.\n");
+    server.stop().await;
+}

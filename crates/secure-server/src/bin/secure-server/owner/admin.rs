@@ -68,6 +68,9 @@ pub enum AdminAction {
     Tokens,
     /// Add a token (or bot token) to the running server's config and print it, once
     AddToken(NewToken),
+    /// Drop the room's kept history (every node's, in a cluster); messages go on numbered
+    /// from where they were
+    ClearHistory,
     /// Revoke tokens: the token, every token with that label, or a bot by its name
     Revoke {
         /// The token, its label or a bot's name (`-`: read a line from stdin).
@@ -142,6 +145,10 @@ pub(super) async fn admin(args: AdminArgs, context: &Context) -> Result<(), Owne
                 table(&["ID", "NAME", "KIND", "ROLE", "LABEL", "PEER"], rows)
             };
             shown(&answer, text)
+        }
+        AdminAction::ClearHistory => {
+            let answer = client.post("history/clear", &json!({})).await?;
+            shown(&answer, "History cleared.\n".to_owned())
         }
         AdminAction::Kick { name, reason } => {
             let mut body = json!({ "username": name });

@@ -14,11 +14,13 @@
 //! - `tokens`: `tokens add|list|show|revoke`, on the config file.
 //! - `admin`: `admin ...`, through `admin_client`, the owner API's HTTP client.
 //! - `cert`: `cert self-signed`.
+//! - `history`: `history clear`, through the owner API or on the history file.
 //! - `table` and `output`: what is printed, for scripts (stdout) and for people (stderr).
 
 mod admin;
 mod admin_client;
 mod cert;
+mod history;
 mod output;
 mod table;
 mod tokens;
@@ -35,6 +37,7 @@ use serde_json::Value;
 use admin::AdminArgs;
 use admin_client::AdminError;
 use cert::CertCommand;
+use history::HistoryCommand;
 use tokens::TokensCommand;
 
 /// What the binary can do besides serving.
@@ -50,6 +53,9 @@ pub enum Command {
     /// Certificates for `tls`
     #[command(subcommand)]
     Cert(CertCommand),
+    /// The room's kept history
+    #[command(subcommand)]
+    History(HistoryCommand),
 }
 
 /// The token to make: a user token with an optional label, or a bot's.
@@ -117,6 +123,9 @@ pub enum OwnerError {
     /// A certificate could not be made or written.
     #[error("cannot write the certificate: {0}")]
     Certificate(String),
+    /// The history file could not be cleared.
+    #[error("cannot clear the history: {0}")]
+    History(String),
     /// The runtime for the HTTP calls could not start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
@@ -138,6 +147,7 @@ pub fn run(command: Command, context: &Context) -> Result<(), OwnerError> {
             Command::Cert(CertCommand::SelfSigned { hosts, out_dir }) => {
                 cert::self_signed(hosts, &out_dir)
             }
+            Command::History(command) => history::history(command, context).await,
         }
     })
 }
