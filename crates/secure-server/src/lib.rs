@@ -59,6 +59,8 @@ pub mod bans;
 mod cluster;
 mod coalesce;
 pub mod config;
+mod engine;
+pub mod history_db;
 mod http;
 pub mod hub;
 pub mod limits;
@@ -125,6 +127,9 @@ pub enum Error {
     /// The TLS certificate or key cannot be used.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// The history file beside the config file cannot be used.
+    #[error(transparent)]
+    History(#[from] history_db::HistoryDbError),
 }
 
 /// What a config file (or an in-memory config) sets up; replaced whole by a reload.
@@ -283,7 +288,9 @@ impl Server {
                     None => names.contains(&ban.username),
                 })
                 .map(drop),
-            hub::NodeRequest::Remove { .. } | hub::NodeRequest::RemoveToken { .. } => Ok(()),
+            hub::NodeRequest::Remove { .. }
+            | hub::NodeRequest::RemoveToken { .. }
+            | hub::NodeRequest::ClearHistory => Ok(()),
         };
         if let Err(error) = saved {
             tracing::warn!(%error, "another node's ban holds here, but could not be saved");
@@ -488,14 +495,18 @@ async fn serve(
         None => bans::Bans::in_memory(),
     };
     let tls = config.tls.as_ref().map(tls::Tls::new).transpose()?;
-    let (backplane, events): (Arc<dyn hub::Backplane>, _) = match &config.cluster {
-        Some(cluster) => {
-            let (redis, events) = cluster::start(cluster);
-            (redis, Some(events))
-        }
-        None => (Arc::new(hub::Local::new()), None),
-    };
-    let hub = hub::Hub::with_backplane(config.one_user_per_token, config.outbound_queue, backplane);
+    let engine::Engine {
+        backplane,
+        events,
+        kept,
+    } = engine::start(&config, config_file.as_deref())?;
+    let hub = hub::Hub::with_backplane(
+        config.one_user_per_token,
+        config.outbound_queue,
+        config.history,
+        backplane,
+    );
+    hub.remember(kept);
     hub.announce_presence_up_to(config.announce_presence_up_to);
     let server = Arc::new(Server {
         tls,

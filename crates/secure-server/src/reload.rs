@@ -8,7 +8,7 @@
 //! - The filter, the length rules and the limits apply to new input (a changed `limits` starts
 //!   every address with a fresh budget); `max_frame_bytes`, timeouts and `public_url` apply to
 //!   new connections; `announce_presence_up_to` to the next join or departure.
-//! - `port`, `bind`, `1UPT`, `outbound_queue`, `cluster`, and turning `tls` on or off need a
+//! - `port`, `bind`, `1UPT`, `outbound_queue`, `cluster`, `history`, and turning `tls` on or off need a
 //!   restart: a change is logged as such and not applied.
 //! - A file that no longer loads is refused with a log line naming the problem, and the server
 //!   keeps running on the last good config.
@@ -124,6 +124,7 @@ struct RestartOnly {
     one_user_per_token: bool,
     outbound_queue: usize,
     cluster: Option<crate::config::ClusterConfig>,
+    history: Option<crate::config::HistoryConfig>,
     /// Whether `tls` is on: the port speaks one or the other from its start (a renewed
     /// certificate, or one at another path, is taken live).
     tls: bool,
@@ -137,6 +138,7 @@ impl RestartOnly {
             one_user_per_token: config.one_user_per_token,
             outbound_queue: config.outbound_queue,
             cluster: config.cluster.clone(),
+            history: config.history,
             tls: config.tls.is_some(),
         }
     }
@@ -151,6 +153,7 @@ impl RestartOnly {
         config.one_user_per_token = self.one_user_per_token;
         config.outbound_queue = self.outbound_queue;
         config.cluster.clone_from(&self.cluster);
+        config.history = self.history;
     }
 }
 
@@ -176,8 +179,8 @@ fn apply(server: &Server, path: &Path, file_restart_only: &mut Option<RestartOnl
     if let Some(before) = file_restart_only.as_ref() {
         if *before != from_file {
             warn!(
-                "port, bind, 1UPT, outbound_queue, cluster or tls on/off changed in the config \
-                 file: they take effect at the next restart"
+                "port, bind, 1UPT, outbound_queue, cluster, history or tls on/off changed in \
+                 the config file: they take effect at the next restart"
             );
         }
     }

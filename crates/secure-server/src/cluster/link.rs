@@ -23,6 +23,10 @@ pub(super) const MAX_QUEUED_OPS: usize = 50_000;
 pub(super) enum Write {
     /// A frame for the room from one of this node's members.
     Frame(Payload),
+    /// A message of one of this node's members, to be numbered and kept (history on).
+    Said(Said),
+    /// The history stream goes.
+    ClearHistory,
     /// A request for the other nodes ([`NodeRequest`] as JSON).
     Request(String),
     ReleaseName(String),
@@ -45,6 +49,22 @@ pub(super) enum Write {
     SettlePage(String),
     /// The others' announcement of this node's death has been answered with joins.
     ClearTombstone,
+}
+
+/// A message for `say.lua`.
+#[derive(Debug)]
+pub(super) struct Said {
+    /// The member's id here.
+    pub(super) member: u64,
+    /// This node's number for it: growing, so that a message written twice is kept once.
+    pub(super) number: u64,
+    pub(super) time_ms: u64,
+    pub(super) from: String,
+    pub(super) text: String,
+    /// Messages the history stream keeps.
+    pub(super) keep: usize,
+    /// Entries older than this (ms) leave the history stream.
+    pub(super) oldest_ms: u64,
 }
 
 /// Questions, answered in order with the writes.

@@ -40,13 +40,14 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::auth::TokenKey;
-use crate::config::{ClusterConfig, Role};
+use crate::config::{ClusterConfig, HistoryConfig, Role};
 use crate::hub::backplane::{BoxFuture, Departure};
 use crate::hub::{
     Backplane, Event, Kind, MemberInfo, NodeRequest, NodeStatus, PageView, Payload, Profile,
     Unavailable,
 };
-use link::{Link, Write};
+use clichat_proto::HistoryEntry;
+use link::{Link, Said, Write};
 use worker::{OpQueue, Worker};
 
 /// Events waiting for the hub; past this the stream reader waits (and Redis keeps the rest).
@@ -116,17 +117,31 @@ pub(crate) struct Redis {
     link: Arc<Link>,
     /// Token pages opened here and not settled yet.
     pages: AtomicUsize,
+    /// How much history the room keeps (`None`: off).
+    history: Option<HistoryConfig>,
+    /// This node's number for its next message (see `say.lua`): microseconds since the epoch
+    /// at the start, so that a restarted node's numbers are past its earlier ones.
+    said: std::sync::atomic::AtomicU64,
 }
 
 /// Starts this node's backplane: returns it at once, with the events the other nodes cause,
 /// and connects (and keeps reconnecting) in the background. Must be called within a Tokio
 /// runtime.
-pub(crate) fn start(config: &ClusterConfig) -> (Arc<Redis>, mpsc::Receiver<Event>) {
-    let (link, worker, events) = prepare(config);
+pub(crate) fn start(
+    config: &ClusterConfig,
+    history: Option<HistoryConfig>,
+) -> (Arc<Redis>, mpsc::Receiver<Event>) {
+    let (link, mut worker, events) = prepare(config);
+    worker.history = history;
     link.set_worker(tokio::spawn(worker.run()).abort_handle());
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_micros());
     let redis = Redis {
         link,
         pages: AtomicUsize::new(0),
+        history,
+        said: std::sync::atomic::AtomicU64::new(u64::try_from(started).unwrap_or(u64::MAX)),
     };
     (Arc::new(redis), events)
 }
@@ -156,6 +171,7 @@ fn prepare(config: &ClusterConfig) -> (Arc<Link>, Worker, mpsc::Receiver<Event>)
         inflight: Vec::new(),
         backlog: VecDeque::new(),
         last_id: None,
+        history: None,
     };
     (link, worker, events_rx)
 }
@@ -226,6 +242,27 @@ impl Backplane for Redis {
 
     fn publish(&self, frame: Payload) {
         self.link.write(Write::Frame(frame));
+    }
+
+    fn number(&self, sender: u64, from: &str, text: &str, time_ms: u64) -> Option<HistoryEntry> {
+        let history = self.history.unwrap_or_default();
+        let oldest_ms = crate::history_db::now_ms()
+            .saturating_sub(u64::try_from(history.max_age().as_millis()).unwrap_or(u64::MAX));
+        self.link.write(Write::Said(Said {
+            member: sender,
+            number: self.said.fetch_add(1, Ordering::Relaxed),
+            time_ms,
+            from: from.to_owned(),
+            text: text.to_owned(),
+            keep: history.keep,
+            oldest_ms,
+        }));
+        None
+    }
+
+    fn clear_history(&self) {
+        self.link.write(Write::ClearHistory);
+        self.link.request(&NodeRequest::ClearHistory);
     }
 
     fn joined(&self, key: &str, member: &MemberInfo) {

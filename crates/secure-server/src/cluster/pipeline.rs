@@ -72,6 +72,28 @@ fn add_write(pipe: &mut redis::Pipeline, node: &str, write: &Write) {
     match write {
         Write::Frame(payload) => add_xadd(pipe, "f", node, payload.as_str()),
         Write::Request(text) => add_xadd(pipe, "c", node, text),
+        Write::Said(said) => {
+            pipe.cmd("EVALSHA")
+                .arg(scripts.say.hash)
+                .arg(4)
+                .arg(key("seq"))
+                .arg(key("room"))
+                .arg(key("history"))
+                .arg(key("said"))
+                .arg(node)
+                .arg(said.member)
+                .arg(said.number)
+                .arg(said.time_ms)
+                .arg(&said.from)
+                .arg(&said.text)
+                .arg(STREAM_MAX_LEN)
+                .arg(said.keep)
+                .arg(said.oldest_ms)
+                .ignore();
+        }
+        Write::ClearHistory => {
+            pipe.cmd("DEL").arg(key("history")).ignore();
+        }
         Write::ReleaseName(folded) => add_release(pipe, scripts, node, "names", folded),
         Write::ReleaseHold(key_hex) => add_release(pipe, scripts, node, "holds", key_hex),
         Write::Member { folded, record } => {

@@ -19,6 +19,7 @@ pub(super) struct Scripts {
     pub(super) view_page: Script,
     pub(super) who: Script,
     pub(super) find: Script,
+    pub(super) say: Script,
 }
 
 impl Scripts {
@@ -46,12 +47,13 @@ impl Scripts {
                 view_page: make(include_str!("lua/view_page.lua")),
                 who: make(include_str!("lua/who.lua")),
                 find: make(include_str!("lua/find.lua")),
+                say: make(include_str!("lua/say.lua")),
             }
         });
         &SCRIPTS
     }
 
-    pub(super) fn all(&self) -> [&Script; 10] {
+    pub(super) fn all(&self) -> [&Script; 11] {
         [
             &self.claim,
             &self.release,
@@ -63,6 +65,7 @@ impl Scripts {
             &self.view_page,
             &self.who,
             &self.find,
+            &self.say,
         ]
     }
 }

@@ -1,5 +1,6 @@
 //! Reading the room stream: what the other nodes wrote, in order, handed to the hub as events.
 
+use clichat_proto::{HistoryEntry, Stamp};
 use redis::Value;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc;
@@ -102,23 +103,102 @@ async fn read_stream(
     Ok(Ok(()))
 }
 
-/// What one stream entry (`o` origin, then `f` frame or `c` request) means for this node, if
-/// anything.
-fn event_of(node: &str, fields: Vec<Value>) -> Option<Event> {
-    let mut origin = None;
-    let mut body = None;
-    let mut fields = fields.into_iter();
-    while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
-        let (Value::BulkString(name), Value::BulkString(value)) = (name, value) else {
-            continue;
-        };
-        match name.as_slice() {
-            b"o" => origin = Some(value),
-            b"f" | b"c" => body = Some((name[0], value)),
-            _ => {}
+/// The newest `count` messages of the history stream, oldest first.
+pub(super) async fn recent(
+    conn: &mut MultiplexedConnection,
+    count: usize,
+) -> redis::RedisResult<Vec<HistoryEntry>> {
+    let newest: Value = redis::cmd("XREVRANGE")
+        .arg(key("history"))
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(count)
+        .query_async(conn)
+        .await?;
+    let Value::Array(entries) = newest else {
+        return Ok(Vec::new());
+    };
+    let mut recent: Vec<HistoryEntry> = entries
+        .into_iter()
+        .filter_map(|entry| match entry {
+            Value::Array(mut entry) => match entry.pop() {
+                Some(Value::Array(fields)) => Fields::of(fields).message(),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    recent.reverse();
+    Ok(recent)
+}
+
+/// The fields of one stream entry, by name: `o` origin node, then `f` frame, `c` request, or a
+/// numbered message (`m` member, `s` number, `t` time, `u` name, `x` text).
+#[derive(Default)]
+struct Fields {
+    origin: Option<Vec<u8>>,
+    body: Option<(u8, Vec<u8>)>,
+    member: Option<Vec<u8>>,
+    seq: Option<Vec<u8>>,
+    time: Option<Vec<u8>>,
+    name: Option<Vec<u8>>,
+    text: Option<Vec<u8>>,
+}
+
+impl Fields {
+    fn of(fields: Vec<Value>) -> Fields {
+        let mut parsed = Fields::default();
+        let mut fields = fields.into_iter();
+        while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
+            let (Value::BulkString(name), Value::BulkString(value)) = (name, value) else {
+                continue;
+            };
+            match name.as_slice() {
+                b"o" => parsed.origin = Some(value),
+                b"f" | b"c" => parsed.body = Some((name[0], value)),
+                b"m" => parsed.member = Some(value),
+                b"s" => parsed.seq = Some(value),
+                b"t" => parsed.time = Some(value),
+                b"u" => parsed.name = Some(value),
+                b"x" => parsed.text = Some(value),
+                _ => {}
+            }
         }
+        parsed
     }
-    let (origin, (kind, body)) = origin.zip(body)?;
+
+    /// The numbered message, if the entry is one.
+    fn message(&self) -> Option<HistoryEntry> {
+        let number =
+            |bytes: &Option<Vec<u8>>| std::str::from_utf8(bytes.as_deref()?).ok()?.parse().ok();
+        let text = |bytes: &Option<Vec<u8>>| String::from_utf8(bytes.clone()?).ok();
+        Some(HistoryEntry {
+            stamp: Stamp {
+                seq: number(&self.seq)?,
+                time_ms: number(&self.time)?,
+            },
+            from: text(&self.name)?,
+            text: text(&self.text)?,
+        })
+    }
+}
+
+/// What one stream entry means for this node, if anything.
+fn event_of(node: &str, fields: Vec<Value>) -> Option<Event> {
+    let fields = Fields::of(fields);
+    if let Some(entry) = fields.message() {
+        // Numbered messages come back to the node that wrote them too: it delivers them in
+        // the room's order, like everyone's, but not to their sender.
+        let ours = fields.origin.as_deref() == Some(node.as_bytes());
+        let member = fields
+            .member
+            .as_deref()
+            .and_then(|m| std::str::from_utf8(m).ok());
+        let sender = member.and_then(|m| m.parse().ok()).filter(|_| ours);
+        return Some(Event::Said { sender, entry });
+    }
+    let (origin, (kind, body)) = fields.origin.zip(fields.body)?;
     let body = String::from_utf8(body).ok()?;
     match kind {
         // Frames from this node's members were delivered here when they were made.

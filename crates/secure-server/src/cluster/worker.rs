@@ -16,7 +16,8 @@ use tracing::{info, warn};
 use super::link::{Link, Op, Write};
 use super::pipeline::{BATCH, heartbeat, ms, write_batch};
 use super::scripts::Scripts;
-use super::stream::{READ_BLOCK_MS, latest_id, read_forever};
+use super::stream::{READ_BLOCK_MS, latest_id, read_forever, recent};
+use crate::config::HistoryConfig;
 use crate::hub::{Event, Unavailable};
 
 /// Writes kept while Redis is unreachable; beyond this the oldest are dropped (and logged).
@@ -42,6 +43,8 @@ pub(super) struct Worker {
     pub(super) backlog: VecDeque<Write>,
     /// The last stream entry this node has read: where to read on from after a reconnect.
     pub(super) last_id: Option<String>,
+    /// How much history the room keeps (`None`: off).
+    pub(super) history: Option<HistoryConfig>,
 }
 
 /// The worker's end of the op queue, which keeps [`Link`]'s count of queued ops.
@@ -195,6 +198,12 @@ impl Worker {
         self.sync(&mut writer).await?;
         if self.last_id.is_none() {
             self.last_id = Some(latest_id(&mut writer).await?);
+            // Before anyone can log in here: the room's history so far. What is added after the
+            // stream position just read comes from the stream too, and is kept once.
+            if let Some(history) = self.history {
+                let kept = recent(&mut writer, history.keep).await?;
+                let _ = self.events.send(Event::Recent(kept)).await;
+            }
         }
         self.link.up.store(true, Ordering::Release);
         info!(node = %self.link.node, "cluster link up");

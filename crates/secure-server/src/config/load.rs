@@ -140,6 +140,24 @@ impl Config {
                 10_000_000,
             ),
             (
+                "history.on_join",
+                self.history.map_or(0, |h| h.on_join as u64),
+                0,
+                self.history.map_or(0, |h| h.keep as u64),
+            ),
+            (
+                "history.keep",
+                self.history.map_or(1, |h| h.keep as u64),
+                1,
+                1_000_000,
+            ),
+            (
+                "history.max_age_hours",
+                self.history.map_or(1, |h| h.max_age_hours),
+                1,
+                24 * 366 * 100,
+            ),
+            (
                 "limits.max_connections",
                 self.limits.max_connections.unwrap_or(1) as u64,
                 1,

@@ -19,5 +19,6 @@ mod schema;
 pub use create::{Created, load_or_create};
 pub use load::{ConfigError, valid_node_id};
 pub use schema::{
-    BotEntry, BotSpec, ClusterConfig, Config, Limits, MetricsConfig, Role, TlsFiles, TokenEntry,
+    BotEntry, BotSpec, ClusterConfig, Config, HistoryConfig, Limits, MetricsConfig, Role, TlsFiles,
+    TokenEntry,
 };

@@ -90,6 +90,40 @@ pub struct Config {
     /// WebSocket to it. An upgrade that carries any other `Origin` is refused (403); clients
     /// that send none (terminal clients, bots) are not affected. Default: none.
     pub allowed_origins: Vec<String>,
+    /// `{"on_join": 50, "keep": 10000, "max_age_hours": 168}`: the room's recent messages are
+    /// kept (single server: in `<config stem>.history.db` beside the config file; cluster: in
+    /// Redis) and sent to clients that ask for `history` when they join. `null`: nothing is kept
+    /// and `history` is not granted. Needs a restart to change.
+    pub history: Option<HistoryConfig>,
+}
+
+/// The `history` object: how much of the room's past is kept, and shown on joining.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HistoryConfig {
+    /// Messages sent to a client that asks for history, right after it joins (at most).
+    pub on_join: usize,
+    /// Messages kept, at most: the newest.
+    pub keep: usize,
+    /// Messages older than this many hours are dropped.
+    pub max_age_hours: u64,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            on_join: 50,
+            keep: 10_000,
+            max_age_hours: 168,
+        }
+    }
+}
+
+impl HistoryConfig {
+    /// How old a kept message may be.
+    pub fn max_age(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.max_age_hours.saturating_mul(3600))
+    }
 }
 
 /// The `cluster` object: where the cluster's Redis is, and who this node is.
@@ -260,6 +294,7 @@ impl std::fmt::Debug for Config {
             cluster,
             trusted_proxies,
             allowed_origins,
+            history,
         } = self;
         f.debug_struct("Config")
             .field("port", port)
@@ -302,6 +337,7 @@ impl std::fmt::Debug for Config {
             )
             .field("trusted_proxies", trusted_proxies)
             .field("allowed_origins", allowed_origins)
+            .field("history", history)
             .finish()
     }
 }
@@ -331,6 +367,7 @@ impl Default for Config {
             cluster: None,
             trusted_proxies: Vec::new(),
             allowed_origins: Vec::new(),
+            history: Some(HistoryConfig::default()),
         }
     }
 }

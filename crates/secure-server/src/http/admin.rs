@@ -13,6 +13,7 @@
 //! | `GET /admin/tokens` | | `[TokenInfo + "in_use"]` |
 //! | `POST /admin/tokens` | `{"label"?, "role"?, "bot"?}` | 201 `{"token": TOKEN, ...TokenInfo}` |
 //! | `POST /admin/tokens/revoke` | `{"token_or_label"}` | `{"revoked": COUNT}` |
+//! | `POST /admin/history/clear` | | `{"cleared": true}`, or 409 when history is off |
 //!
 //! The owner acts with full authority: kicks and bans reach admins too. Token changes are
 //! written to the config file (atomically, refusing with 409 if it changed underneath) and put
@@ -50,6 +51,7 @@ pub(crate) fn routes(server: Arc<Server>) -> Router<Arc<Server>> {
         .route("/admin/unban", post(unban))
         .route("/admin/tokens", get(tokens).post(add_token))
         .route("/admin/tokens/revoke", post(revoke))
+        .route("/admin/history/clear", post(clear_history))
         .route_layer(middleware::from_fn_with_state(server, authorize))
 }
 
@@ -154,6 +156,17 @@ async fn find(server: &Server, username: &str) -> Result<crate::hub::MemberInfo,
             format!("nobody called {username:?} is connected"),
         )
     })
+}
+
+/// Drops the room's history everywhere it is kept; numbers go on from where they were.
+async fn clear_history(State(server): State<Arc<Server>>) -> ApiResult {
+    if !server.hub.keeps_history() {
+        let off = "history is off (\"history\": null in the config)".to_owned();
+        return Err(ApiError(StatusCode::CONFLICT, off));
+    }
+    server.hub.clear_history();
+    tracing::info!(target: LOG_TARGET, "history cleared by the owner");
+    Ok(Json(json!({ "cleared": true })).into_response())
 }
 
 async fn kick(State(server): State<Arc<Server>>, bytes: Bytes) -> ApiResult {

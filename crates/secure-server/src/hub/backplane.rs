@@ -26,6 +26,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use clichat_proto::HistoryEntry;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
@@ -87,6 +88,9 @@ pub enum NodeRequest {
         /// The ban.
         ban: crate::bans::Ban,
     },
+    /// Every node should forget the room's history (the kept copy is already gone).
+    #[serde(rename = "clearhistory")]
+    ClearHistory,
     /// Every node should lift its bans of these tokens (hex keys), and of these logins without
     /// a token (by the name banned).
     Unban {
@@ -114,6 +118,18 @@ pub struct Holdings {
 pub enum Event {
     /// A frame another node's member caused, for every member here.
     Deliver(Payload),
+    /// A message of the room, numbered, for every member here but its sender (`sender`: its id,
+    /// when it was this node's member). Only when the backplane numbers messages itself
+    /// ([`Backplane::number`] answered `None`).
+    Said {
+        /// This node's member who said it, if it was one.
+        sender: Option<u64>,
+        /// The message.
+        entry: HistoryEntry,
+    },
+    /// The room's history as kept beyond this node, oldest first, when the node starts: for the
+    /// hub to start from (nothing is delivered).
+    Recent(Vec<HistoryEntry>),
     /// A request of another node (a removal here, a ban, an unban).
     Request(NodeRequest),
     /// The backplane is re-claiming what this node holds: answer with it.
@@ -177,6 +193,16 @@ pub trait Backplane: Send + Sync + std::fmt::Debug {
     /// under the room's lock: frames leave in the order the room delivered them here.
     fn publish(&self, frame: Payload);
 
+    /// Gives a message of this node's member `sender` its place in the room's history, which
+    /// keeps it (while history is on). Called under the room's lock. `Some`: numbered and kept
+    /// now, for the hub to deliver here at once (a single server). `None`: the order is decided
+    /// beyond this node, and the message comes back numbered, as [`Event::Said`], to every node
+    /// (this one included) in that order.
+    fn number(&self, sender: u64, from: &str, text: &str, time_ms: u64) -> Option<HistoryEntry>;
+
+    /// Drops every message kept, for every node (numbers go on from where they were).
+    fn clear_history(&self);
+
     /// A member joined here: the other nodes can find it from now on.
     fn joined(&self, key: &str, member: &MemberInfo);
 
@@ -215,6 +241,8 @@ mod tests {
         })
         .unwrap();
         assert_eq!(text, r#"{"op":"expeltoken","token":"ab","reason":"r"}"#);
+        let clear = serde_json::to_string(&NodeRequest::ClearHistory).unwrap();
+        assert_eq!(clear, r#"{"op":"clearhistory"}"#);
         let unban = NodeRequest::Unban {
             tokens: vec![],
             names: vec![],

@@ -17,6 +17,16 @@ impl Hub {
                 let dropped = self.room().fan_out(u64::MAX, payload, false);
                 dropped.log();
             }
+            Event::Said { sender, entry } => {
+                let dropped = self.room().said(sender.unwrap_or(u64::MAX), entry);
+                dropped.log();
+            }
+            Event::Recent(kept) => self.remember(kept),
+            Event::Request(NodeRequest::ClearHistory) => {
+                if let Some(recent) = self.room().recent.as_mut() {
+                    recent.clear();
+                }
+            }
             Event::Request(NodeRequest::Remove { node, id, reason }) => {
                 // Ids are per node: only the member's own node acts.
                 let ours = self.node_status().is_some_and(|status| status.node == node);

@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, OnceLock};
 
+use clichat_proto::HistoryEntry;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -106,9 +107,17 @@ pub struct Membership {
     pub(super) rx: mpsc::Receiver<Payload>,
     pub(super) evicted: CancellationToken,
     pub(super) reason: Arc<OnceLock<String>>,
+    /// The room's recent messages as of the join, for a member that asked for history.
+    pub(super) recent: Option<Vec<HistoryEntry>>,
 }
 
 impl Membership {
+    /// The room's recent messages as of the join (oldest first), once: `None` if the member
+    /// did not ask for history (or history is off), or after the first call.
+    pub fn take_history(&mut self) -> Option<Vec<HistoryEntry>> {
+        self.recent.take()
+    }
+
     /// The connection's id, unique for the server's lifetime.
     pub fn id(&self) -> u64 {
         self.id

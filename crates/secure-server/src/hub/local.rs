@@ -1,23 +1,43 @@
-//! The backplane of a single server: no other nodes, and the token pages in memory.
+//! The backplane of a single server: no other nodes, the token pages in memory, and the
+//! room's history numbered here and kept in its file ([`HistoryDb`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+
+use clichat_proto::{HistoryEntry, Stamp};
 
 use super::PageView;
 use super::backplane::{Backplane, BoxFuture, Departure, NodeRequest, NodeStatus, Unavailable};
 use super::{MemberInfo, Payload};
 use crate::auth::TokenKey;
+use crate::history_db::HistoryDb;
 
 /// How many settled token pages are remembered so that they answer 410 instead of 404. The
 /// oldest are forgotten first, so the memory this takes is bounded.
 pub(super) const SETTLED_PAGES_KEPT: usize = 10_000;
 
 /// A single server's backplane: every claim is granted (the hub's own maps decide), nothing is
-/// published (there is nobody else), and token pages are kept here.
-#[derive(Debug, Default)]
+/// published (there is nobody else), token pages are kept here, and messages are numbered here
+/// and written to the history file, if there is one.
+#[derive(Debug)]
 pub struct Local {
     pages: Mutex<Pages>,
+    /// The number the next message gets.
+    next_seq: AtomicU64,
+    /// Where messages are kept beyond this process (none: in the hub's memory only).
+    db: Option<Arc<HistoryDb>>,
+}
+
+impl Default for Local {
+    fn default() -> Self {
+        Local {
+            pages: Mutex::default(),
+            next_seq: AtomicU64::new(1),
+            db: None,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -35,9 +55,24 @@ struct PendingPage {
 }
 
 impl Local {
-    /// A backplane with no other nodes.
+    /// A backplane with no other nodes, whose history is kept in memory only.
     pub fn new() -> Local {
         Local::default()
+    }
+
+    /// A backplane with no other nodes, whose history is kept in `db`, where the next message
+    /// is numbered `next_seq` (see [`crate::history_db::Opened`]).
+    pub fn with_history(db: HistoryDb, next_seq: u64) -> Local {
+        Local {
+            next_seq: AtomicU64::new(next_seq),
+            db: Some(Arc::new(db)),
+            ..Local::default()
+        }
+    }
+
+    /// Messages the history file could not keep up with (see [`HistoryDb::unwritten`]).
+    pub fn unwritten(&self) -> u64 {
+        self.db.as_ref().map_or(0, |db| db.unwritten())
     }
 
     fn pages(&self) -> MutexGuard<'_, Pages> {
@@ -119,6 +154,26 @@ impl Backplane for Local {
 
     fn publish(&self, _frame: Payload) {}
 
+    fn number(&self, _sender: u64, from: &str, text: &str, time_ms: u64) -> Option<HistoryEntry> {
+        // Called under the room's lock: numbers follow the room's order.
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        let entry = HistoryEntry {
+            stamp: Stamp { seq, time_ms },
+            from: from.to_owned(),
+            text: text.to_owned(),
+        };
+        if let Some(db) = &self.db {
+            db.append(entry.clone());
+        }
+        Some(entry)
+    }
+
+    fn clear_history(&self) {
+        if let Some(db) = &self.db {
+            db.clear();
+        }
+    }
+
     fn joined(&self, _key: &str, _member: &MemberInfo) {}
 
     fn departed(&self, _key: String, _departure: Departure) {}
@@ -134,7 +189,13 @@ impl Backplane for Local {
     fn request(&self, _request: &NodeRequest) {}
 
     fn leave(&self, _within: Duration) -> BoxFuture<'_, ()> {
-        Box::pin(std::future::ready(()))
+        let db = self.db.clone();
+        Box::pin(async move {
+            if let Some(db) = db {
+                // Writes what is queued: a clean stop loses no message.
+                let _ = tokio::task::spawn_blocking(move || db.close()).await;
+            }
+        })
     }
 }
 

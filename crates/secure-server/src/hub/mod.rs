@@ -16,6 +16,7 @@
 
 pub mod backplane;
 mod events;
+mod history;
 mod leases;
 mod local;
 mod member;
@@ -27,7 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use clichat_proto::ServerFrame;
+use clichat_proto::{HistoryEntry, ServerFrame};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -38,7 +39,10 @@ pub use member::{Kind, MemberInfo, Profile};
 pub use payload::Payload;
 
 use crate::auth::{self, TokenKey};
+use crate::config::HistoryConfig;
+use crate::history_db::now_ms;
 use crate::names;
+use history::Recent;
 use room::{Dropped, Member, Room};
 
 /// Shared state of one server: a cheap-to-clone handle.
@@ -59,6 +63,8 @@ struct Inner {
     closing: AtomicBool,
     one_user_per_token: bool,
     queue_len: usize,
+    /// How much history is kept and shown; `None`: history is off.
+    history: Option<HistoryConfig>,
     backplane: Arc<dyn Backplane>,
 }
 
@@ -129,28 +135,58 @@ pub struct HubStats {
 impl Hub {
     /// A single server's hub, whose tokens are exclusive when `one_user_per_token` is set, and
     /// whose members may each have `queue_len` frames waiting.
+    /// Its history is off.
     pub fn new(one_user_per_token: bool, queue_len: usize) -> Hub {
-        Hub::with_backplane(one_user_per_token, queue_len, Arc::new(Local::new()))
+        Hub::with_backplane(one_user_per_token, queue_len, None, Arc::new(Local::new()))
     }
 
-    /// As [`Hub::new`], asking `backplane` what must hold beyond this process. What the other
-    /// nodes cause comes from the backplane as [`Event`]s, for [`Hub::apply`].
+    /// As [`Hub::new`], keeping `history` (when it is on), and asking `backplane` what must hold
+    /// beyond this process. What the other nodes cause comes from the backplane as [`Event`]s,
+    /// for [`Hub::apply`].
     pub fn with_backplane(
         one_user_per_token: bool,
         queue_len: usize,
+        history: Option<HistoryConfig>,
         backplane: Arc<dyn Backplane>,
     ) -> Hub {
+        let recent = history.map(Recent::new);
         Hub {
             inner: Arc::new(Inner {
                 login: Mutex::default(),
-                room: Mutex::new(Room::new(Arc::clone(&backplane))),
+                room: Mutex::new(Room::new(Arc::clone(&backplane), recent)),
                 next_id: AtomicU64::new(0),
                 closing: AtomicBool::new(false),
                 one_user_per_token,
                 queue_len,
+                history,
                 backplane,
             }),
         }
+    }
+
+    /// Whether the room's history is kept (and may be granted to clients that ask).
+    pub fn keeps_history(&self) -> bool {
+        self.inner.history.is_some()
+    }
+
+    /// Starts the room's history from what was kept (before a restart, or by the other
+    /// nodes), oldest first; messages not newer than the newest already here are skipped.
+    pub fn remember(&self, kept: Vec<HistoryEntry>) {
+        if let Some(recent) = self.room().recent.as_mut() {
+            for entry in kept {
+                recent.push(entry);
+            }
+        }
+    }
+
+    /// Drops the room's history, here and wherever it is kept (every node's, in a cluster).
+    /// Numbers go on from where they were.
+    pub fn clear_history(&self) {
+        let mut room = self.room();
+        if let Some(recent) = room.recent.as_mut() {
+            recent.clear();
+        }
+        room.backplane.clear_history();
     }
 
     /// Sets `announce_presence_up_to`: joins and departures are announced while the room
@@ -273,6 +309,10 @@ impl Hub {
     /// or ban that removes the token's members after changing what `admit` reads either finds
     /// this member in the room or is seen by `admit`.
     ///
+    /// With `history` (and history on), the member's messages carry their number and time, and
+    /// [`Membership::take_history`] holds the room's recent messages as of the join: every
+    /// message after them reaches the member's queue, none before.
+    ///
     /// # Errors
     /// The leases are released and [`JoinRefused::Conflict`] returned if another node was given
     /// the name or the token while this one was out of touch; [`JoinRefused::Refused`] if
@@ -282,6 +322,7 @@ impl Hub {
         name: &str,
         leases: Leases,
         profile: Profile,
+        history: bool,
         admit: impl FnOnce() -> Result<(), String>,
     ) -> Result<Membership, JoinRefused> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
@@ -292,6 +333,7 @@ impl Hub {
             name: name.to_owned(),
             key: leases.name.keys[0].clone(),
             profile,
+            stamped: history && self.inner.history.is_some(),
             tx,
             leases,
             evicted: evicted.clone(),
@@ -310,6 +352,10 @@ impl Hub {
             return Err(JoinRefused::Refused(reason));
         }
         room.backplane.joined(&member.key, &member.info(id));
+        let recent = match &room.recent {
+            Some(recent) if member.stamped => Some(recent.on_join()),
+            _ => None,
+        };
         room.members.insert(id, member);
         let dropped = if room.announces_presence(0) {
             room.fan_out(id, payload, true)
@@ -324,6 +370,7 @@ impl Hub {
             rx,
             evicted,
             reason,
+            recent,
         })
     }
 
@@ -421,6 +468,35 @@ impl Hub {
         self.login().holds.keys().copied().collect()
     }
 
+    /// Sends member `from`'s message (`name` said `text`) to every other member, here and on
+    /// the other nodes, in the room's order. While history is on, the message is numbered and
+    /// kept (and delivered with its number and time to those that asked for history). While
+    /// the backplane cannot take it (the other nodes cannot be reached, or do not keep up), it
+    /// is sent to nobody, kept nowhere, and refused.
+    pub fn say(&self, from: u64, name: &str, text: String) -> Result<(), Unavailable> {
+        if self.inner.history.is_none() {
+            let from_name = name.to_owned();
+            let message = ServerFrame::Message {
+                from: from_name,
+                text,
+                stamp: None,
+            };
+            return self.broadcast(from, &message);
+        }
+        if !self.backplane().accepts_messages() {
+            return Err(Unavailable);
+        }
+        let mut room = self.room();
+        let dropped = match room.backplane.number(from, name, &text, now_ms()) {
+            Some(entry) => room.said(from, entry),
+            // Comes back numbered, as an event, in the order the nodes agreed on.
+            None => Dropped::none(),
+        };
+        drop(room);
+        dropped.log();
+        Ok(())
+    }
+
     /// Sends `frame` to every member but `from`, here and on the other nodes. The frame is
     /// serialized once. While the backplane cannot take it (the other nodes cannot be reached,
     /// or do not keep up), it is sent to nobody and refused.
@@ -505,10 +581,22 @@ mod tests {
     async fn departures_are_not_announced_while_closing() {
         let hub = Hub::new(true, 8);
         let mut a = hub
-            .join("a", leases(&hub, "a").await, Profile::default(), || Ok(()))
+            .join(
+                "a",
+                leases(&hub, "a").await,
+                Profile::default(),
+                false,
+                || Ok(()),
+            )
             .unwrap();
         let b = hub
-            .join("b", leases(&hub, "b").await, Profile::default(), || Ok(()))
+            .join(
+                "b",
+                leases(&hub, "b").await,
+                Profile::default(),
+                false,
+                || Ok(()),
+            )
             .unwrap();
         assert_eq!(a.recv().await.unwrap(), r#"["join","b"]"#);
         hub.close();
@@ -528,7 +616,9 @@ mod tests {
             name: hub.reserve_name("a").await.unwrap(),
             token: Some(hub.hold_token(key).await.unwrap()),
         };
-        let refused = hub.join("a", leases, Profile::default(), || Err("banned".into()));
+        let refused = hub.join("a", leases, Profile::default(), false, || {
+            Err("banned".into())
+        });
         assert_eq!(refused.err(), Some(JoinRefused::Refused("banned".into())));
         assert_eq!(hub.stats().members, 0);
         assert!(hub.reserve_name("A").await.is_ok(), "the name is free");
@@ -580,10 +670,22 @@ mod tests {
     async fn broadcast_skips_the_sender_and_drops_slow_consumers() {
         let hub = Hub::new(true, 2);
         let mut a = hub
-            .join("a", leases(&hub, "a").await, Profile::default(), || Ok(()))
+            .join(
+                "a",
+                leases(&hub, "a").await,
+                Profile::default(),
+                false,
+                || Ok(()),
+            )
             .unwrap();
         let mut b = hub
-            .join("b", leases(&hub, "b").await, Profile::default(), || Ok(()))
+            .join(
+                "b",
+                leases(&hub, "b").await,
+                Profile::default(),
+                false,
+                || Ok(()),
+            )
             .unwrap();
         assert_eq!(a.recv().await.unwrap(), r#"["join","b"]"#);
         hub.broadcast(

@@ -9,11 +9,12 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use clichat_proto::ServerFrame;
+use clichat_proto::{HistoryEntry, ServerFrame};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::backplane::{Backplane, Departure};
+use super::history::Recent;
 use super::{Leases, Payload, Profile};
 
 #[derive(Debug)]
@@ -28,6 +29,8 @@ pub(super) struct Room {
     /// `announce_presence_up_to`: joins and departures are announced while the room, counting
     /// whoever joins or leaves, has at most this many members here. `None`: always.
     pub(super) announce_up_to: Option<usize>,
+    /// The room's recent messages, while history is on.
+    pub(super) recent: Option<Recent>,
 }
 
 #[derive(Debug)]
@@ -36,6 +39,8 @@ pub(super) struct Member {
     /// The name's key (`names::key`): how the member is found, here and on other nodes.
     pub(super) key: String,
     pub(super) profile: Profile,
+    /// Whether it asked for history: its messages carry their number and time.
+    pub(super) stamped: bool,
     pub(super) tx: mpsc::Sender<Payload>,
     /// Released when the member leaves the room, before its departure is announced.
     pub(super) leases: Leases,
@@ -85,14 +90,41 @@ impl Member {
 }
 
 impl Room {
-    pub(super) fn new(backplane: Arc<dyn Backplane>) -> Room {
+    pub(super) fn new(backplane: Arc<dyn Backplane>, recent: Option<Recent>) -> Room {
         Room {
             members: HashMap::new(),
             backplane,
             deliveries: 0,
             queue_drops: 0,
             announce_up_to: None,
+            recent,
         }
+    }
+
+    /// Delivers a numbered message to every member but `except`: with its number and time to
+    /// those that asked for history, as the original frame to the others. A message the room
+    /// already delivered (by its number) is not delivered again.
+    pub(super) fn said(&mut self, except: u64, entry: HistoryEntry) -> Dropped {
+        let plain = ServerFrame::Message {
+            from: entry.from.clone(),
+            text: entry.text.clone(),
+            stamp: None,
+        };
+        let stamp = entry.stamp;
+        if let Some(recent) = &mut self.recent {
+            if !recent.push(entry) {
+                return Dropped::none();
+            }
+        }
+        let mut stamped = plain.clone();
+        if let ServerFrame::Message { stamp: s, .. } = &mut stamped {
+            *s = Some(stamp);
+        }
+        let plain = Payload::from(plain.encode());
+        let stamped = Payload::from(stamped.encode());
+        let mut slow = Vec::new();
+        self.deliver(except, &plain, Some(&stamped), &mut slow);
+        self.drop_slow(slow)
     }
 
     /// Queues `payload` for every member but `except`, and, when it is this node's to
@@ -101,11 +133,17 @@ impl Room {
     /// eviction token) and its departure is announced like any other.
     pub(super) fn fan_out(&mut self, except: u64, payload: Payload, publish: bool) -> Dropped {
         let mut slow = Vec::new();
-        let mut dropped = Vec::new();
-        self.deliver(except, &payload, &mut slow);
+        self.deliver(except, &payload, None, &mut slow);
         if publish {
             self.backplane.publish(payload);
         }
+        self.drop_slow(slow)
+    }
+
+    /// Removes the slow consumers a delivery found, announcing their departures (which may find
+    /// more).
+    fn drop_slow(&mut self, mut slow: Vec<u64>) -> Dropped {
+        let mut dropped = Vec::new();
         while let Some(id) = slow.pop() {
             if let Some(member) = self.members.remove(&id) {
                 self.queue_drops += 1;
@@ -113,7 +151,7 @@ impl Room {
                 let left = member.leave();
                 if self.announces_presence(1) {
                     let bye = Payload::from(ServerFrame::Disconnect(left.name.clone()).encode());
-                    self.deliver(id, &bye, &mut slow);
+                    self.deliver(id, &bye, None, &mut slow);
                     self.backplane.departed(left.key, Departure::Announced(bye));
                 } else {
                     self.backplane.departed(left.key, Departure::Silent);
@@ -162,12 +200,24 @@ impl Room {
         Some((left.name, dropped))
     }
 
-    fn deliver(&mut self, except: u64, payload: &Payload, slow: &mut Vec<u64>) {
+    /// Queues `payload` for every member but `except`, or `stamped` for those that asked for
+    /// history when there is one.
+    fn deliver(
+        &mut self,
+        except: u64,
+        payload: &Payload,
+        stamped: Option<&Payload>,
+        slow: &mut Vec<u64>,
+    ) {
         let mut delivered = 0;
         for (&id, member) in &self.members {
             if id == except {
                 continue;
             }
+            let payload = match stamped {
+                Some(stamped) if member.stamped => stamped,
+                _ => payload,
+            };
             match member.tx.try_send(payload.clone()) {
                 Ok(()) => delivered += 1,
                 Err(mpsc::error::TrySendError::Full(_)) => slow.push(id),

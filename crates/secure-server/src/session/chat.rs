@@ -33,7 +33,11 @@ impl Session {
         let kind = profile.kind;
         let server = Arc::clone(&self.server);
         let admit = || server.admits(&name, &profile);
-        let joined = self.server.hub.join(&name, leases, profile.clone(), admit);
+        let history = self.caps.history;
+        let joined = self
+            .server
+            .hub
+            .join(&name, leases, profile.clone(), history, admit);
         let mut member = match joined {
             Ok(member) => member,
             Err(JoinRefused::Conflict) => return refuse(refusal::CLUSTER_CONFLICT),
@@ -77,6 +81,16 @@ impl Session {
             version: Some(crate::VERSION.to_owned()),
         };
         self.send(&welcome).await?;
+        if let Some(messages) = member.take_history() {
+            let history = ServerFrame::History {
+                messages,
+                complete: true,
+            };
+            self.send(&history).await?;
+        }
+        if self.caps.presence {
+            self.send_members().await?;
+        }
         let settings = self.server.settings();
         let budget = settings.rates.message_budget();
         let every = settings.config.ping_interval();
@@ -153,6 +167,17 @@ impl Session {
                     None => Ok(()),
                 };
             }
+            Ok(ClientFrame::Members) if self.caps.presence => {
+                // A list of the whole room costs more than a message: it is charged as one.
+                return match budget.spend() {
+                    MessageVerdict::Send => self.send_members().await,
+                    MessageVerdict::SlowDown => {
+                        let slow_down = ServerFrame::Refusal(refusal::SLOW_DOWN.to_owned());
+                        self.send(&slow_down).await
+                    }
+                    MessageVerdict::Flood => Err(refuse(refusal::FLOOD)),
+                };
+            }
             Ok(other) => {
                 debug!(target: LOG_TARGET, id, kind = other.kind(), "ignored frame");
                 return Ok(());
@@ -176,15 +201,7 @@ impl Session {
             Ok(()) => {
                 debug!(target: LOG_TARGET, id, "message");
                 self.server.metrics.message();
-                let from = name.to_owned();
-                let sent = self.server.hub.broadcast(
-                    id,
-                    &ServerFrame::Message {
-                        from,
-                        text,
-                        stamp: None,
-                    },
-                );
+                let sent = self.server.hub.say(id, name, text);
                 if sent.is_err() {
                     // Delivered to nobody, and the sender is told so: never lost silently.
                     let not_sent = ServerFrame::Refusal(refusal::MESSAGE_NOT_SENT.to_owned());
@@ -198,6 +215,22 @@ impl Session {
             }
             Err(MessageRefusal::Close(reason)) => Err(refuse(reason)),
         }
+    }
+
+    /// Sends `["members", [...]]`: everyone in the room now, on every node (this node's only,
+    /// while the other nodes cannot be asked).
+    async fn send_members(&mut self) -> Result<(), Exit> {
+        let names = match self.server.hub.who().await {
+            Ok(names) => names,
+            Err(_) => self
+                .server
+                .hub
+                .members()
+                .into_iter()
+                .map(|m| m.name)
+                .collect(),
+        };
+        self.send(&ServerFrame::Members(names)).await
     }
 
     /// Writes `first` and whatever else is already queued, then flushes once. Gives up at once

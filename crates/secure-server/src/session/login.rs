@@ -10,6 +10,7 @@ use clichat_proto::{ClientFrame, ServerFrame, refusal};
 use tokio::time::timeout;
 use tracing::debug;
 
+use super::caps::Caps;
 use super::{Exit, Frame, LOG_TARGET, Session, refuse};
 use crate::auth::Grant;
 use crate::hub::{Kind, Leases, PageLease, Profile, Refused};
@@ -70,14 +71,25 @@ impl Session {
         refuse(reason)
     }
 
-    /// The first `auth` or `botauth` frame; everything before it is ignored.
+    /// The first `auth` or `botauth` frame; everything before it is ignored, but for a `caps`
+    /// as the very first frame, which is answered.
     async fn first_login_frame(&mut self) -> Result<LoginFrame, Exit> {
+        let mut first = true;
         loop {
             let Frame::Text(text) = self.next_frame().await? else {
                 debug!(target: LOG_TARGET, peer = %self.peer, "ignored binary frame before login");
+                first = false;
                 continue;
             };
-            match ClientFrame::decode(&text) {
+            let frame = ClientFrame::decode(&text);
+            if let (true, Ok(ClientFrame::Caps(asked))) = (first, &frame) {
+                self.caps = Caps::grant(asked, self.server.hub.keeps_history());
+                self.send(&ServerFrame::Caps(self.caps.names())).await?;
+                first = false;
+                continue;
+            }
+            first = false;
+            match frame {
                 Ok(ClientFrame::Auth { username, token }) => {
                     return Ok(LoginFrame::User { username, token });
                 }

@@ -8,12 +8,14 @@
 //! Its parts, in the order a connection goes through them:
 //! - this file: the [`Session`], its life ([`Session::run`]) and its end (refusal, close
 //!   frame, close handshake); reading frames under the frame budget, and sending them.
+//! - `caps`: the protocol extensions a client asks for first, and what is granted.
 //! - `login`: `auth` (SAUTH2: username, generic token, then the temporary token from the
 //!   token page) or `botauth`.
-//! - `chat`: joining the room, then relaying the room to the client and the client's messages
-//!   to the room, in batches.
+//! - `chat`: joining the room (with history and members for those that asked), then relaying
+//!   the room to the client and the client's messages to the room, in batches.
 //! - `moderation`: `kick`, `ban`, `unban` and `who`, by role.
 
+mod caps;
 mod chat;
 mod login;
 mod moderation;
@@ -88,6 +90,8 @@ pub(crate) struct Session {
     link_base: String,
     /// What every frame the client sends, of any kind, costs; past it, the connection closes.
     frames: FrameBudget,
+    /// The extensions the client asked for and was granted.
+    caps: caps::Caps,
 }
 
 impl Session {
@@ -106,6 +110,7 @@ impl Session {
             peer,
             link_base,
             frames,
+            caps: caps::Caps::default(),
         }
     }
 
