@@ -1,10 +1,11 @@
 //! Connecting, logging in, and the chat that follows.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clichat_proto::{ClientFrame, ServerFrame};
+use clichat_proto::{ClientFrame, ServerFrame, Stamp};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use rustls::pki_types::CertificateDer;
@@ -22,6 +23,11 @@ use crate::{Closed, Error, Event, ServerAddress};
 /// How long a client keeps reading after the server's close frame, so that its answer reaches
 /// the server and the server hangs up first.
 const CLOSE_ANSWER: Duration = Duration::from_secs(2);
+
+/// The protocol extensions a client asks for unless told not to ([`ConnectOptions::extensions`]):
+/// `history` (recent messages on joining, [`Event::History`], and numbered messages) and
+/// `presence` (the member list, [`Event::Members`]).
+pub const EXTENSIONS: [&str; 2] = ["history", "presence"];
 
 /// The WebSocket a [`Client`] talks over.
 pub type WebSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -77,6 +83,8 @@ pub async fn connect_on(
     Ok(Connection {
         ws: Box::new(ws),
         address: address.clone(),
+        ask_extensions: !options.no_extensions,
+        granted: Vec::new(),
     })
 }
 
@@ -94,9 +102,21 @@ const READ_BUFFER: usize = 4 * 1024;
 #[derive(Debug, Clone, Default)]
 pub struct ConnectOptions {
     trusted: Vec<CertificateDer<'static>>,
+    /// Not asking for [`EXTENSIONS`] (the default asks).
+    no_extensions: bool,
 }
 
 impl ConnectOptions {
+    /// Whether to ask for the protocol [`EXTENSIONS`] (`history`, `presence`) when logging
+    /// in; the default is to ask. Asking is harmless with servers that do not know them (the
+    /// original CLIChat among them): they ignore the `caps` frame and the login goes on as
+    /// before. Not asking keeps the classic protocol exactly, e.g. for a load generator that
+    /// must not receive a room's history and member list with every login.
+    pub fn extensions(mut self, ask: bool) -> ConnectOptions {
+        self.no_extensions = !ask;
+        self
+    }
+
     /// Also trusts the certificates in a PEM file (for `wss://`), e.g. a server's self-signed
     /// certificate.
     ///
@@ -140,6 +160,10 @@ pub struct Connection {
     // Boxed: a socket is large, and a login step moves it around.
     ws: Box<WebSocket>,
     address: ServerAddress,
+    /// Whether the login starts with `["caps", EXTENSIONS]`.
+    ask_extensions: bool,
+    /// What the server's `caps` answer granted, once it came.
+    granted: Vec<String>,
 }
 
 impl Connection {
@@ -154,6 +178,7 @@ impl Connection {
     /// [`Error::Refused`] with the server's exact text (`Token refused`,
     /// `Username already taken.`, ...), [`Error::Closed`] or [`Error::WebSocket`].
     pub async fn login(mut self, username: &str, token: Option<&str>) -> Result<LoginStep, Error> {
+        self.ask_for_extensions().await?;
         self.send(ClientFrame::Auth {
             username: Some(username.to_owned()),
             token: token.map(str::to_owned),
@@ -168,11 +193,10 @@ impl Connection {
                     link,
                 }))
             }
-            Answer::Id { id, version } => Ok(LoginStep::Joined(self.joined(Welcome {
-                id,
-                version,
-                username: username.to_owned(),
-            }))),
+            Answer::Id { id, version } => {
+                let username = username.to_owned();
+                Ok(LoginStep::Joined(self.joined(id, version, username)))
+            }
         }
     }
 
@@ -183,6 +207,7 @@ impl Connection {
     /// [`Error::Refused`] (`bot refused` for a wrong name or token), [`Error::Closed`],
     /// [`Error::WebSocket`], or [`Error::Unexpected`] if the server asks for a token page.
     pub async fn login_bot(mut self, name: &str, token: &str) -> Result<Client, Error> {
+        self.ask_for_extensions().await?;
         self.send(ClientFrame::BotAuth {
             name: Some(name.to_owned()),
             token: Some(token.to_owned()),
@@ -194,17 +219,30 @@ impl Connection {
     /// Waits for the `id` that ends a login (a second link is a protocol error).
     async fn expect_id(mut self, username: String) -> Result<Client, Error> {
         match self.answer().await? {
-            Answer::Id { id, version } => Ok(self.joined(Welcome {
-                id,
-                version,
-                username,
-            })),
+            Answer::Id { id, version } => Ok(self.joined(id, version, username)),
             Answer::Link(_) => Err(Error::Unexpected("authmsg".to_owned())),
         }
     }
 
-    fn joined(self, welcome: Welcome) -> Client {
+    fn joined(self, id: u64, version: Option<String>, username: String) -> Client {
+        let welcome = Welcome {
+            id,
+            version,
+            username,
+            extensions: self.granted,
+        };
         Client::new(*self.ws, welcome)
+    }
+
+    /// Sends `["caps", EXTENSIONS]`, the first frame of a login, unless told not to. The
+    /// answer is not waited for: a server that does not know `caps` never sends one, and one
+    /// that does answers before `id` ([`Connection::answer`] keeps it).
+    async fn ask_for_extensions(&mut self) -> Result<(), Error> {
+        if !self.ask_extensions {
+            return Ok(());
+        }
+        let names = EXTENSIONS.iter().map(|name| (*name).to_owned()).collect();
+        self.send(ClientFrame::Caps(names)).await
     }
 
     async fn send(&mut self, frame: ClientFrame) -> Result<(), Error> {
@@ -229,6 +267,8 @@ impl Connection {
                 _ => continue,
             };
             match ServerFrame::decode(&text) {
+                // Only an answer to our own `caps` counts.
+                Ok(ServerFrame::Caps(granted)) if self.ask_extensions => self.granted = granted,
                 Ok(ServerFrame::AuthMsg(link)) => return Ok(Answer::Link(link)),
                 Ok(ServerFrame::Id { id, version }) => return Ok(Answer::Id { id, version }),
                 Ok(ServerFrame::Refusal(reason)) => return Err(Error::Refused(reason)),
@@ -295,6 +335,16 @@ pub struct Welcome {
     pub version: Option<String>,
     /// The name others see: the username, or `[BOT] name` for a bot.
     pub username: String,
+    /// The protocol extensions the server granted (see [`EXTENSIONS`]); empty when none were
+    /// asked for, or the server does not know them.
+    pub extensions: Vec<String>,
+}
+
+impl Welcome {
+    /// Whether the server granted the extension `name` (`"history"`, `"presence"`).
+    pub fn granted(&self, name: &str) -> bool {
+        self.extensions.iter().any(|granted| granted == name)
+    }
 }
 
 /// A logged-in connection: read [`Event`]s with [`Client::next_event`], talk with
@@ -318,6 +368,8 @@ impl Client {
                 stream,
                 welcome,
                 state: EventsState::Welcome,
+                members: None,
+                last_stamp: None,
             },
         }
     }
@@ -338,6 +390,24 @@ impl Client {
     /// The next event; see [`Events::next_event`].
     pub async fn next_event(&mut self) -> Option<Event> {
         self.events.next_event().await
+    }
+
+    /// Who is in the room, as far as the events read so far tell; see [`Events::members`].
+    pub fn members(&self) -> Option<&BTreeSet<String>> {
+        self.events.members()
+    }
+
+    /// The newest message number read so far; see [`Events::last_stamp`].
+    pub fn last_stamp(&self) -> Option<Stamp> {
+        self.events.last_stamp()
+    }
+
+    /// Asks for the member list again; see [`Sender::ask_members`].
+    ///
+    /// # Errors
+    /// [`Error::WebSocket`] when the connection is gone.
+    pub async fn ask_members(&self) -> Result<(), Error> {
+        self.sender.ask_members().await
     }
 
     /// Closes the connection (code 1000). Events still arriving can be read until
@@ -408,6 +478,17 @@ impl Sender {
             .map_err(Error::WebSocket)
     }
 
+    /// Asks for a fresh member list: `["members"]`, answered with [`Event::Members`] by a
+    /// server that granted `presence`. In a large room such a server may stop announcing every
+    /// join and leave, so the list [`Events::members`] keeps can fall behind; this brings it up
+    /// to date. A server without `presence` does not answer.
+    ///
+    /// # Errors
+    /// [`Error::WebSocket`] when the connection is gone.
+    pub async fn ask_members(&self) -> Result<(), Error> {
+        self.send_frame(&ClientFrame::Members).await
+    }
+
     /// Closes the connection with code 1000.
     ///
     /// # Errors
@@ -437,6 +518,10 @@ pub struct Events {
     stream: SplitStream<WebSocket>,
     welcome: Arc<Welcome>,
     state: EventsState,
+    /// The room's members, once a `members` frame came.
+    members: Option<BTreeSet<String>>,
+    /// The newest stamp of a message or history entry.
+    last_stamp: Option<Stamp>,
 }
 
 #[derive(Debug)]
@@ -481,7 +566,11 @@ impl Events {
                 }
             }
             let closed = match self.stream.next().await {
-                Some(Ok(Message::Text(text))) => return Some(Event::from_text(&text)),
+                Some(Ok(Message::Text(text))) => {
+                    let (event, stamp) = Event::from_text(&text);
+                    self.observe(&event, stamp);
+                    return Some(event);
+                }
                 Some(Ok(Message::Close(frame))) => Closed::from_frame(frame),
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => Closed {
@@ -497,6 +586,49 @@ impl Events {
     /// What the server said when it let us in.
     pub fn welcome(&self) -> &Welcome {
         &self.welcome
+    }
+
+    /// Who is in the room (us included, bots as `[BOT] name`), as far as the events read so
+    /// far tell: the last [`Event::Members`], with the [`Event::Join`]s and
+    /// [`Event::Disconnect`]s read since. `None` until a member list came, i.e. always with a
+    /// server that did not grant `presence`. A set keyed by name, so a join of someone already
+    /// listed changes nothing. In a large room the server may stop announcing joins and leaves;
+    /// [`Sender::ask_members`] then brings the list up to date.
+    pub fn members(&self) -> Option<&BTreeSet<String>> {
+        self.members.as_ref()
+    }
+
+    /// The number and time of the newest message read so far (from [`Event::History`] or a
+    /// live [`Event::Message`]), when the server granted `history`; `None` otherwise. Numbers
+    /// grow with every message of the room, so this says where reading left off.
+    pub fn last_stamp(&self) -> Option<Stamp> {
+        self.last_stamp
+    }
+
+    /// Keeps the member list and the last stamp up to date with an event about to be handed
+    /// out.
+    fn observe(&mut self, event: &Event, stamp: Option<Stamp>) {
+        let newest = match event {
+            Event::History { messages, .. } => messages.iter().map(|entry| entry.stamp).max(),
+            _ => stamp,
+        };
+        if let Some(newest) = newest {
+            self.last_stamp = self.last_stamp.max(Some(newest));
+        }
+        match event {
+            Event::Members(names) => self.members = Some(names.iter().cloned().collect()),
+            Event::Join(name) => {
+                if let Some(members) = &mut self.members {
+                    members.insert(name.clone());
+                }
+            }
+            Event::Disconnect(name) => {
+                if let Some(members) = &mut self.members {
+                    members.remove(name);
+                }
+            }
+            _ => {}
+        }
     }
 }
 

@@ -42,11 +42,42 @@
 //!
 //! `examples/echo_bot.rs` is a complete bot.
 //!
+//! # Extensions: history and presence
+//! A login starts with `["caps", ["history", "presence"]]` ([`EXTENSIONS`]; turn it off with
+//! [`ConnectOptions::extensions`]). Servers that do not know it ignore it, the original CLIChat
+//! among them, and everything works as before. A server that grants them says so before `id`
+//! ([`Welcome::extensions`]) and then, right after [`Event::Joined`]:
+//! - `history`: [`Event::History`], the room's recent messages (oldest first, each with its
+//!   number and time), said before we joined; live messages still come as [`Event::Message`],
+//!   and the newest number read is [`Events::last_stamp`].
+//! - `presence`: [`Event::Members`], everyone in the room. [`Events::members`] (or
+//!   [`Client::members`]) keeps that list current with the joins and leaves that follow;
+//!   [`Sender::ask_members`] asks for it afresh (a large room may stop announcing them).
+//!
+//! ```no_run
+//! # async fn who(address: &clichat_client::ServerAddress) -> Result<(), clichat_client::Error> {
+//! use clichat_client::{Event, connect};
+//!
+//! let mut bot = connect(address).await?.login_bot("greeter", "BOT_TOKEN").await?;
+//! while let Some(event) = bot.next_event().await {
+//!     match event {
+//!         Event::History { messages, .. } => println!("{} earlier messages", messages.len()),
+//!         Event::Members(_) | Event::Join(_) | Event::Disconnect(_) => {
+//!             println!("in the room: {:?}", bot.members());
+//!         }
+//!         _ => {}
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Layout
 //! - [`ServerAddress`]: addresses as people type them, and token-page links (including the
 //!   original server's `SERVERIPHERE/<id>`).
 //! - [`connect`], [`Connection`], [`PendingLogin`]: the ways in.
-//! - [`Client`], [`Sender`], [`Events`]: the chat, as a typed stream of [`Event`]s.
+//! - [`Client`], [`Sender`], [`Events`]: the chat, as a typed stream of [`Event`]s, with the
+//!   member list and the newest message number they keep.
 //! - [`page`]: reading a token page, for tools that play the person's part.
 
 mod address;
@@ -58,9 +89,10 @@ use serde_json::Value;
 
 pub use address::{DEFAULT_PORT, ServerAddress};
 pub use clichat_proto::refusal;
+pub use clichat_proto::{HistoryEntry, Stamp};
 pub use client::{
-    Client, ConnectOptions, Connection, Events, LoginStep, PendingLogin, Sender, WebSocket,
-    Welcome, connect, connect_on, connect_with,
+    Client, ConnectOptions, Connection, EXTENSIONS, Events, LoginStep, PendingLogin, Sender,
+    WebSocket, Welcome, connect, connect_on, connect_with,
 };
 
 /// The longest message a server takes unless its owner configured another limit.
@@ -86,7 +118,8 @@ pub enum Event {
     },
     /// Someone joined (bots appear as `[BOT] name`).
     Join(String),
-    /// Someone said something. We never get our own messages back.
+    /// Someone said something. We never get our own messages back. With `history` granted,
+    /// the message's number and time are [`Events::last_stamp`] once it is read.
     Message {
         /// Who said it.
         from: String,
@@ -101,6 +134,20 @@ pub enum Event {
     /// Who is in the room: the answer to a `who` sent with [`Sender::send_frame`] (moderators
     /// and admins only).
     Users(Vec<String>),
+    /// Recent messages of the room, oldest first (extension `history`): sent once, right after
+    /// [`Event::Joined`], by a server that granted `history`. They were said before we joined;
+    /// show them set apart from live messages.
+    History {
+        /// The messages, oldest first, each with its number and the server's time.
+        messages: Vec<HistoryEntry>,
+        /// `false` when older messages were no longer kept by the server.
+        complete: bool,
+    },
+    /// Everyone in the room now, us included, bots as `[BOT] name` (extension `presence`):
+    /// right after [`Event::Joined`] (and the history), and as the answer to
+    /// [`Sender::ask_members`]. [`Events::members`] keeps the list current from this and later
+    /// [`Event::Join`] / [`Event::Disconnect`] events.
+    Members(Vec<String>),
     /// A frame this library does not know, passed through so that newer servers do not break
     /// older clients.
     Unknown {
@@ -121,10 +168,13 @@ pub enum Event {
 }
 
 impl Event {
-    fn from_text(text: &str) -> Event {
-        match ServerFrame::decode(text) {
+    /// The event a text frame means, and the stamp of a numbered message.
+    fn from_text(text: &str) -> (Event, Option<Stamp>) {
+        let event = match ServerFrame::decode(text) {
             Ok(ServerFrame::Join(name)) => Event::Join(name),
-            Ok(ServerFrame::Message { from, text, .. }) => Event::Message { from, text },
+            Ok(ServerFrame::Message { from, text, stamp }) => {
+                return (Event::Message { from, text }, stamp);
+            }
             Ok(ServerFrame::Disconnect(name)) => Event::Disconnect(name),
             Ok(ServerFrame::Refusal(reason)) => Event::Refusal(reason),
             Ok(ServerFrame::Users(names)) => Event::Users(names),
@@ -140,31 +190,22 @@ impl Event {
                     .chain(version.map(Value::String))
                     .collect(),
             },
-            Ok(
-                frame @ (ServerFrame::Caps(_)
-                | ServerFrame::History { .. }
-                | ServerFrame::Members(_)),
-            ) => Event::from_unknown(&frame),
+            Ok(ServerFrame::History { messages, complete }) => {
+                Event::History { messages, complete }
+            }
+            Ok(ServerFrame::Members(names)) => Event::Members(names),
+            // The answer to `caps` belongs before `id` (the login reads it there); one that
+            // comes later is passed on as it was.
+            Ok(ServerFrame::Caps(names)) => Event::Unknown {
+                kind: "caps".to_owned(),
+                args: vec![Value::from(names)],
+            },
             Err(error) => Event::Invalid {
                 text: text.to_owned(),
                 error,
             },
-        }
-    }
-}
-
-impl Event {
-    /// A frame passed on as [`Event::Unknown`], as it was on the wire.
-    fn from_unknown(frame: &ServerFrame) -> Event {
-        let Ok((kind, args)) =
-            serde_json::from_str::<Vec<Value>>(&frame.encode()).map(|mut items| {
-                let kind = items.remove(0).as_str().unwrap_or_default().to_owned();
-                (kind, items)
-            })
-        else {
-            unreachable!("an encoded frame is an array")
         };
-        Event::Unknown { kind, args }
+        (event, None)
     }
 }
 

@@ -51,7 +51,10 @@ async fn login(
     trust: &Path,
 ) -> Result<clichat_client::Client, Error> {
     let address = ServerAddress::parse(&format!("wss://localhost:{port}")).unwrap();
-    let options = ConnectOptions::default().trust_pem_file(trust)?;
+    // The classic protocol: the events below are the room's, without history or members.
+    let options = ConnectOptions::default()
+        .extensions(false)
+        .trust_pem_file(trust)?;
     let connection = connect_with(&address, &options).await?;
     let LoginStep::TokenNeeded(pending) = connection.login(name, Some(token)).await? else {
         panic!("a Secure Server asks for the page");

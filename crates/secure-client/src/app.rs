@@ -1,7 +1,10 @@
-//! The full-screen chat's state and how it is drawn: history, input field, status line.
+//! The full-screen chat's state and how it is drawn: history, input field, status line, and
+//! the member panel (F2).
 //!
 //! Nothing here touches the terminal: keys and events go in, [`Action`]s come out, and
 //! [`App::draw`] renders into any ratatui frame, so the tests drive it with a `TestBackend`.
+
+use std::collections::BTreeSet;
 
 use clichat_client::Event;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
@@ -10,7 +13,9 @@ use ratatui::layout::{Constraint, Layout, Position, Rect};
 use ratatui::style::{Color, Modifier, Style};
 
 use crate::End;
-use crate::format::{chat_refusal, check_length, closed_text, limit_from_refusal, sanitize};
+use crate::format::{
+    chat_refusal, check_length, closed_text, limit_from_refusal, sanitize, sorted_members, time_of,
+};
 use crate::input::Input;
 use crate::view::{
     Glyph, blank_to, continuation_indent, draw_row, glyphs, mentions, nick_color, width_of, wrap,
@@ -26,6 +31,15 @@ const TIME_WIDTH: usize = 9;
 /// The most rows the input field grows to (for a message of several lines).
 const MAX_INPUT_ROWS: u16 = 6;
 
+/// The key that shows and hides the member panel (`/who` shows it too).
+pub const MEMBERS_KEY: KeyCode = KeyCode::F(2);
+
+/// The member panel's width, border included: room for a name of 15 and a `[BOT] `.
+const PANEL_WIDTH: u16 = 24;
+
+/// The narrowest chat that still gets the panel beside it.
+const MIN_CHAT_WIDTH: u16 = 30;
+
 /// What the event loop should do after a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -35,6 +49,8 @@ pub enum Action {
     Send(String),
     /// Clear the terminal and draw everything again (Ctrl-L).
     Redraw,
+    /// Ask the server for a fresh member list (the panel was opened).
+    AskMembers,
     /// Leave.
     Quit,
 }
@@ -60,6 +76,16 @@ pub enum EntryKind {
         /// Whether it mentions us (highlighted, and the bell rang).
         mention: bool,
     },
+    /// Someone said something before we joined (from the room's history); the entry's time is
+    /// when it was said.
+    Earlier {
+        /// Who.
+        from: String,
+        /// What.
+        text: String,
+    },
+    /// A line across the history: `── earlier messages ──`, `── now ──`.
+    Divider(String),
     /// We said something (and it was sent).
     Own(String),
     /// Someone joined.
@@ -112,6 +138,10 @@ pub struct App {
     bell_pending: bool,
     /// Technical detail after the sentences (`--verbose`).
     verbose: bool,
+    /// Whether the member panel is shown.
+    panel: bool,
+    /// Whether the server lists the members (granted `presence`).
+    presence: bool,
 }
 
 impl App {
@@ -138,7 +168,22 @@ impl App {
             bell: true,
             bell_pending: false,
             verbose: false,
+            panel: false,
+            presence: false,
         }
+    }
+
+    /// Whether the server lists the room's members (it granted `presence`), so that opening the
+    /// panel asks it for a fresh list.
+    pub fn with_presence(mut self, presence: bool) -> App {
+        self.presence = presence;
+        self
+    }
+
+    /// Whether the member panel is shown.
+    #[cfg(test)]
+    pub fn panel_shown(&self) -> bool {
+        self.panel
     }
 
     /// Rings the bell on mentions, or not.
@@ -215,6 +260,25 @@ impl App {
                     text,
                     mention,
                 }
+            }
+            Event::History { messages, complete } => {
+                if messages.is_empty() {
+                    return;
+                }
+                let label = if complete {
+                    "earlier messages"
+                } else {
+                    "earlier messages (older ones were not kept)"
+                };
+                self.push(time.clone(), EntryKind::Divider(label.to_owned()));
+                for entry in messages {
+                    let kind = EntryKind::Earlier {
+                        from: entry.from,
+                        text: entry.text,
+                    };
+                    self.push(time_of(entry.stamp.time_ms), kind);
+                }
+                EntryKind::Divider("now".to_owned())
             }
             Event::Refusal(reason) => {
                 if let Some(limit) = limit_from_refusal(&reason) {
@@ -298,6 +362,7 @@ impl App {
             KeyCode::Char('c') if ctrl => return Action::Quit,
             KeyCode::Char('d') if ctrl && self.input.is_empty() => return Action::Quit,
             KeyCode::Char('l') if ctrl => return Action::Redraw,
+            MEMBERS_KEY => return self.toggle_panel(),
             KeyCode::PageUp => {
                 self.scroll += self.page.saturating_sub(1).max(1);
                 return Action::Nothing;
@@ -391,6 +456,15 @@ impl App {
         if command == "/quit" {
             return Action::Quit;
         }
+        if command == "/who" {
+            self.remember(&typed);
+            self.input.clear();
+            self.recall = None;
+            if self.panel {
+                return self.ask_members();
+            }
+            return self.toggle_panel();
+        }
         if command == "/help" {
             self.input.clear();
             let help = self.help();
@@ -425,10 +499,29 @@ impl App {
         format!(
             "Enter sends · Alt+Enter (Shift+Enter, Ctrl-J) starts a new line · /quit, Ctrl-C \
              or Ctrl-D leave · PgUp/PgDn scroll · Up/Down recall sent lines · Ctrl-A/E start/end \
-             · Ctrl-U/K/W delete · Ctrl-L redraws the screen · //text sends /text · messages up \
-             to {} characters",
+             · Ctrl-U/K/W delete · Ctrl-L redraws the screen · F2 shows or hides the members \
+             (/who shows them) · //text sends /text · messages up to {} characters",
             self.limit
         )
+    }
+
+    /// Shows or hides the member panel; showing it asks for a fresh list where the server
+    /// keeps one (a large room may have stopped announcing every join and leave).
+    fn toggle_panel(&mut self) -> Action {
+        self.panel = !self.panel;
+        if self.panel {
+            self.ask_members()
+        } else {
+            Action::Nothing
+        }
+    }
+
+    fn ask_members(&self) -> Action {
+        if self.presence && self.connected {
+            Action::AskMembers
+        } else {
+            Action::Nothing
+        }
     }
 
     /// Up (`back`) and Down through the lines entered so far.
@@ -466,8 +559,9 @@ impl App {
         self.history.push(entry);
     }
 
-    /// Draws history, status line and input field into `frame`.
-    pub fn draw(&mut self, frame: &mut Frame) {
+    /// Draws history, status line, input field and (when shown) the member panel into
+    /// `frame`; `members` is the room's member list, when the server gives one.
+    pub fn draw(&mut self, frame: &mut Frame, members: Option<&BTreeSet<String>>) {
         let area = frame.area();
         let input_rows = u16::try_from(self.input.line_count())
             .unwrap_or(u16::MAX)
@@ -479,6 +573,15 @@ impl App {
             Constraint::Length(input_rows),
         ])
         .areas(area);
+        let history_area = if self.panel && history_area.width >= PANEL_WIDTH + MIN_CHAT_WIDTH {
+            let [chat, panel] =
+                Layout::horizontal([Constraint::Min(1), Constraint::Length(PANEL_WIDTH)])
+                    .areas(history_area);
+            self.draw_panel(frame, panel, members);
+            chat
+        } else {
+            history_area
+        };
         self.draw_history(frame, history_area);
         self.draw_status(frame, status_area);
         self.draw_input(frame, input_area);
@@ -524,6 +627,77 @@ impl App {
             };
             blank_to(buf, row.left(), row.right(), row.y, bar);
             draw_row(buf, row, &glyphs(&text, bar, &self.widths));
+        }
+    }
+
+    /// The member panel: a line down its left edge, a title with the count, and the names
+    /// (people first, then bots; ours in green), as many as fit.
+    fn draw_panel(&self, frame: &mut Frame, area: Rect, members: Option<&BTreeSet<String>>) {
+        let buf = frame.buffer_mut();
+        let area = area.intersection(buf.area);
+        if area.is_empty() {
+            return;
+        }
+        let edge = Style::new().fg(Color::DarkGray);
+        let dim = Style::new()
+            .fg(Color::DarkGray)
+            .add_modifier(Modifier::ITALIC);
+        let bold = Style::new().add_modifier(Modifier::BOLD);
+        let mut lines: Vec<Vec<Glyph>> = Vec::new();
+        match members {
+            Some(members) => {
+                let names = sorted_members(members);
+                lines.push(glyphs(
+                    &format!("Members ({})", names.len()),
+                    bold,
+                    &self.widths,
+                ));
+                let room = usize::from(area.height).saturating_sub(1);
+                let shown = if names.len() > room {
+                    room.saturating_sub(1)
+                } else {
+                    names.len()
+                };
+                for name in &names[..shown] {
+                    let style = if *name == self.me {
+                        Style::new().fg(Color::Green).add_modifier(Modifier::BOLD)
+                    } else {
+                        Style::new().fg(nick_color(name))
+                    };
+                    lines.push(glyphs(&sanitize(name), style, &self.widths));
+                }
+                if shown < names.len() {
+                    let more = format!("… {} more", names.len() - shown);
+                    lines.push(glyphs(&more, dim, &self.widths));
+                }
+            }
+            None => {
+                lines.push(glyphs("Members", bold, &self.widths));
+                for text in ["not listed by", "this server"] {
+                    lines.push(glyphs(text, dim, &self.widths));
+                }
+            }
+        }
+        for y in area.top()..area.bottom() {
+            blank_to(buf, area.left(), area.right(), y, Style::new());
+            draw_row(
+                buf,
+                Rect {
+                    y,
+                    height: 1,
+                    ..area
+                },
+                &glyphs("│ ", edge, &self.widths),
+            );
+        }
+        for (y, line) in (area.top()..area.bottom()).zip(&lines) {
+            let row = Rect {
+                x: area.x + 2,
+                y,
+                width: area.width.saturating_sub(2),
+                height: 1,
+            };
+            draw_row(buf, row, line);
         }
     }
 
@@ -632,7 +806,10 @@ impl App {
         } else if self.scroll > 0 {
             ("scrolled up: PgDn to go back down".to_owned(), false)
         } else if input.is_empty() {
-            ("Enter sends · /quit leaves · /help".to_owned(), false)
+            (
+                "Enter sends · /quit leaves · F2 members · /help".to_owned(),
+                false,
+            )
         } else {
             let count = clichat_client::message_length(input);
             (
@@ -676,6 +853,18 @@ impl App {
 
     /// An entry's rows at `width`.
     fn rows_of(&self, entry: &Entry, width: usize) -> Vec<Vec<Glyph>> {
+        if let EntryKind::Divider(label) = &entry.kind {
+            // `── label ───…` across the whole width.
+            let style = Style::new().fg(Color::DarkGray);
+            let mut row = glyphs(
+                &format!("\u{2500}\u{2500} {} ", sanitize(label)),
+                style,
+                &self.widths,
+            );
+            let fill = width.saturating_sub(width_of(&row));
+            row.extend(glyphs(&"\u{2500}".repeat(fill), style, &self.widths));
+            return wrap(vec![row], width, 0);
+        }
         let (lines, text_column) = self.lines_of(entry);
         wrap(
             lines,
@@ -712,6 +901,16 @@ impl App {
                     .add_modifier(Modifier::BOLD);
                 (from, nick_style, text, text_style)
             }
+            EntryKind::Earlier { from, text } => {
+                // Dimmed: said before we came, not to be taken for something new.
+                let dim = Style::new().add_modifier(Modifier::DIM);
+                (
+                    from,
+                    dim.fg(nick_color(from)),
+                    text,
+                    dim.fg(Color::DarkGray),
+                )
+            }
             EntryKind::Own(text) => {
                 let nick_style = Style::new().fg(Color::Green).add_modifier(Modifier::BOLD);
                 (&self.me, nick_style, text, Style::new())
@@ -736,6 +935,11 @@ impl App {
             EntryKind::Info(text) => {
                 let text = format!("*** {}", sanitize(text));
                 return system_line(first, &text, Style::new().fg(Color::Cyan), widths);
+            }
+            EntryKind::Divider(label) => {
+                // Drawn across the width by `rows_of`; this is its text alone.
+                let text = format!("\u{2500}\u{2500} {}", sanitize(label));
+                return (vec![glyphs(&text, Style::new(), widths)], 0);
             }
             EntryKind::Disconnected(text) => {
                 let style = Style::new().fg(Color::Red).add_modifier(Modifier::BOLD);
@@ -818,14 +1022,34 @@ mod tests {
 
     /// The frame as drawn.
     fn buffer(app: &mut App, width: u16, height: u16) -> Buffer {
+        buffer_with(app, width, height, None)
+    }
+
+    /// The frame as drawn with a member list.
+    fn buffer_with(
+        app: &mut App,
+        width: u16,
+        height: u16,
+        members: Option<&BTreeSet<String>>,
+    ) -> Buffer {
         let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
-        terminal.draw(|frame| app.draw(frame)).unwrap();
+        terminal.draw(|frame| app.draw(frame, members)).unwrap();
         terminal.backend().buffer().clone()
     }
 
     /// The screen as text, one string per row.
     fn screen(app: &mut App, width: u16, height: u16) -> Vec<String> {
-        let buffer = buffer(app, width, height);
+        screen_with(app, width, height, None)
+    }
+
+    /// The screen as text with a member list.
+    fn screen_with(
+        app: &mut App,
+        width: u16,
+        height: u16,
+        members: Option<&BTreeSet<String>>,
+    ) -> Vec<String> {
+        let buffer = buffer_with(app, width, height, members);
         (0..height)
             .map(|y| {
                 (0..width)
@@ -875,15 +1099,15 @@ mod tests {
     #[test]
     fn unknown_commands_are_cleared_with_a_hint() {
         let mut app = app();
-        type_text(&mut app, "/who");
+        type_text(&mut app, "/whois bob");
         assert_eq!(app.on_key(key(KeyCode::Enter)), Action::Nothing);
         assert_eq!(
             app.notice().unwrap().text,
-            "unknown command /who \u{2014} /help lists the commands"
+            "unknown command /whois \u{2014} /help lists the commands"
         );
         assert_eq!(app.input(), "", "cleared for the next line");
         let rows = screen(&mut app, 80, 5);
-        assert!(rows[3].contains("unknown command /who"), "{rows:?}");
+        assert!(rows[3].contains("unknown command /whois"), "{rows:?}");
 
         // The next line is not glued to it.
         type_text(&mut app, "/me waves");
@@ -994,8 +1218,12 @@ mod tests {
             "{}",
             rows[5]
         );
-        let rows = screen(&mut app, 80, 7);
-        assert!(rows[5].ends_with(" /quit leaves · /help"), "{}", rows[5]);
+        let rows = screen(&mut app, 100, 7);
+        assert!(
+            rows[5].ends_with(" /quit leaves · F2 members · /help"),
+            "{}",
+            rows[5]
+        );
         assert_eq!(rows[6], ">");
     }
 
@@ -1325,5 +1553,158 @@ mod tests {
         let mut verbose = app().with_verbose(true);
         verbose.on_event(lost(), "10:00:00".into());
         assert!(screen(&mut verbose, 140, 4)[0].ends_with("without closing handshake]"));
+    }
+
+    fn history(complete: bool) -> Event {
+        use clichat_client::{HistoryEntry, Stamp};
+        let entry = |seq, from: &str, text: &str| HistoryEntry {
+            stamp: Stamp {
+                seq,
+                time_ms: 1_764_000_000_000 + seq * 1000,
+            },
+            from: from.into(),
+            text: text.into(),
+        };
+        Event::History {
+            messages: vec![entry(1, "bob", "said before"), entry(2, "carol", "alice?")],
+            complete,
+        }
+    }
+
+    /// History comes dimmed at its own times, between an "earlier messages" and a "now" line,
+    /// and a mention in it neither rings nor counts as new.
+    #[test]
+    fn history_is_set_apart_from_live_messages() {
+        let mut app = app();
+        app.on_event(
+            Event::Joined {
+                id: 1,
+                version: None,
+            },
+            "10:00:00".into(),
+        );
+        app.on_event(history(false), "10:00:00".into());
+        message(&mut app, "bob", "live");
+        assert!(!app.take_bell(), "no bell for an old mention");
+        let buffer = buffer(&mut app, 90, 9);
+        let rows: Vec<String> = (0..6)
+            .map(|y| (0..90).map(|x| buffer[(x, y)].symbol()).collect())
+            .collect();
+        assert!(
+            rows[1].starts_with("── earlier messages (older ones were not kept) ──"),
+            "{rows:?}"
+        );
+        assert!(rows[1].ends_with("──"), "across the width: {rows:?}");
+        let first = time_of(1_764_000_001_000);
+        assert!(
+            rows[2].starts_with(&format!("{first} <bob> said before")),
+            "{rows:?}"
+        );
+        assert!(rows[3].contains("<carol> alice?"), "{rows:?}");
+        assert!(rows[4].starts_with("── now ───"), "{rows:?}");
+        assert!(rows[4].ends_with("──"), "{rows:?}");
+        assert!(rows[5].starts_with("10:00:00 <bob> live"), "{rows:?}");
+        let old = &buffer[(15, 2)];
+        assert_eq!(old.symbol(), "s");
+        assert!(old.modifier.contains(Modifier::DIM), "history is dimmed");
+        assert!(
+            !buffer[(15, 5)].modifier.contains(Modifier::DIM),
+            "live is not"
+        );
+        assert_eq!(
+            buffer[(24, 3)].bg,
+            Color::Reset,
+            "an old mention is not highlighted"
+        );
+
+        // Nothing said before: no dividers.
+        let mut quiet = super::tests::app();
+        quiet.on_event(
+            Event::History {
+                messages: vec![],
+                complete: true,
+            },
+            "10:00:00".into(),
+        );
+        assert!(quiet.history().is_empty());
+        // A complete history says so plainly.
+        let mut whole = super::tests::app();
+        whole.on_event(history(true), "10:00:00".into());
+        assert_eq!(
+            whole.history()[0].kind,
+            EntryKind::Divider("earlier messages".into())
+        );
+    }
+
+    fn members(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|name| (*name).to_owned()).collect()
+    }
+
+    #[test]
+    fn f2_shows_and_hides_the_member_panel() {
+        let mut app = app().with_presence(true);
+        message(&mut app, "bob", "hi");
+        let list = members(&["bob", "[BOT] echo", "alice", "Carol"]);
+        let rows = screen_with(&mut app, 80, 8, Some(&list));
+        assert!(!rows.concat().contains("Members"), "hidden at first");
+        assert_eq!(
+            app.on_key(key(MEMBERS_KEY)),
+            Action::AskMembers,
+            "opening it asks for a fresh list"
+        );
+        assert!(app.panel_shown());
+        let buffer = buffer_with(&mut app, 80, 8, Some(&list));
+        let rows: Vec<String> = (0..8)
+            .map(|y| {
+                (0..80)
+                    .map(|x| buffer[(x, y)].symbol())
+                    .collect::<String>()
+                    .trim_end()
+                    .to_owned()
+            })
+            .collect();
+        assert!(rows[0].starts_with("10:00:00 <bob> hi"), "{rows:?}");
+        assert!(rows[0].ends_with("│ Members (4)"), "{rows:?}");
+        assert!(rows[1].ends_with("│ alice"), "people first: {rows:?}");
+        assert!(rows[2].ends_with("│ bob"), "{rows:?}");
+        assert!(rows[3].ends_with("│ Carol"), "ignoring case: {rows:?}");
+        assert!(rows[4].ends_with("│ [BOT] echo"), "then bots: {rows:?}");
+        assert_eq!(&rows[5][56..], "│", "{rows:?}");
+        assert_eq!(buffer[(58, 1)].fg, Color::Green, "our name");
+        assert_eq!(buffer[(58, 2)].fg, nick_color("bob"));
+
+        // A long list ends with how many more there are.
+        let crowd: Vec<String> = (0..20).map(|i| format!("user{i:02}")).collect();
+        let crowd: BTreeSet<String> = crowd.into_iter().collect();
+        let rows = screen_with(&mut app, 80, 8, Some(&crowd));
+        assert!(rows[5].ends_with("│ … 16 more"), "{rows:?}");
+
+        assert_eq!(app.on_key(key(MEMBERS_KEY)), Action::Nothing);
+        assert!(!app.panel_shown());
+        let rows = screen_with(&mut app, 80, 8, Some(&list));
+        assert!(!rows.concat().contains("Members"), "{rows:?}");
+
+        // /who shows it too, and asks again while it is shown.
+        type_text(&mut app, "/who");
+        assert_eq!(app.on_key(key(KeyCode::Enter)), Action::AskMembers);
+        assert!(app.panel_shown());
+        assert_eq!(app.input(), "");
+        type_text(&mut app, "/who");
+        assert_eq!(app.on_key(key(KeyCode::Enter)), Action::AskMembers);
+        assert!(app.panel_shown());
+    }
+
+    #[test]
+    fn without_presence_the_panel_says_so_and_nothing_is_asked() {
+        let mut app = app();
+        assert_eq!(app.on_key(key(MEMBERS_KEY)), Action::Nothing);
+        let rows = screen(&mut app, 80, 8);
+        assert!(rows[0].ends_with("│ Members"), "{rows:?}");
+        assert!(rows[1].ends_with("│ not listed by"), "{rows:?}");
+        // Too narrow for a panel beside the chat: the chat keeps the width.
+        message(&mut app, "bob", "hello");
+        let rows = screen(&mut app, 40, 8);
+        assert!(!rows.concat().contains("Members"), "{rows:?}");
+        assert!(rows[0].starts_with("10:00:00 <bob> hello"), "{rows:?}");
     }
 }

@@ -1,7 +1,7 @@
 //! How the client writes what happens: text made safe for a terminal, local timestamps, the
 //! line-mode format, refusals in plain words, and the message-length check.
 
-use clichat_client::{Closed, Event, message_length, refusal};
+use clichat_client::{Closed, Event, HistoryEntry, message_length, refusal};
 
 /// Makes text from the network safe to print on a terminal.
 ///
@@ -68,6 +68,56 @@ pub fn event_line(time: &str, event: &Event, me: &str, verbose: bool) -> Option<
         _ => return None,
     };
     Some(format!("[{time}] {body}"))
+}
+
+/// The local time of day of a server time in Unix milliseconds (a history entry's), shown as
+/// [`now`] is.
+pub fn time_of(time_ms: u64) -> String {
+    i64::try_from(time_ms)
+        .ok()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|time| {
+            time.with_timezone(&chrono::Local)
+                .format("%H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_else(|| "--:--:--".to_owned())
+}
+
+/// The room's history in line mode, one line per message at its own time:
+/// `[HH:MM:SS] (earlier) <NAME> TEXT`, so that a script telling messages by `] <` does not take
+/// them for new ones. When older messages were no longer kept, a line at `time` says so first.
+pub fn history_lines(time: &str, messages: &[HistoryEntry], complete: bool) -> Vec<String> {
+    let note = (!complete && !messages.is_empty())
+        .then(|| format!("[{time}] *** older messages were not kept"));
+    note.into_iter()
+        .chain(messages.iter().map(|entry| {
+            format!(
+                "[{}] (earlier) <{}> {}",
+                time_of(entry.stamp.time_ms),
+                sanitize(&entry.from),
+                sanitize(&entry.text)
+            )
+        }))
+        .collect()
+}
+
+/// The members in the order they are shown: people, then bots, each by name ignoring case.
+pub fn sorted_members<'a>(names: impl IntoIterator<Item = &'a String>) -> Vec<&'a str> {
+    let mut names: Vec<&str> = names.into_iter().map(String::as_str).collect();
+    names.sort_by_cached_key(|name| (name.starts_with("[BOT] "), name.to_lowercase()));
+    names.dedup();
+    names
+}
+
+/// The answer to `/who` in line mode: `[HH:MM:SS] *** in the room (N): NAME, NAME`.
+pub fn members_line(time: &str, names: &[String]) -> String {
+    let names: Vec<String> = sorted_members(names).into_iter().map(sanitize).collect();
+    format!(
+        "[{time}] *** in the room ({}): {}",
+        names.len(),
+        names.join(", ")
+    )
 }
 
 /// A refusal in the server's exact (sanitized) words, followed by what it means for the person
@@ -293,6 +343,45 @@ pub fn limit_from_refusal(reason: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn history_lines_are_set_apart_from_live_ones() {
+        use clichat_client::Stamp;
+        let entry = |seq, from: &str, text: &str| HistoryEntry {
+            stamp: Stamp {
+                seq,
+                time_ms: 1_764_000_000_000,
+            },
+            from: from.into(),
+            text: text.into(),
+        };
+        let lines = history_lines(
+            "10:00:00",
+            &[entry(1, "bob", "hi"), entry(2, "eve\u{1b}", "a\nb")],
+            false,
+        );
+        assert_eq!(lines[0], "[10:00:00] *** older messages were not kept");
+        let at = time_of(1_764_000_000_000);
+        assert_eq!(lines[1], format!("[{at}] (earlier) <bob> hi"));
+        assert_eq!(lines[2], format!("[{at}] (earlier) <eve^[> a^Jb"));
+        assert_eq!(
+            history_lines("10:00:00", &[entry(1, "bob", "hi")], true).len(),
+            1
+        );
+        assert!(history_lines("10:00:00", &[], false).is_empty());
+        assert_eq!(time_of(u64::MAX), "--:--:--");
+    }
+
+    #[test]
+    fn members_are_listed_people_first() {
+        let names: Vec<String> = ["[BOT] echo", "bob", "Alice", "carol\u{7}"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(
+            members_line("10:00:00", &names),
+            "[10:00:00] *** in the room (4): Alice, bob, carol^G, [BOT] echo"
+        );
+    }
 
     #[test]
     fn escape_sequences_cannot_reach_the_terminal() {

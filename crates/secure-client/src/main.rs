@@ -46,13 +46,17 @@ allow 15 and 200 (or --max-length).
 Modes:
   Full screen (stdin and stdout are a terminal): history with local times, an input field, and
   a status line. Enter sends; Alt+Enter (or Shift+Enter, Ctrl-J) starts a new line in the
-  message; /quit, Ctrl-C or Ctrl-D on an empty line leave; /help lists keys. A message that
+  message; /quit, Ctrl-C or Ctrl-D on an empty line leave; /help lists keys. F2 shows or hides
+  the member list beside the chat (/who too). On joining, the messages said before (where the
+  server keeps them) are shown dimmed, at their own times, between \"earlier messages\" and
+  \"now\" lines. A message that
   mentions your name is highlighted and rings the terminal bell (--no-bell: no bell). A slip at
   login is asked about again: a wrong token asks for it again, a wrong token from the page
   starts over with a new link, a name the server refuses asks for another. The question whether
   it is a Secure Server is skipped when the server says.
   Line mode (--plain, or stdin or stdout is not a terminal): questions, the link and warnings go
-  to stderr; stdout gets one line per event; every stdin line is one message. After the link,
+  to stderr; stdout gets one line per event; every stdin line is one message; /who prints who
+  is in the room (where the server says). After the link,
   the next stdin line is the token from the page. End of input or /quit leaves. Blank lines are
   not sent (the server would close the connection); nor are lines over the server's limit.
 
@@ -63,6 +67,9 @@ Line-mode output, one event per line, names and texts with control characters es
   [12:03:04] *** NAME left
   [12:03:04] !!! refused: REASON (WHAT IT MEANS)
   [12:03:04] !!! disconnected: WHY
+  [11:58:40] (earlier) <NAME> TEXT      said before you joined, at its own time
+  [12:03:04] *** older messages were not kept
+  [12:03:04] *** in the room (N): NAME, NAME, [BOT] NAME      the answer to /who
 Your own messages are not echoed.
 
 Exit codes:

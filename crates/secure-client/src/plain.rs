@@ -1,5 +1,6 @@
 //! Line mode, for pipes and scripts: one received event per stdout line, one stdin line per
-//! message. The format is in `--help` and [`crate::format::event_line`].
+//! message. The format is in `--help` and [`crate::format::event_line`]; the history on joining
+//! in [`crate::format::history_lines`], `/who`'s answer in [`crate::format::members_line`].
 
 use std::io::{self, Write};
 use std::time::Duration;
@@ -8,7 +9,9 @@ use clichat_client::{Client, Event, Events};
 use tokio::sync::mpsc;
 
 use crate::End;
-use crate::format::{check_length, event_line, limit_from_refusal, now};
+use crate::format::{
+    check_length, event_line, history_lines, limit_from_refusal, members_line, now,
+};
 
 /// How long to wait for the server's close reply after leaving.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
@@ -23,11 +26,22 @@ pub async fn run(client: Client, max_length: usize, verbose: bool) -> End {
     // A refusal directly followed by the close is why the connection closed.
     let mut last_refusal: Option<String> = None;
     let mut termination = crate::Termination::install();
+    let presence = sender.welcome().granted("presence");
+    // `/who`s sent and not answered yet: only their answers are printed (the member list that
+    // comes on joining is not, so the output stays one line per event of the room).
+    let mut who_pending = 0_usize;
     loop {
         tokio::select! {
             event = events.next_event() => {
                 let event = event.unwrap_or(Event::Closed(Default::default()));
-                if print_event(&event, &me, verbose).is_err() {
+                let printed = match &event {
+                    Event::Members(names) if who_pending > 0 => {
+                        who_pending -= 1;
+                        print_lines(&[members_line(&now(), names)])
+                    }
+                    _ => print_event(&event, &me, verbose),
+                };
+                if printed.is_err() {
                     break;
                 }
                 match event {
@@ -52,6 +66,14 @@ pub async fn run(client: Client, max_length: usize, verbose: bool) -> End {
                     break;
                 }
                 if line.trim().is_empty() {
+                    continue;
+                }
+                if line.trim() == "/who" {
+                    if !presence {
+                        eprintln!("secure-client: this server does not say who is in the room");
+                    } else if sender.ask_members().await.is_ok() {
+                        who_pending += 1;
+                    }
                     continue;
                 }
                 match check_length(&line, limit) {
@@ -84,11 +106,21 @@ async fn drain(events: &mut Events, me: &str, verbose: bool) {
 /// Writes one event line to stdout and flushes it, so a reader at the other end of a pipe sees
 /// each event as it happens. An error means stdout is gone (the reader left).
 fn print_event(event: &Event, me: &str, verbose: bool) -> io::Result<()> {
+    if let Event::History { messages, complete } = event {
+        return print_lines(&history_lines(&now(), messages, *complete));
+    }
     let Some(line) = event_line(&now(), event, me, verbose) else {
         return Ok(());
     };
+    print_lines(&[line])
+}
+
+/// Writes lines to stdout and flushes them.
+fn print_lines(lines: &[String]) -> io::Result<()> {
     let mut stdout = io::stdout().lock();
-    writeln!(stdout, "{line}")?;
+    for line in lines {
+        writeln!(stdout, "{line}")?;
+    }
     stdout.flush()
 }
 

@@ -62,11 +62,15 @@ pub async fn run(client: Client, options: Options) -> End {
     let mut app = App::new(&options.server, &sender.welcome().username, options.limit)
         .with_bell(options.bell)
         .with_verbose(options.verbose)
-        .with_widths(screen.widths);
+        .with_widths(screen.widths)
+        .with_presence(sender.welcome().granted("presence"));
     let mut keys = EventStream::new();
     let mut termination = Termination::install();
     let outcome: io::Result<()> = loop {
-        if let Err(error) = screen.terminal.draw(|frame| app.draw(frame)) {
+        if let Err(error) = screen
+            .terminal
+            .draw(|frame| app.draw(frame, events.members()))
+        {
             break Err(error);
         }
         if app.take_bell() {
@@ -86,6 +90,10 @@ pub async fn run(client: Client, options: Options) -> End {
                         if let Err(error) = screen.terminal.clear() {
                             break Err(error);
                         }
+                    }
+                    Action::AskMembers => {
+                        // A failure means the connection is gone: its Closed event follows.
+                        let _ = sender.ask_members().await;
                     }
                     Action::Quit => break Ok(()),
                     Action::Nothing => {}

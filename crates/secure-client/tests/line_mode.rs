@@ -323,3 +323,41 @@ async fn wss_works_with_a_trusted_certificate() {
     assert_eq!(bot.exit_code().await, 0);
     server.stop().await.unwrap();
 }
+
+/// What was said before joining comes first, marked `(earlier)` so that a script does not take
+/// it for new; `/who` prints the room's members. (Needs a server that grants `history` and
+/// `presence`.)
+#[tokio::test]
+async fn history_on_joining_and_who_in_line_mode() {
+    let server = TestServer::default().await;
+    let mut carol = LineClient::login(&server, "carol", TOKENS[0]).await;
+    carol.write_line("said before dave came").await;
+    // Said once the server has it: a /who answered after it shows the order held.
+    carol.write_line("/who").await;
+    carol.stdout_until("] *** in the room (1): carol").await;
+
+    let mut dave = LineClient::login(&server, "dave", TOKENS[1]).await;
+    let earlier = dave.next_stdout().await;
+    assert!(
+        earlier.ends_with("] (earlier) <carol> said before dave came"),
+        "{earlier}"
+    );
+    carol.stdout_until("] *** dave joined").await;
+    carol.write_line("now live").await;
+    assert!(
+        dave.next_stdout().await.ends_with("] <carol> now live"),
+        "live messages as before, and no member list unasked"
+    );
+    dave.write_line("/who").await;
+    assert!(
+        dave.next_stdout()
+            .await
+            .ends_with("] *** in the room (2): carol, dave")
+    );
+    dave.close_stdin();
+    assert_eq!(dave.exit_code().await, 0);
+    carol.stdout_until("] *** dave left").await;
+    carol.close_stdin();
+    assert_eq!(carol.exit_code().await, 0);
+    server.stop().await;
+}

@@ -419,10 +419,10 @@ async fn an_unknown_command_is_cleared_with_a_hint() {
     let mut bob = peer(&server, "bob", TOKENS[1]).await;
     alice.wait_for_text("*** bob joined").await;
 
-    alice.type_text("/who");
+    alice.type_text("/whois");
     alice.press("Enter");
     let screen = alice
-        .wait_for_text("unknown command /who \u{2014} /help lists the commands")
+        .wait_for_text("unknown command /whois \u{2014} /help lists the commands")
         .await;
     let input = screen.lines().nth(19).unwrap_or_default();
     assert_eq!(input.trim_end(), ">", "the input is empty:\n{screen}");
@@ -430,7 +430,7 @@ async fn an_unknown_command_is_cleared_with_a_hint() {
     alice.type_text("/me waves");
     alice.press("Enter");
     let screen = alice.wait_for_text("unknown command /me ").await;
-    assert!(!screen.contains("/who/me"), "{screen}");
+    assert!(!screen.contains("/whois/me"), "{screen}");
     alice.type_text("hello bob");
     alice.press("Enter");
     assert_eq!(
@@ -502,6 +502,7 @@ async fn a_message_of_several_lines_is_sent_as_one_and_shown_on_several() {
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Sgr {
     bold: bool,
+    dim: bool,
     fg: Option<String>,
     bg: Option<String>,
 }
@@ -520,7 +521,11 @@ fn styled_chars(line: &str) -> Vec<(char, Sgr)> {
                 match params[i] {
                     "" | "0" => state = Sgr::default(),
                     "1" => state.bold = true,
-                    "22" => state.bold = false,
+                    "2" => state.dim = true,
+                    "22" => {
+                        state.bold = false;
+                        state.dim = false;
+                    }
                     "39" => state.fg = None,
                     "49" => state.bg = None,
                     "38" | "48" => {
@@ -602,6 +607,7 @@ async fn a_mention_is_highlighted_and_rings_the_bell() {
         bold: true,
         fg: Some("38;5;0".into()),
         bg: Some("48;5;3".into()),
+        ..Sgr::default()
     };
     for sgr in styles_of(&screen, "Alice: are you there?") {
         assert_eq!(sgr, highlighted, "{screen:?}");
@@ -686,4 +692,75 @@ fn check_rows(screen: &str, sent: &[String]) {
     }
     let expected = &sent[sent.len() - bob_rows.len()..];
     assert_eq!(bob_rows, expected, "\n{screen}");
+}
+
+/// On joining, what was said before shows dimmed between "earlier messages" and "now"; F2 shows
+/// the members beside the chat, kept current as people come and go, and hides them again.
+/// (Needs a server that grants `history` and `presence`.)
+#[tokio::test]
+async fn history_on_joining_and_the_member_panel() {
+    let Some(tmux) = require_program("tmux", "tmux") else {
+        return;
+    };
+    let server = TestServer::default().await;
+    let mut bob = peer(&server, "bob", TOKENS[1]).await;
+    bob.send("said before alice came").await.unwrap();
+    // The server has it once a later frame of bob's is answered.
+    bob.ask_members().await.unwrap();
+    tokio::time::timeout(WAIT, async {
+        while !matches!(bob.next_event().await, Some(Event::Members(_))) {}
+    })
+    .await
+    .expect("bob's member list");
+    let bob_members = bob.members().map(|m| m.len());
+    assert_eq!(bob_members, Some(1), "bob alone");
+
+    let alice = chat_as(tmux, &server, "alice", TOKENS[0], (100, 20)).await;
+    let screen = alice.wait_for_text("── now ──").await;
+    let lines: Vec<&str> = screen.lines().collect();
+    let earlier = lines
+        .iter()
+        .position(|l| l.starts_with("── earlier messages ──"))
+        .unwrap_or_else(|| panic!("no divider before the history:\n{screen}"));
+    assert!(
+        lines[earlier + 1].contains(" <bob> said before alice came"),
+        "{screen}"
+    );
+    assert!(lines[earlier + 2].starts_with("── now ──"), "{screen}");
+    let styled = alice.styled_screen();
+    assert!(
+        styles_of(&styled, "said before alice came")
+            .iter()
+            .all(|sgr| sgr.dim),
+        "history is dimmed:\n{styled}"
+    );
+    assert!(
+        !screen.contains("Members"),
+        "the panel is hidden at first:\n{screen}"
+    );
+
+    // F2: the members, us included.
+    alice.press("F2");
+    let screen = alice.wait_for_text("│ Members (2)").await;
+    assert!(screen.contains("│ alice"), "{screen}");
+    assert!(screen.contains("│ bob"), "{screen}");
+    let _carol = peer(&server, "carol", TOKENS[2]).await;
+    alice.wait_for_text("│ carol").await;
+    alice.wait_for_text("│ Members (3)").await;
+    drop(bob);
+    alice
+        .wait_for("bob gone from the panel", |s| {
+            s.contains("│ Members (2)") && !s.contains("│ bob")
+        })
+        .await;
+    alice.wait_for_text("*** bob left").await;
+
+    alice.press("F2");
+    alice
+        .wait_for("the panel hidden", |s| !s.contains("Members ("))
+        .await;
+    alice.type_text("/quit");
+    alice.press("Enter");
+    assert_eq!(alice.exit_status().await, 0);
+    server.stop().await;
 }

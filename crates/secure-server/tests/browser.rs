@@ -1805,3 +1805,148 @@ fn fnv1a_is_the_reference_hash() {
     assert_eq!(fnv1a("bob") % 8, 4);
     assert_eq!(fnv1a("carol") % 8, 2);
 }
+
+/// The extensions in the page: what was said before joining shows set apart (between "Earlier
+/// messages" and "Now"), and who is in the room shows beside the chat on a wide screen, kept
+/// current as people come and go, and behind the People button on a phone. (Needs a server that
+/// grants `history` and `presence`.)
+#[tokio::test]
+async fn history_and_members_beside_the_chat_and_behind_a_button_on_a_phone() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let server = TestServer::default().await;
+    let mut bob = server.login("bob", TOKENS[1]).await;
+    let mut carol = server.login("carol", TOKENS[2]).await;
+    bob.expect(json!(["join", "carol"])).await;
+    bob.say("said before alice came").await;
+    // Once carol has it, the room has it.
+    carol
+        .expect(json!(["message", "bob", "said before alice came"]))
+        .await;
+
+    browser.resize(1100, 800).await;
+    browser.open(server.addr).await;
+    browser.login_user(server.addr, "alice", TOKENS[0]).await;
+    bob.expect(json!(["join", "alice"])).await;
+    browser.entry(&["You joined as alice."]).await;
+
+    // The history: one earlier message between its dividers, not a live one.
+    let list = browser
+        .until(
+            "const items = [...document.querySelectorAll('#messages li')];
+             const at = items.findIndex((li) => li.classList.contains('divider'));
+             if (at < 0 || items.length < at + 3) return null;
+             return items.slice(at, at + 3).map((li) => [li.className, li.textContent]);",
+            vec![],
+            "the history between its dividers",
+        )
+        .await;
+    assert_eq!(list[0], json!(["divider", "Earlier messages"]));
+    assert_eq!(list[1][0], "msg earlier", "{list}");
+    let old = list[1][1].as_str().unwrap();
+    assert!(
+        old.contains("bob") && old.ends_with("said before alice came"),
+        "{list}"
+    );
+    assert_eq!(list[2], json!(["divider", "Now"]));
+    assert_eq!(
+        browser
+            .js("const li = document.querySelector('#messages li.earlier');
+                 return [Number(getComputedStyle(li).opacity) < 1,
+                         !isNaN(Date.parse(li.querySelector('time').dateTime))];")
+            .await,
+        json!([true, true]),
+        "dimmed, with the time it was said"
+    );
+
+    // Wide: the members beside the messages, no button.
+    let members = "return [...document.querySelectorAll('#members-list li')]
+                     .map((li) => li.textContent);";
+    browser.visible("#members").await;
+    browser
+        .until(
+            &format!(
+                "const names = (() => {{ {members} }})();
+                      return names.length === 3 ? names : null;"
+            ),
+            vec![],
+            "three members",
+        )
+        .await;
+    assert_eq!(
+        browser.js(members).await,
+        json!(["alice (you)", "bob", "carol"])
+    );
+    let beside = browser
+        .js(
+            "const m = document.getElementById('members').getBoundingClientRect();
+             const l = document.getElementById('messages').getBoundingClientRect();
+             const button = document.getElementById('members-toggle');
+             return [m.left >= l.right - 1, m.width > 0,
+                     getComputedStyle(button).display];",
+        )
+        .await;
+    assert_eq!(beside, json!([true, true, "none"]), "beside, and no button");
+
+    // Kept current: a bot comes (listed after the people), bob goes.
+    let mut bot = server.login_bot().await;
+    browser.entry(&["[BOT] botusr joined."]).await;
+    assert_eq!(
+        browser.js(members).await,
+        json!(["alice (you)", "bob", "carol", "[BOT] botusr"])
+    );
+    bob.close().await;
+    browser.entry(&["bob left."]).await;
+    assert_eq!(
+        browser.js(members).await,
+        json!(["alice (you)", "carol", "[BOT] botusr"])
+    );
+    assert_eq!(
+        browser
+            .js("return document.getElementById('members-count').textContent;")
+            .await,
+        "(3)"
+    );
+
+    // A phone: the list is behind the People button, over the messages when opened.
+    browser.resize(375, 740).await;
+    let toggle = browser.visible("#members-toggle").await;
+    // Whether the list shows, within the screen's width.
+    let open = "const m = document.getElementById('members');
+                const r = m.getBoundingClientRect();
+                const open = getComputedStyle(m).display !== 'none' && r.width > 0
+                  && r.right <= document.documentElement.clientWidth;";
+    let shown = format!("{open} return open;");
+    let closed = format!("{open} return !open;");
+    assert_eq!(browser.js(&shown).await, false, "closed at first");
+    assert_eq!(toggle.text().await.unwrap(), "People (3)");
+    assert_eq!(
+        toggle.attr("aria-expanded").await.unwrap().as_deref(),
+        Some("false")
+    );
+    toggle.click().await.unwrap();
+    browser.until(&shown, vec![], "the list opened").await;
+    assert_eq!(
+        toggle.attr("aria-expanded").await.unwrap().as_deref(),
+        Some("true")
+    );
+    assert_eq!(
+        browser
+            .js("return document.documentElement.scrollWidth
+                   <= document.documentElement.clientWidth;")
+            .await,
+        true,
+        "nothing scrolls sideways"
+    );
+    toggle.click().await.unwrap();
+    browser
+        .until(&closed, vec![], "the list closed again")
+        .await;
+
+    bot.say("still here").await;
+    browser.entry(&["[BOT] botusr", "still here"]).await;
+    carol.close().await;
+    bot.close().await;
+    browser.finish().await;
+}

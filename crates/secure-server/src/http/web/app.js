@@ -6,6 +6,11 @@
 // inline script. Every name and message goes into the page as text (textContent) or as
 // elements built here (links), never as HTML.
 // Tokens live only in memory and in the form fields: never in the URL, never in storage.
+//
+// Extensions: the first frame asks for "history" and "presence" (`caps`). A server that grants
+// them sends, right after `id`, the messages said before (shown set apart, between "Earlier
+// messages" and "Now") and the member list (beside the chat, or behind the People button on a
+// phone), which joins and leaves then keep current. Servers that do not know `caps` ignore it.
 'use strict';
 
 (function () {
@@ -19,10 +24,16 @@
   const TITLE = 'CLIChat';
   /** Nick colours: the CSS classes nick-0 to nick-7 (see app.css). */
   const NICK_COLOURS = 8;
+  /** The protocol extensions this page asks for in its first frame. */
+  const CAPS = ['history', 'presence'];
 
   const $ = (id) => document.getElementById(id);
   const ui = {
     whoami: $('whoami'),
+    membersToggle: $('members-toggle'),
+    members: $('members'),
+    membersCount: $('members-count'),
+    membersList: $('members-list'),
     notify: $('notify'),
     leave: $('leave'),
     loginView: $('login-view'),
@@ -104,6 +115,11 @@
   let unread = 0;
   // Whether the person turned desktop notifications of mentions on (never asked on load).
   let notifyMentions = false;
+  // The extensions the server granted in its answer to `caps` (none until it answers).
+  let granted = [];
+  // Who is in the room, by name, once the server sent a member list; null before (and always
+  // with a server that does not grant "presence").
+  let members = null;
 
   // ---- Refusals and errors, in plain words (the exact text is one click away) ----
 
@@ -217,8 +233,9 @@
     return node;
   }
 
-  function timeNode() {
-    const now = new Date();
+  /** A <time> of `when` (a Date; now if not given), as the time of day. */
+  function timeNode(when) {
+    const now = when || new Date();
     const node = el('time', 'when',
       now.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }));
     node.dateTime = now.toISOString();
@@ -358,6 +375,79 @@
     if (li.classList.contains('mention')) notifyMention(name, text);
   }
 
+  // ---- The room's history (extension "history") ----
+
+  /** A line across the list: "Earlier messages", "Now". */
+  function addDivider(text) {
+    const li = el('li', 'divider');
+    li.setAttribute('role', 'separator');
+    li.append(el('span', 'divider-text', text));
+    return append(li);
+  }
+
+  /** Whether `entry` is a history entry: [SEQ, TIME_MS, NAME, TEXT]. */
+  function historyEntry(entry) {
+    return Array.isArray(entry) && Number.isSafeInteger(entry[0]) &&
+      Number.isSafeInteger(entry[1]) && typeof entry[2] === 'string' &&
+      typeof entry[3] === 'string';
+  }
+
+  /**
+   * The messages said before this page joined, oldest first, set apart from live ones: no
+   * highlight, no notification, not counted as unread, each at the time it was said.
+   */
+  function addHistory(entries, complete) {
+    const valid = entries.filter(historyEntry);
+    if (valid.length === 0) return;
+    addDivider(complete ? 'Earlier messages' : 'Earlier messages (older ones were not kept)');
+    for (const [, timeMs, name, text] of valid) {
+      const li = el('li', 'msg earlier');
+      const body = el('span', 'text');
+      appendLinked(body, text);
+      li.append(timeNode(new Date(timeMs)), el('span', 'name nick-' + nickColour(name), name),
+        body);
+      append(li);
+    }
+    addDivider('Now');
+  }
+
+  // ---- Who is in the room (extension "presence") ----
+
+  /** People first, then bots, each by name ignoring case. */
+  function memberOrder(a, b) {
+    const botA = a.startsWith('[BOT] ');
+    const botB = b.startsWith('[BOT] ');
+    if (botA !== botB) return botA ? 1 : -1;
+    return a.localeCompare(b, undefined, { sensitivity: 'base' }) || (a < b ? -1 : a > b ? 1 : 0);
+  }
+
+  /** Shows the member list (or hides the panel and its button when there is none). */
+  function renderMembers() {
+    const known = members !== null && state === 'chat';
+    ui.members.hidden = !known;
+    ui.membersToggle.hidden = !known;
+    if (!known) {
+      setMembersOpen(false);
+      ui.membersList.replaceChildren();
+      return;
+    }
+    const names = [...members].sort(memberOrder);
+    ui.membersCount.textContent = '(' + names.length + ')';
+    ui.membersToggle.textContent = 'People (' + names.length + ')';
+    ui.membersList.replaceChildren(...names.map((name) => {
+      const li = el('li', 'member');
+      li.append(el('span', 'name nick-' + nickColour(name), name));
+      if (name === myName) li.append(el('span', 'you', ' (you)'));
+      return li;
+    }));
+  }
+
+  /** On a phone: the member list over the messages, or not. */
+  function setMembersOpen(open) {
+    ui.members.classList.toggle('open', open);
+    ui.membersToggle.setAttribute('aria-expanded', String(open));
+  }
+
   // ---- While the tab is hidden: the unread count, and notifications of mentions ----
 
   function updateTitle() {
@@ -444,6 +534,7 @@
   function toLogin(plain, technical) {
     state = 'login';
     ws = null;
+    renderMembers();
     show('login');
     ui.whoami.hidden = true;
     ui.leave.hidden = true;
@@ -518,6 +609,7 @@
   function toDisconnected(plain, technical, eventText) {
     state = 'disconnected';
     ws = null;
+    renderMembers();
     show('chat');
     ui.message.disabled = true;
     ui.send.disabled = true;
@@ -534,6 +626,7 @@
   function toLeft() {
     state = 'disconnected';
     ws = null;
+    renderMembers();
     left = true;
     show('chat');
     ui.message.disabled = true;
@@ -576,6 +669,8 @@
     leaving = false;
     tokenSent = false;
     myId = null;
+    granted = [];
+    members = null;
     myName = creds.kind === 'bot' ? '[BOT] ' + creds.botname : creds.username;
     state = 'connecting';
     if (loginFrom === 'form') setBusy(ui.connect, true, 'Connecting…');
@@ -594,6 +689,9 @@
     ws = socket;
     socket.onopen = () => {
       if (ws !== socket) return;
+      // First, before the login: servers that do not know it ignore it, and the login does not
+      // wait for an answer.
+      sendFrame(['caps', CAPS]);
       if (creds.kind === 'bot') {
         sendFrame(['botauth', { botusername: creds.botname, bottoken: creds.bottoken }]);
       } else if (creds.token) {
@@ -622,6 +720,22 @@
   function handle(frame) {
     const [kind, a, b] = frame;
     switch (kind) {
+      case 'caps':
+        if ((state === 'connecting' || state === 'tokenauth') && Array.isArray(a)) {
+          granted = a.filter((name) => typeof name === 'string');
+        }
+        break;
+      case 'history':
+        if (state === 'chat' && granted.includes('history') && Array.isArray(a)) {
+          addHistory(a, !(b && b.complete === false));
+        }
+        break;
+      case 'members':
+        if (state === 'chat' && Array.isArray(a)) {
+          members = new Set(a.filter((name) => typeof name === 'string'));
+          renderMembers();
+        }
+        break;
       case 'authmsg':
         if (state !== 'connecting' || typeof a !== 'string') return;
         {
@@ -641,10 +755,19 @@
         toChat();
         break;
       case 'join':
-        if (state === 'chat' && typeof a === 'string') addEvent('join', a + ' joined.');
+        if (state === 'chat' && typeof a === 'string') {
+          addEvent('join', a + ' joined.');
+          if (members !== null) {
+            members.add(a);
+            renderMembers();
+          }
+        }
         break;
       case 'disconnect':
-        if (state === 'chat' && typeof a === 'string') addEvent('leave', a + ' left.');
+        if (state === 'chat' && typeof a === 'string') {
+          addEvent('leave', a + ' left.');
+          if (members !== null && members.delete(a)) renderMembers();
+        }
         break;
       case 'message':
         if (state === 'chat' && typeof a === 'string' && typeof b === 'string') received(a, b);
@@ -1010,6 +1133,10 @@
   });
 
   ui.notify.addEventListener('click', toggleNotifications);
+
+  ui.membersToggle.addEventListener('click', () => {
+    setMembersOpen(!ui.members.classList.contains('open'));
+  });
   updateNotifyButton();
 
   updateCount();
