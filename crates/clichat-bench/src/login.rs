@@ -39,6 +39,8 @@ pub struct Target {
     sources: Vec<IpAddr>,
     /// The most each login step may take.
     pub step_timeout: Duration,
+    /// The protocol extensions each login asks for (none: the original protocol).
+    pub caps: Vec<String>,
 }
 
 impl Target {
@@ -82,6 +84,7 @@ impl Target {
             http,
             sources,
             step_timeout,
+            caps: Vec::new(),
         })
     }
 
@@ -296,7 +299,9 @@ async fn connect(target: &Target, index: usize) -> Result<Connection, LoginError
     }
     let stream = socket.connect(node.socket).await.map_err(io)?;
     stream.set_nodelay(true).map_err(io)?;
-    Ok(clichat_client::connect_on(stream, &node.address, &ConnectOptions::default()).await?)
+    let caps: Vec<&str> = target.caps.iter().map(String::as_str).collect();
+    let options = ConnectOptions::default().ask_only(&caps);
+    Ok(clichat_client::connect_on(stream, &node.address, &options).await?)
 }
 
 /// GETs the token page at `url` and reads the temporary token off it.

@@ -117,6 +117,11 @@ struct Common {
     /// Seconds each login step (upgrade, authmsg, page, id) may take.
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     step_timeout: u64,
+    /// Protocol extensions each connection asks for (`history`, `presence`, comma-separated).
+    /// Default: none, the original protocol. With `history`, every login gets the room's
+    /// history and every message its number; with `presence`, every login gets the member list.
+    #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
+    caps: Vec<String>,
     /// The server's process id: its CPU use (and for `hold`, its memory) is reported.
     #[arg(long)]
     pid: Option<u32>,
@@ -142,6 +147,10 @@ impl Common {
             "--step-timeout".to_owned(),
             self.step_timeout.to_string(),
         ];
+        if !self.caps.is_empty() {
+            args.push("--caps".to_owned());
+            args.push(self.caps.join(","));
+        }
         if self.no_source {
             args.push("--no-source".to_owned());
         } else if !self.source.is_empty() {
@@ -297,7 +306,8 @@ impl Setup {
             Some(common.source.clone())
         };
         let step_timeout = Duration::from_secs(common.step_timeout.max(1));
-        let target = Target::new(&common.server, sources, step_timeout).await?;
+        let mut target = Target::new(&common.server, sources, step_timeout).await?;
+        target.caps.clone_from(&common.caps);
         Ok(Setup {
             target: Arc::new(target),
             creds: Arc::new(Credentials::load(&common.config)?),

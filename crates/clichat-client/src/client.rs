@@ -83,7 +83,7 @@ pub async fn connect_on(
     Ok(Connection {
         ws: Box::new(ws),
         address: address.clone(),
-        ask_extensions: !options.no_extensions,
+        asked: options.asked(),
         granted: Vec::new(),
     })
 }
@@ -102,8 +102,8 @@ const READ_BUFFER: usize = 4 * 1024;
 #[derive(Debug, Clone, Default)]
 pub struct ConnectOptions {
     trusted: Vec<CertificateDer<'static>>,
-    /// Not asking for [`EXTENSIONS`] (the default asks).
-    no_extensions: bool,
+    /// The extensions to ask for; `None`: all of [`EXTENSIONS`].
+    asking: Option<Vec<String>>,
 }
 
 impl ConnectOptions {
@@ -113,8 +113,21 @@ impl ConnectOptions {
     /// before. Not asking keeps the classic protocol exactly, e.g. for a load generator that
     /// must not receive a room's history and member list with every login.
     pub fn extensions(mut self, ask: bool) -> ConnectOptions {
-        self.no_extensions = !ask;
+        self.asking = if ask { None } else { Some(Vec::new()) };
         self
+    }
+
+    /// Asks for these extensions only (none: as `extensions(false)`), e.g. `["history"]` for a
+    /// client that shows history but keeps no member list.
+    pub fn ask_only(mut self, names: &[&str]) -> ConnectOptions {
+        self.asking = Some(names.iter().map(|name| (*name).to_owned()).collect());
+        self
+    }
+
+    fn asked(&self) -> Vec<String> {
+        self.asking
+            .clone()
+            .unwrap_or_else(|| EXTENSIONS.iter().map(|name| (*name).to_owned()).collect())
     }
 
     /// Also trusts the certificates in a PEM file (for `wss://`), e.g. a server's self-signed
@@ -160,8 +173,8 @@ pub struct Connection {
     // Boxed: a socket is large, and a login step moves it around.
     ws: Box<WebSocket>,
     address: ServerAddress,
-    /// Whether the login starts with `["caps", EXTENSIONS]`.
-    ask_extensions: bool,
+    /// The extensions the login asks for first (`["caps", ...]`); none: no `caps` frame.
+    asked: Vec<String>,
     /// What the server's `caps` answer granted, once it came.
     granted: Vec<String>,
 }
@@ -234,15 +247,14 @@ impl Connection {
         Client::new(*self.ws, welcome)
     }
 
-    /// Sends `["caps", EXTENSIONS]`, the first frame of a login, unless told not to. The
+    /// Sends `["caps", [...]]`, the first frame of a login, unless told to ask for none. The
     /// answer is not waited for: a server that does not know `caps` never sends one, and one
     /// that does answers before `id` ([`Connection::answer`] keeps it).
     async fn ask_for_extensions(&mut self) -> Result<(), Error> {
-        if !self.ask_extensions {
+        if self.asked.is_empty() {
             return Ok(());
         }
-        let names = EXTENSIONS.iter().map(|name| (*name).to_owned()).collect();
-        self.send(ClientFrame::Caps(names)).await
+        self.send(ClientFrame::Caps(self.asked.clone())).await
     }
 
     async fn send(&mut self, frame: ClientFrame) -> Result<(), Error> {
@@ -268,7 +280,7 @@ impl Connection {
             };
             match ServerFrame::decode(&text) {
                 // Only an answer to our own `caps` counts.
-                Ok(ServerFrame::Caps(granted)) if self.ask_extensions => self.granted = granted,
+                Ok(ServerFrame::Caps(granted)) if !self.asked.is_empty() => self.granted = granted,
                 Ok(ServerFrame::AuthMsg(link)) => return Ok(Answer::Link(link)),
                 Ok(ServerFrame::Id { id, version }) => return Ok(Answer::Id { id, version }),
                 Ok(ServerFrame::Refusal(reason)) => return Err(Error::Refused(reason)),

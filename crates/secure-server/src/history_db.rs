@@ -6,10 +6,11 @@
 //! is kept, and trimming by count and by age is one `DELETE` each.
 //!
 //! The room never waits for the disk: [`HistoryDb::append`] hands the message to a thread of
-//! its own through a bounded queue, and that thread writes whatever has queued meanwhile in one
-//! transaction (WAL journal, `synchronous=NORMAL`). A message is on disk, safe from a killed
-//! process, once its transaction commits: a `kill -9` loses at most the messages accepted since
-//! the last commit, the few queued while one transaction was being written. A power cut may
+//! its own through a bounded queue, and that thread gathers what comes within 10 ms of the
+//! first message and writes it in one transaction (WAL journal, `synchronous=NORMAL`). A
+//! message is on disk, safe from a killed process, once its transaction commits: a `kill -9`
+//! loses at most the messages accepted in the last moment, about 10 ms of them (measured in
+//! `docs/BENCHMARKS.md`). A power cut may
 //! also lose the last transactions the OS had not written yet (`synchronous=NORMAL`); the file
 //! stays consistent either way. If the disk falls so far behind that the queue fills, messages
 //! are delivered and kept in memory but not written, and counted ([`HistoryDb::unwritten`]).
@@ -31,6 +32,12 @@ use crate::config::HistoryConfig;
 const QUEUE: usize = 65_536;
 /// Commands written in one transaction, at most.
 const BATCH: usize = 4_096;
+/// How long the writer gathers messages after the first before it commits them together: at
+/// most this much of the last moment is lost to a killed process, and a busy room costs at
+/// most a hundred transactions a second.
+const GATHER: Duration = Duration::from_millis(10);
+/// How often messages past `keep` are dropped (between, the file holds a little more).
+const TRIM_EVERY: Duration = Duration::from_secs(1);
 /// How often messages past their age are dropped.
 const AGE_TRIM_EVERY: Duration = Duration::from_secs(60);
 
@@ -113,6 +120,7 @@ impl HistoryDb {
             config,
             path: path.to_owned(),
             next_seq,
+            trimmed: std::time::Instant::now(),
             age_trimmed: std::time::Instant::now(),
         };
         let thread = std::thread::Builder::new()
@@ -250,12 +258,18 @@ struct Writer {
     path: PathBuf,
     /// One more than the newest message written.
     next_seq: u64,
+    trimmed: std::time::Instant,
     age_trimmed: std::time::Instant,
 }
 
 impl Writer {
     fn run(mut self, commands: Receiver<Command>) {
         while let Ok(first) = commands.recv() {
+            // Asleep rather than waiting on the queue: the room's appends meanwhile wake
+            // nobody, so a busy room costs one wake-up per batch, not one per message.
+            if !matches!(first, Command::Close) {
+                std::thread::sleep(GATHER);
+            }
             let mut batch = vec![first];
             while batch.len() < BATCH {
                 match commands.try_recv() {
@@ -266,7 +280,7 @@ impl Writer {
             let closing = batch
                 .iter()
                 .any(|command| matches!(command, Command::Close));
-            if let Err(error) = self.write(batch) {
+            if let Err(error) = self.write(batch, closing) {
                 warn!(path = %self.path.display(), %error, "could not write the history file");
             }
             if closing {
@@ -275,9 +289,9 @@ impl Writer {
         }
     }
 
-    /// Writes one batch in one transaction, and trims what is past `keep` (and, now and then,
-    /// past its age).
-    fn write(&mut self, batch: Vec<Command>) -> rusqlite::Result<()> {
+    /// Writes one batch in one transaction, and now and then (and when `closing`) trims what is
+    /// past `keep`, and less often what is past its age.
+    fn write(&mut self, batch: Vec<Command>, closing: bool) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
         {
             let mut insert = tx.prepare_cached(
@@ -305,11 +319,14 @@ impl Writer {
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('next_seq', ?1)",
             params![self.next_seq as i64],
         )?;
-        let oldest_kept = self.next_seq.saturating_sub(self.config.keep as u64);
-        tx.execute(
-            "DELETE FROM messages WHERE seq < ?1",
-            params![oldest_kept as i64],
-        )?;
+        if closing || self.trimmed.elapsed() >= TRIM_EVERY {
+            self.trimmed = std::time::Instant::now();
+            let oldest_kept = self.next_seq.saturating_sub(self.config.keep as u64);
+            tx.execute(
+                "DELETE FROM messages WHERE seq < ?1",
+                params![oldest_kept as i64],
+            )?;
+        }
         if self.age_trimmed.elapsed() >= AGE_TRIM_EVERY {
             self.age_trimmed = std::time::Instant::now();
             let cutoff = now_ms().saturating_sub(ms(self.config.max_age()));

@@ -18,7 +18,15 @@ impl Hub {
                 dropped.log();
             }
             Event::Said { sender, entry } => {
-                let dropped = self.room().said(sender.unwrap_or(u64::MAX), entry);
+                let plain = Payload::from(
+                    ServerFrame::Message {
+                        from: entry.from.clone(),
+                        text: entry.text.clone(),
+                        stamp: None,
+                    }
+                    .encode(),
+                );
+                let dropped = self.room().said(sender.unwrap_or(u64::MAX), entry, &plain);
                 dropped.log();
             }
             Event::Recent(kept) => self.remember(kept),
@@ -116,7 +124,7 @@ impl Hub {
         let mut removed = Vec::new();
         let mut dropped = Dropped::none();
         for id in lost {
-            if let Some(member) = room.members.remove(&id) {
+            if let Some(member) = room.take(id) {
                 let _ = member
                     .reason
                     .set(clichat_proto::refusal::CLUSTER_CONFLICT.to_owned());

@@ -356,7 +356,7 @@ impl Hub {
             Some(recent) if member.stamped => Some(recent.on_join()),
             _ => None,
         };
-        room.members.insert(id, member);
+        room.insert(id, member);
         let dropped = if room.announces_presence(0) {
             room.fan_out(id, payload, true)
         } else {
@@ -486,9 +486,17 @@ impl Hub {
         if !self.backplane().accepts_messages() {
             return Err(Unavailable);
         }
+        // Made before the room is locked; the numbered form needs the number, made under it.
+        let message = ServerFrame::Message {
+            from: name.to_owned(),
+            text: text.clone(),
+            stamp: None,
+        };
+        let plain = Payload::from(message.encode());
+        let time_ms = now_ms();
         let mut room = self.room();
-        let dropped = match room.backplane.number(from, name, &text, now_ms()) {
-            Some(entry) => room.said(from, entry),
+        let dropped = match room.backplane.number(from, name, &text, time_ms) {
+            Some(entry) => room.said(from, entry, &plain),
             // Comes back numbered, as an event, in the order the nodes agreed on.
             None => Dropped::none(),
         };

@@ -31,6 +31,8 @@ pub(super) struct Room {
     pub(super) announce_up_to: Option<usize>,
     /// The room's recent messages, while history is on.
     pub(super) recent: Option<Recent>,
+    /// Members that asked for history: while there are none, numbered frames are not made.
+    stamped: usize,
 }
 
 #[derive(Debug)]
@@ -98,32 +100,37 @@ impl Room {
             queue_drops: 0,
             announce_up_to: None,
             recent,
+            stamped: 0,
         }
     }
 
+    /// Puts a member in the room.
+    pub(super) fn insert(&mut self, id: u64, member: Member) {
+        self.stamped += usize::from(member.stamped);
+        self.members.insert(id, member);
+    }
+
+    /// Takes a member out of the room.
+    pub(super) fn take(&mut self, id: u64) -> Option<Member> {
+        let member = self.members.remove(&id)?;
+        self.stamped -= usize::from(member.stamped);
+        Some(member)
+    }
+
     /// Delivers a numbered message to every member but `except`: with its number and time to
-    /// those that asked for history, as the original frame to the others. A message the room
-    /// already delivered (by its number) is not delivered again.
-    pub(super) fn said(&mut self, except: u64, entry: HistoryEntry) -> Dropped {
-        let plain = ServerFrame::Message {
-            from: entry.from.clone(),
-            text: entry.text.clone(),
-            stamp: None,
-        };
+    /// those that asked for history, as `plain` (its original frame, made before the room was
+    /// locked) to the others. A message the room already delivered (by its number) is not
+    /// delivered again.
+    pub(super) fn said(&mut self, except: u64, entry: HistoryEntry, plain: &Payload) -> Dropped {
         let stamp = entry.stamp;
         if let Some(recent) = &mut self.recent {
             if !recent.push(entry) {
                 return Dropped::none();
             }
         }
-        let mut stamped = plain.clone();
-        if let ServerFrame::Message { stamp: s, .. } = &mut stamped {
-            *s = Some(stamp);
-        }
-        let plain = Payload::from(plain.encode());
-        let stamped = Payload::from(stamped.encode());
+        let stamped = (self.stamped > 0).then(|| stamped(plain, stamp));
         let mut slow = Vec::new();
-        self.deliver(except, &plain, Some(&stamped), &mut slow);
+        self.deliver(except, plain, stamped.as_ref(), &mut slow);
         self.drop_slow(slow)
     }
 
@@ -145,7 +152,7 @@ impl Room {
     fn drop_slow(&mut self, mut slow: Vec<u64>) -> Dropped {
         let mut dropped = Vec::new();
         while let Some(id) = slow.pop() {
-            if let Some(member) = self.members.remove(&id) {
+            if let Some(member) = self.take(id) {
                 self.queue_drops += 1;
                 member.evicted.cancel();
                 let left = member.leave();
@@ -179,7 +186,7 @@ impl Room {
         reason: Option<&str>,
         closing: &AtomicBool,
     ) -> Option<(String, Dropped)> {
-        let member = self.members.remove(&id)?;
+        let member = self.take(id)?;
         if let Some(reason) = reason {
             let _ = member.reason.set(reason.to_owned());
             member.evicted.cancel();
@@ -226,5 +233,33 @@ impl Room {
             }
         }
         self.deliveries += delivered;
+    }
+}
+
+/// The numbered form of a message's original frame: `["message",NAME,TEXT]` with `SEQ` and
+/// `TIME_MS` appended, as [`ServerFrame::Message`] with a stamp encodes it.
+fn stamped(plain: &Payload, stamp: clichat_proto::Stamp) -> Payload {
+    let text = plain.as_str();
+    let open = text.strip_suffix(']').unwrap_or(text);
+    Payload::from(format!("{open},{},{}]", stamp.seq, stamp.time_ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use clichat_proto::Stamp;
+
+    use super::*;
+
+    #[test]
+    fn a_stamped_frame_is_the_original_with_its_number_and_time() {
+        let message = |stamp| ServerFrame::Message {
+            from: "a\"b".into(),
+            text: "x]".into(),
+            stamp,
+        };
+        let stamp = Stamp { seq: 7, time_ms: 8 };
+        let plain = Payload::from(message(None).encode());
+        let with = message(Some(stamp));
+        assert_eq!(stamped(&plain, stamp).as_str(), with.encode());
     }
 }
