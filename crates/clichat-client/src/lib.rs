@@ -194,6 +194,11 @@ impl Event {
                 Event::History { messages, complete }
             }
             Ok(ServerFrame::Members(names)) => Event::Members(names),
+            // A resume token is a secret: passed on without it.
+            Ok(ServerFrame::Session { .. }) => Event::Unknown {
+                kind: "session".to_owned(),
+                args: Vec::new(),
+            },
             // The answer to `caps` belongs before `id` (the login reads it there); one that
             // comes later is passed on as it was.
             Ok(ServerFrame::Caps(names)) => Event::Unknown {

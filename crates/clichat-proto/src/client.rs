@@ -71,6 +71,14 @@ pub enum ClientFrame {
     Caps(Vec<String>),
     /// `["members"]` (extension `presence`): asks for `["members", [names...]]`.
     Members,
+    /// `["resume", {"token": T, "since": SEQ}]` (extension `resume`): takes back a held session
+    /// instead of logging in, with every message numbered after `since`.
+    Resume {
+        /// The resume token of the last `session` frame.
+        token: Option<String>,
+        /// The newest message number the client saw.
+        since: Option<u64>,
+    },
     /// A frame type this crate does not know; the type is kept.
     Unknown(String),
 }
@@ -123,6 +131,10 @@ impl ClientFrame {
                     .unwrap_or_default(),
             ),
             "members" => ClientFrame::Members,
+            "resume" => ClientFrame::Resume {
+                token: str_field(arg, "token"),
+                since: arg.and_then(|a| a.get("since")).and_then(Value::as_u64),
+            },
             _ => ClientFrame::Unknown(kind),
         })
     }
@@ -141,6 +153,7 @@ impl ClientFrame {
             ClientFrame::Who => "who",
             ClientFrame::Caps(_) => "caps",
             ClientFrame::Members => "members",
+            ClientFrame::Resume { .. } => "resume",
             ClientFrame::Unknown(kind) => kind,
         }
     }
@@ -193,6 +206,13 @@ impl ClientFrame {
             ClientFrame::Who => encode_tuple(&("who",)),
             ClientFrame::Caps(names) => encode_tuple(&("caps", names)),
             ClientFrame::Members => encode_tuple(&("members",)),
+            ClientFrame::Resume { token, since } => {
+                let mut args = object(&[("token", token)]);
+                if let Some(since) = since {
+                    args.insert("since".into(), json!(since));
+                }
+                encode_tuple(&("resume", args))
+            }
             ClientFrame::Unknown(kind) => encode_tuple(&(kind,)),
         }
     }
@@ -246,6 +266,11 @@ impl fmt::Debug for ClientFrame {
             ClientFrame::Who => f.write_str("Who"),
             ClientFrame::Caps(names) => f.debug_tuple("Caps").field(names).finish(),
             ClientFrame::Members => f.write_str("Members"),
+            ClientFrame::Resume { token, since } => f
+                .debug_struct("Resume")
+                .field("token", &redacted(token))
+                .field("since", since)
+                .finish(),
             ClientFrame::Unknown(kind) => f.debug_tuple("Unknown").field(kind).finish(),
         }
     }
@@ -425,6 +450,10 @@ mod tests {
             },
             ClientFrame::Caps(vec!["history".into(), "presence".into()]),
             ClientFrame::Members,
+            ClientFrame::Resume {
+                token: some("r"),
+                since: Some(9),
+            },
             ClientFrame::Unknown("future".to_owned()),
         ];
         for frame in frames {
@@ -443,6 +472,10 @@ mod tests {
             ClientFrame::BotAuth {
                 name: some("b"),
                 token: some("SECRET3"),
+            },
+            ClientFrame::Resume {
+                token: some("SECRET4"),
+                since: None,
             },
         ];
         for frame in frames {

@@ -34,7 +34,11 @@ pub mod refusal;
 pub mod server;
 
 pub use client::ClientFrame;
-pub use server::{HistoryEntry, ServerFrame, Stamp};
+pub use server::{HistoryEntry, ResumeToken, ServerFrame, Stamp};
+
+/// The WebSocket close code a server sends when it is restarting (or a node of a cluster is
+/// leaving): the client should reconnect and resume (`1012`, "Service Restart").
+pub const CLOSE_RESTARTING: u16 = 1012;
 
 use serde_json::Value;
 

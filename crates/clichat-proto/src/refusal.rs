@@ -59,6 +59,10 @@ pub const MESSAGE_NOT_SENT: &str =
 pub const CLUSTER_CONFLICT: &str =
     "Your name or token was taken while the chat was reconnecting; log in again.";
 
+/// Extension `resume`: the resume token is unknown, used or expired, or its session's token was
+/// revoked or banned meanwhile (the connection is closed; log in afresh).
+pub const RESUME_REFUSED: &str = "Resume refused; log in again.";
+
 /// APIv2: what a kicked member is told before it is closed.
 pub fn kicked(reason: &str) -> String {
     format!("kicked: {reason}")

@@ -50,6 +50,18 @@ pub enum ServerFrame {
     /// `["members", [NAME, ...]]` (extension `presence`): everyone in the room now, the
     /// receiver included.
     Members(Vec<String>),
+    /// `["session", {"resume": TOKEN, "expires_in": SECS, "seq": SEQ}]` (extension `resume`):
+    /// the token that takes this session back after its connection is lost, once, within
+    /// `expires_in` seconds of the loss; `seq` is the newest message number the client has been
+    /// given so far (in `history`), when there is one.
+    Session {
+        /// The resume token.
+        resume: ResumeToken,
+        /// How long a lost session is held, in seconds.
+        expires_in: u64,
+        /// The newest message number in what the client was given before this frame.
+        seq: Option<u64>,
+    },
     /// A frame type this crate does not know, or a known type whose arguments have the wrong
     /// shape; the type and arguments are kept so that callers can pass it on.
     Unknown {
@@ -104,6 +116,16 @@ impl HistoryEntry {
     }
 }
 
+/// A resume token: a secret, so its `Debug` output never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ResumeToken(pub String);
+
+impl std::fmt::Debug for ResumeToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResumeToken(<redacted>)")
+    }
+}
+
 /// The strings of an array argument, if it is an array of strings.
 fn strings(arg: Option<&Value>) -> Option<Vec<String>> {
     arg?.as_array()?
@@ -147,6 +169,13 @@ impl ServerFrame {
             "users" => strings(args.first()).map(ServerFrame::Users),
             "caps" => strings(args.first()).map(ServerFrame::Caps),
             "members" => strings(args.first()).map(ServerFrame::Members),
+            "session" => args.first().and_then(|session| {
+                Some(ServerFrame::Session {
+                    resume: ResumeToken(session.get("resume")?.as_str()?.to_owned()),
+                    expires_in: session.get("expires_in")?.as_u64()?,
+                    seq: session.get("seq").and_then(Value::as_u64),
+                })
+            }),
             "history" => args
                 .first()
                 .and_then(Value::as_array)
@@ -189,6 +218,17 @@ impl ServerFrame {
             ServerFrame::Users(names) => encode_tuple(&("users", names)),
             ServerFrame::Caps(names) => encode_tuple(&("caps", names)),
             ServerFrame::Members(names) => encode_tuple(&("members", names)),
+            ServerFrame::Session {
+                resume,
+                expires_in,
+                seq,
+            } => {
+                let mut session = serde_json::json!({"resume": resume.0, "expires_in": expires_in});
+                if let Some(seq) = seq {
+                    session["seq"] = (*seq).into();
+                }
+                encode_tuple(&("session", session))
+            }
             ServerFrame::History { messages, complete } => {
                 let messages: Vec<Value> = messages.iter().map(HistoryEntry::value).collect();
                 if *complete {
@@ -284,6 +324,16 @@ mod tests {
             },
             ServerFrame::Caps(vec!["history".into(), "presence".into()]),
             ServerFrame::Members(vec!["a".into(), "[BOT] b".into()]),
+            ServerFrame::Session {
+                resume: ResumeToken("r".into()),
+                expires_in: 120,
+                seq: Some(4),
+            },
+            ServerFrame::Session {
+                resume: ResumeToken("r".into()),
+                expires_in: 120,
+                seq: None,
+            },
             ServerFrame::History {
                 messages: vec![HistoryEntry {
                     stamp: Stamp { seq: 1, time_ms: 2 },

@@ -229,6 +229,7 @@ fn every_variant_is_generated() {
             | ClientFrame::Who
             | ClientFrame::Caps(_)
             | ClientFrame::Members
+            | ClientFrame::Resume { .. }
             | ClientFrame::Unknown(_) => {}
         }
     }
@@ -244,6 +245,7 @@ fn every_variant_is_generated() {
             | ServerFrame::Caps(_)
             | ServerFrame::History { .. }
             | ServerFrame::Members(_)
+            | ServerFrame::Session { .. }
             | ServerFrame::Unknown { .. } => {}
         }
     }
