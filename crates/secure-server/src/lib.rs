@@ -291,7 +291,8 @@ impl Server {
                 .map(drop),
             hub::NodeRequest::Remove { .. }
             | hub::NodeRequest::RemoveToken { .. }
-            | hub::NodeRequest::ClearHistory => Ok(()),
+            | hub::NodeRequest::ClearHistory
+            | hub::NodeRequest::Forget { .. } => Ok(()),
         };
         if let Err(error) = saved {
             tracing::warn!(%error, "another node's ban holds here, but could not be saved");

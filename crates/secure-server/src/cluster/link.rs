@@ -27,6 +27,17 @@ pub(super) enum Write {
     Said(Said),
     /// The history stream goes.
     ClearHistory,
+    /// A session held here for a resume, so that another node can take it: its record (JSON),
+    /// under its resume token's key (hex), for `window_ms`.
+    Held {
+        key: String,
+        record: String,
+        window_ms: u64,
+        /// Set when this node is stopping: nobody here will end the hold.
+        orphan: Option<Orphan>,
+    },
+    /// A held session's record goes (resumed here, or ended).
+    Unheld(String),
     /// A request for the other nodes ([`NodeRequest`] as JSON).
     Request(String),
     ReleaseName(String),
@@ -49,6 +60,17 @@ pub(super) enum Write {
     SettlePage(String),
     /// The others' announcement of this node's death has been answered with joins.
     ClearTombstone,
+}
+
+/// A held session this node leaves behind as it stops.
+#[derive(Debug)]
+pub(super) struct Orphan {
+    /// The member's name key (its member record's field).
+    pub(super) member: String,
+    /// When its window ends, Unix ms.
+    pub(super) until_ms: u64,
+    /// The `disconnect` frame to announce then, if nobody resumed it.
+    pub(super) bye: Payload,
 }
 
 /// A message for `say.lua`.
@@ -83,6 +105,8 @@ pub(super) enum Call {
     },
     Who,
     Find(String),
+    /// Takes the session held under this resume token key (hex), wherever it is held.
+    TakeHeld(String),
 }
 
 #[derive(Debug)]
@@ -225,6 +249,12 @@ impl Link {
             redis::from_redis_value(&self.call(Call::Find(folded.to_owned())).await?)
                 .map_err(|_| Unavailable)?;
         Ok(found.and_then(|(node, record)| Some((node, serde_json::from_str(&record).ok()?))))
+    }
+
+    /// Takes the session another node holds under the resume token key `key` (hex): its record.
+    pub async fn take_held(&self, key: &str) -> Result<Option<String>, Unavailable> {
+        redis::from_redis_value(&self.call(Call::TakeHeld(key.to_owned())).await?)
+            .map_err(|_| Unavailable)
     }
 
     /// Writes everything queued, then takes this node out of the cluster and stops its

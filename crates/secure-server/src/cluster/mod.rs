@@ -44,7 +44,7 @@ use crate::config::{ClusterConfig, HistoryConfig, Role};
 use crate::hub::backplane::{BoxFuture, Departure};
 use crate::hub::{
     Backplane, Event, Kind, MemberInfo, NodeRequest, NodeStatus, PageView, Payload, Profile,
-    Unavailable,
+    RemoteHeld, Unavailable,
 };
 use clichat_proto::HistoryEntry;
 use link::{Link, Said, Write};
@@ -263,6 +263,36 @@ impl Backplane for Redis {
     fn clear_history(&self) {
         self.link.write(Write::ClearHistory);
         self.link.request(&NodeRequest::ClearHistory);
+    }
+
+    fn held(&self, key: &TokenKey, record: &RemoteHeld, window: Duration, stopping: bool) {
+        let orphan = stopping.then(|| link::Orphan {
+            member: record.keys[0].clone(),
+            until_ms: record.session.until_ms,
+            bye: Payload::from(
+                clichat_proto::ServerFrame::Disconnect(record.session.name.clone()).encode(),
+            ),
+        });
+        self.link.write(Write::Held {
+            key: key.to_hex(),
+            record: serde_json::to_string(record).expect("a held record serializes"),
+            window_ms: pipeline::ms_u64(window),
+            orphan,
+        });
+    }
+
+    fn unheld(&self, key: &TokenKey) {
+        self.link.write(Write::Unheld(key.to_hex()));
+    }
+
+    fn take_held<'a>(
+        &'a self,
+        key: &'a TokenKey,
+    ) -> BoxFuture<'a, Result<Option<RemoteHeld>, Unavailable>> {
+        Box::pin(async move {
+            let record = self.link.take_held(&key.to_hex()).await?;
+            Ok(record.and_then(|record| serde_json::from_str(&record).ok()))
+        })
     }
 
     fn joined(&self, key: &str, member: &MemberInfo) {

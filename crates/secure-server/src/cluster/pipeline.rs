@@ -94,6 +94,40 @@ fn add_write(pipe: &mut redis::Pipeline, node: &str, write: &Write) {
         Write::ClearHistory => {
             pipe.cmd("DEL").arg(key("history")).ignore();
         }
+        Write::Held {
+            key: resume,
+            record,
+            window_ms,
+            orphan,
+        } => {
+            pipe.cmd("SET")
+                .arg(key(&format!("held:{resume}")))
+                .arg(record)
+                .arg("PX")
+                .arg((*window_ms).max(1))
+                .ignore();
+            if let Some(orphan) = orphan {
+                // This node is stopping: the member's record goes without a word (its leave
+                // announces nobody held), and whoever beats past the window announces it.
+                pipe.cmd("HDEL")
+                    .arg(node_key(node, "members"))
+                    .arg(&orphan.member)
+                    .ignore();
+                pipe.cmd("ZADD")
+                    .arg(key("held_orphans"))
+                    .arg(orphan.until_ms)
+                    .arg(resume)
+                    .ignore();
+                pipe.cmd("HSET")
+                    .arg(key("held_byes"))
+                    .arg(resume)
+                    .arg(orphan.bye.as_str())
+                    .ignore();
+            }
+        }
+        Write::Unheld(resume) => {
+            pipe.cmd("DEL").arg(key(&format!("held:{resume}"))).ignore();
+        }
         Write::ReleaseName(folded) => add_release(pipe, scripts, node, "names", folded),
         Write::ReleaseHold(key_hex) => add_release(pipe, scripts, node, "holds", key_hex),
         Write::Member { folded, record } => {
@@ -205,6 +239,19 @@ fn add_call(pipe: &mut redis::Pipeline, node: &str, call: &Call) {
                 .arg(1)
                 .arg(key("nodes"))
                 .arg(PREFIX);
+        }
+        Call::TakeHeld(resume) => {
+            pipe.cmd("EVALSHA")
+                .arg(scripts.take_held.hash)
+                .arg(4)
+                .arg(key(&format!("held:{resume}")))
+                .arg(key("names"))
+                .arg(key("holds"))
+                .arg(key("nodes"))
+                .arg(node)
+                .arg(PREFIX)
+                .arg(STREAM_MAX_LEN)
+                .arg(resume);
         }
         Call::Find(folded) => {
             pipe.cmd("EVALSHA")

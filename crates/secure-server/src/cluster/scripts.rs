@@ -20,6 +20,7 @@ pub(super) struct Scripts {
     pub(super) who: Script,
     pub(super) find: Script,
     pub(super) say: Script,
+    pub(super) take_held: Script,
 }
 
 impl Scripts {
@@ -48,12 +49,13 @@ impl Scripts {
                 who: make(include_str!("lua/who.lua")),
                 find: make(include_str!("lua/find.lua")),
                 say: make(include_str!("lua/say.lua")),
+                take_held: make(include_str!("lua/take_held.lua")),
             }
         });
         &SCRIPTS
     }
 
-    pub(super) fn all(&self) -> [&Script; 11] {
+    pub(super) fn all(&self) -> [&Script; 12] {
         [
             &self.claim,
             &self.release,
@@ -66,6 +68,7 @@ impl Scripts {
             &self.who,
             &self.find,
             &self.say,
+            &self.take_held,
         ]
     }
 }

@@ -30,7 +30,7 @@ use clichat_proto::HistoryEntry;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use super::{MemberInfo, PageView, Payload};
+use super::{MemberInfo, PageView, Payload, RemoteHeld};
 use crate::auth::TokenKey;
 
 /// A future a backplane returns: boxed, so that the trait can be used as `dyn Backplane`.
@@ -91,6 +91,14 @@ pub enum NodeRequest {
     /// Every node should forget the room's history (the kept copy is already gone).
     #[serde(rename = "clearhistory")]
     ClearHistory,
+    /// Node `node` should forget its held session `id` without a word: another node resumed it
+    /// (and has its name and token now).
+    Forget {
+        /// The node that held it.
+        node: String,
+        /// The member's id there.
+        id: u64,
+    },
     /// Every node should lift its bans of these tokens (hex keys), and of these logins without
     /// a token (by the name banned).
     Unban {
@@ -202,6 +210,21 @@ pub trait Backplane: Send + Sync + std::fmt::Debug {
 
     /// Drops every message kept, for every node (numbers go on from where they were).
     fn clear_history(&self);
+
+    /// A session is held here for a resume, for `window`: another node may take it. `stopping`:
+    /// this node is shutting down, so the others must end the hold if nobody resumes it (and
+    /// this node's leaving must not announce it).
+    fn held(&self, key: &TokenKey, record: &RemoteHeld, window: Duration, stopping: bool);
+
+    /// The session held here under `key` is not any more (resumed here, or ended).
+    fn unheld(&self, key: &TokenKey);
+
+    /// Takes the session another node holds under the resume token key `key`: its name and
+    /// token become this node's, and its node forgets it. `Ok(None)`: no node holds it.
+    fn take_held<'a>(
+        &'a self,
+        key: &'a TokenKey,
+    ) -> BoxFuture<'a, Result<Option<RemoteHeld>, Unavailable>>;
 
     /// A member joined here: the other nodes can find it from now on.
     fn joined(&self, key: &str, member: &MemberInfo);

@@ -30,6 +30,12 @@ impl Hub {
                 dropped.log();
             }
             Event::Recent(kept) => self.remember(kept),
+            Event::Request(NodeRequest::Forget { node, id }) => {
+                let ours = self.node_status().is_some_and(|status| status.node == node);
+                if ours {
+                    self.forget_held(id);
+                }
+            }
             Event::Request(NodeRequest::ClearHistory) => {
                 if let Some(recent) = self.room().recent.as_mut() {
                     recent.clear();

@@ -65,6 +65,24 @@ pub struct HeldSession {
     pub until_ms: u64,
 }
 
+/// A session held by a node of a cluster, as the others can take it (`clichat:held:<key>` in
+/// Redis): who holds it, and what its names and token are claimed as.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteHeld {
+    /// The node that holds it.
+    pub node: String,
+    /// The member's id there.
+    pub id: u64,
+    /// Its name's keys, as claimed.
+    pub keys: Vec<String>,
+    /// Its token's key (hex), when it holds it under 1UPT.
+    #[serde(default)]
+    pub hold: Option<String>,
+    /// The session.
+    #[serde(flatten)]
+    pub session: HeldSession,
+}
+
 impl Membership {
     /// Sets the key of this member's current resume token: the one a resume must present (an
     /// earlier one no longer works).
@@ -92,6 +110,23 @@ impl Membership {
             return; // Dropped: leaves the room.
         };
         room.held.insert(key, id);
+        if let (Some(status), Some(member)) = (room.backplane.status(), room.members.get(&id)) {
+            let until_ms = now_ms().saturating_add(u64::try_from(window.as_millis()).unwrap_or(0));
+            let record = RemoteHeld {
+                node: status.node.to_owned(),
+                id,
+                keys: member.leases.name.keys.clone(),
+                hold: member
+                    .leases
+                    .token
+                    .as_ref()
+                    .filter(|_| self.hub.inner.one_user_per_token)
+                    .map(|hold| hold.key.to_hex()),
+                session: member.held_session(key, until_ms),
+            };
+            let stopping = self.hub.inner.closing.load(Ordering::Relaxed);
+            room.backplane.held(&key, &record, window, stopping);
+        }
         drop(room);
         self.held = true;
         self.hub.expire_after(id, key, window);
@@ -125,15 +160,24 @@ impl Hub {
     ///
     /// # Errors
     /// [`ResumeRefused`].
-    pub fn resume(
+    pub async fn resume(
         &self,
         key: &TokenKey,
         since: u64,
         history: bool,
         admit: impl FnOnce(&str, &Profile) -> Result<(), String>,
     ) -> Result<Resumed, ResumeRefused> {
+        let here = self.room().held.contains_key(key);
+        if !here {
+            // Held by another node, perhaps: taken over, name, token and all.
+            match self.backplane().take_held(key).await {
+                Ok(Some(record)) => self.adopt(*key, record),
+                _ => return Err(ResumeRefused::Unknown),
+            }
+        }
         let mut room = self.room();
         let id = room.held.remove(key).ok_or(ResumeRefused::Unknown)?;
+        room.backplane.unheld(key);
         let Some(member) = room.members.get_mut(&id) else {
             return Err(ResumeRefused::Unknown);
         };
@@ -179,6 +223,51 @@ impl Hub {
         })
     }
 
+    /// Holds here a session another node held, whose names and token this node was just given
+    /// (by `take_held`): in the room without a word, as it never left.
+    fn adopt(&self, key: TokenKey, record: RemoteHeld) {
+        let RemoteHeld {
+            keys,
+            hold,
+            session,
+            ..
+        } = record;
+        {
+            let mut login = self.login();
+            login.names.extend(keys.iter().cloned());
+            if let Some(hold) = hold.as_deref().and_then(TokenKey::from_hex) {
+                *login.holds.entry(hold).or_insert(0) += 1;
+            }
+        }
+        let token = session.token.as_deref().and_then(TokenKey::from_hex);
+        let leases = Leases {
+            name: super::NameLease {
+                hub: self.clone(),
+                keys,
+            },
+            token: hold
+                .as_deref()
+                .and_then(TokenKey::from_hex)
+                .map(|key| super::TokenHold {
+                    hub: self.clone(),
+                    key,
+                }),
+        };
+        self.insert_held(key, session, token, leases);
+    }
+
+    /// Forgets held session `id` without a word: another node resumed it, and holds its name
+    /// and token now (their releases here change nothing there).
+    pub(super) fn forget_held(&self, id: u64) {
+        let mut room = self.room();
+        if room.members.get(&id).is_some_and(|member| member.held) {
+            if let Some(member) = room.take(id) {
+                let left = member.leave();
+                tracing::info!(id, name = ?left.name, "held session resumed on another node");
+            }
+        }
+    }
+
     /// Ends a held session that `matches` (a fresh login takes its name or token: its owner
     /// lost the resume token), announcing its departure. Returns whether there was one.
     pub(super) fn end_held(&self, matches: impl Fn(&Member) -> bool) -> bool {
@@ -206,19 +295,7 @@ impl Hub {
         let room = self.room();
         room.held
             .iter()
-            .filter_map(|(key, id)| {
-                let member = room.members.get(id)?;
-                Some(HeldSession {
-                    resume: key.to_hex(),
-                    name: member.name.clone(),
-                    kind: member.profile.kind,
-                    role: member.profile.role,
-                    token: member.profile.token.map(|token| token.to_hex()),
-                    label: member.profile.label.clone(),
-                    stamped: member.stamped,
-                    until_ms,
-                })
-            })
+            .filter_map(|(key, id)| Some(room.members.get(id)?.held_session(*key, until_ms)))
             .collect()
     }
 
@@ -244,12 +321,26 @@ impl Hub {
             },
             _ => None,
         };
+        let window = Duration::from_millis(left);
+        let id = self.insert_held(key, session, token, Leases { name, token: hold });
+        self.expire_after(id, key, window);
+        true
+    }
+
+    /// Puts a held session in the room, as it was when its connection was lost; returns its
+    /// id here.
+    fn insert_held(
+        &self,
+        key: TokenKey,
+        session: HeldSession,
+        token: Option<TokenKey>,
+        leases: Leases,
+    ) -> u64 {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         // A queue nobody reads, closed at once: the session has no connection.
         let (tx, _) = mpsc::channel(1);
         let member = Member {
             name: session.name.clone(),
-            key: name.keys[0].clone(),
             profile: Profile {
                 kind: session.kind,
                 role: session.role,
@@ -261,16 +352,31 @@ impl Hub {
             resume: Some(key),
             held: true,
             tx,
-            leases: Leases { name, token: hold },
             evicted: CancellationToken::new(),
             reason: Arc::new(OnceLock::new()),
+            key: leases.name.keys[0].clone(),
+            leases,
         };
         let mut room = self.room();
         room.backplane.joined(&member.key, &member.info(id));
         room.insert(id, member);
         room.held.insert(key, id);
-        drop(room);
-        self.expire_after(id, key, Duration::from_millis(left));
-        true
+        id
+    }
+}
+
+impl Member {
+    /// This member as a held session, under the resume token key `key`, held until `until_ms`.
+    fn held_session(&self, key: TokenKey, until_ms: u64) -> HeldSession {
+        HeldSession {
+            resume: key.to_hex(),
+            name: self.name.clone(),
+            kind: self.profile.kind,
+            role: self.profile.role,
+            token: self.profile.token.map(|token| token.to_hex()),
+            label: self.profile.label.clone(),
+            stamped: self.stamped,
+            until_ms,
+        }
     }
 }

@@ -10,7 +10,7 @@ use clichat_proto::{HistoryEntry, Stamp};
 
 use super::PageView;
 use super::backplane::{Backplane, BoxFuture, Departure, NodeRequest, NodeStatus, Unavailable};
-use super::{MemberInfo, Payload};
+use super::{MemberInfo, Payload, RemoteHeld};
 use crate::auth::TokenKey;
 use crate::history_db::HistoryDb;
 
@@ -166,6 +166,17 @@ impl Backplane for Local {
             db.append(entry.clone());
         }
         Some(entry)
+    }
+
+    fn held(&self, _key: &TokenKey, _record: &RemoteHeld, _window: Duration, _stopping: bool) {}
+
+    fn unheld(&self, _key: &TokenKey) {}
+
+    fn take_held<'a>(
+        &'a self,
+        _key: &'a TokenKey,
+    ) -> BoxFuture<'a, Result<Option<RemoteHeld>, Unavailable>> {
+        Box::pin(std::future::ready(Ok(None)))
     }
 
     fn clear_history(&self) {

@@ -34,7 +34,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use backplane::{Backplane, Event, Holdings, NodeRequest, NodeStatus, Unavailable};
-pub use held::{HeldSession, ResumeRefused, Resumed};
+pub use held::{HeldSession, RemoteHeld, ResumeRefused, Resumed};
 pub use leases::{Leases, Membership, NameLease, PageLease, TokenHold};
 pub use local::Local;
 pub use member::{Kind, MemberInfo, Profile};

@@ -126,6 +126,7 @@ impl Room {
         self.stamped -= usize::from(member.stamped);
         if let (true, Some(key)) = (member.held, member.resume) {
             self.held.remove(&key);
+            self.backplane.unheld(&key);
         }
         Some(member)
     }

@@ -74,7 +74,7 @@ impl Session {
             }
             LoginFrame::User { username, token } => self.user_login(username, token).await,
             LoginFrame::Bot { name, token } => self.bot_login(name, token).await,
-            LoginFrame::Resume { token, since } => return self.resume(token, since),
+            LoginFrame::Resume { token, since } => return self.resume(token, since).await,
         };
         logged_in.map(Entry::Join)
     }
@@ -261,7 +261,7 @@ impl Session {
     /// `since`. Refused for a client that did not ask for `resume`, and for an unknown, used or
     /// expired token (charged as a wrong token), or a session whose token was revoked or banned
     /// meanwhile.
-    fn resume(&mut self, token: Option<String>, since: Option<u64>) -> Result<Entry, Exit> {
+    async fn resume(&mut self, token: Option<String>, since: Option<u64>) -> Result<Entry, Exit> {
         let Some(token) = token.filter(|_| self.caps.resume) else {
             return Err(self.wrong_token(refusal::RESUME_REFUSED));
         };
@@ -269,11 +269,8 @@ impl Session {
         let admit = |name: &str, profile: &Profile| server.admits(name, profile);
         let key = crate::auth::TokenKey::of(&token);
         let history = self.caps.history;
-        match self
-            .server
-            .hub
-            .resume(&key, since.unwrap_or(0), history, admit)
-        {
+        let resumed = server.hub.resume(&key, since.unwrap_or(0), history, admit);
+        match resumed.await {
             Ok(resumed) => Ok(Entry::Resume(resumed)),
             Err(ResumeRefused::Unknown) => Err(self.wrong_token(refusal::RESUME_REFUSED)),
             Err(ResumeRefused::Refused(reason)) => {
