@@ -60,6 +60,7 @@ mod cluster;
 mod coalesce;
 pub mod config;
 mod engine;
+pub mod held_file;
 pub mod history_db;
 mod http;
 pub mod hub;
@@ -547,6 +548,9 @@ async fn serve(
             server.shutdown.cancel();
         }
     });
+    if server.settings().config.cluster.is_none() {
+        held_file::restore(&server).await;
+    }
     tokio::spawn(forget_idle_addresses(Arc::clone(&server)));
     if let Some(events) = events {
         tokio::spawn(follow_other_nodes(Arc::downgrade(&server), events));
@@ -564,6 +568,9 @@ async fn serve(
     tracing::info!("all sessions closed");
     if let Some(file) = &listening {
         let _ = std::fs::remove_file(file);
+    }
+    if server.settings().config.cluster.is_none() {
+        held_file::keep(&server);
     }
     server.hub.leave(CLUSTER_LEAVE_GRACE).await;
     Ok(())

@@ -84,6 +84,12 @@ pub fn generate_generic_token() -> String {
     random_string(&TEMP_TOKEN_CHARS[..62], GENERIC_TOKEN_LEN)
 }
 
+/// A new resume token: 43 characters of `[A-Za-z0-9]`, about 256 bits. The server keeps only
+/// its [`TokenKey`].
+pub fn generate_resume_token() -> String {
+    random_string(&TEMP_TOKEN_CHARS[..62], GENERIC_TOKEN_LEN)
+}
+
 /// A new token page id: 128 random bits as 32 lowercase hex digits (URL-safe).
 pub fn generate_page_id() -> String {
     let bytes: [u8; 16] = rand::rng().random();

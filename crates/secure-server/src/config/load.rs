@@ -139,6 +139,7 @@ impl Config {
                 0,
                 10_000_000,
             ),
+            ("resume_window_secs", self.resume_window_secs, 1, 86_400),
             (
                 "history.on_join",
                 self.history.map_or(0, |h| h.on_join as u64),

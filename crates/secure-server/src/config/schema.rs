@@ -64,6 +64,10 @@ pub struct Config {
     /// people, so a login storm costs N² frames; this bounds it. Default `null`: always
     /// announced, as the original did.
     pub announce_presence_up_to: Option<usize>,
+    /// How long a session whose connection was lost is held for its client to resume it
+    /// (extension `resume`): its name and token stay reserved and the room is not told, until
+    /// then. Default 120 seconds.
+    pub resume_window_secs: u64,
     /// Abuse limits: connections, login and message rates, timeouts, page views.
     pub limits: Limits,
     /// Bearer key of the owner API under `/admin/`. Default `null`: the API is off (404).
@@ -287,6 +291,7 @@ impl std::fmt::Debug for Config {
             outbound_queue,
             write_timeout_secs,
             announce_presence_up_to,
+            resume_window_secs,
             limits,
             admin_key,
             tls,
@@ -319,6 +324,7 @@ impl std::fmt::Debug for Config {
             .field("outbound_queue", outbound_queue)
             .field("write_timeout_secs", write_timeout_secs)
             .field("announce_presence_up_to", announce_presence_up_to)
+            .field("resume_window_secs", resume_window_secs)
             .field("limits", limits)
             .field("admin_key", &admin_key.as_ref().map(|_| "<set>"))
             .field("tls", tls)
@@ -360,6 +366,7 @@ impl Default for Config {
             outbound_queue: 1024,
             write_timeout_secs: 10,
             announce_presence_up_to: None,
+            resume_window_secs: 120,
             limits: Limits::default(),
             admin_key: None,
             tls: None,
@@ -505,6 +512,11 @@ impl Config {
     /// How long one write to a client may take.
     pub fn write_timeout(&self) -> Duration {
         Duration::from_secs(self.write_timeout_secs)
+    }
+
+    /// How long a lost session is held for a resume.
+    pub fn resume_window(&self) -> Duration {
+        Duration::from_secs(self.resume_window_secs)
     }
 
     /// How long a new WebSocket may take to send its first `auth` or `botauth`.

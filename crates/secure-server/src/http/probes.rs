@@ -33,6 +33,7 @@ pub(super) async fn status(
         "names": hub.names,
         "held_tokens": hub.held_tokens,
         "pending_pages": hub.pending_pages,
+        "held_sessions": hub.held_sessions,
         "held": server
             .hub
             .held_tokens()

@@ -58,6 +58,31 @@ impl Recent {
             .collect()
     }
 
+    /// The messages numbered after `since`, oldest first, but those `from` said (a sender
+    /// never gets its own back), and whether they are all there are (`false`: messages after
+    /// `since` were dropped, being past `keep` or their age).
+    pub(super) fn since(&self, since: u64, from: &str) -> (Vec<HistoryEntry>, bool) {
+        let complete = self
+            .entries
+            .front()
+            .is_none_or(|oldest| oldest.stamp.seq <= since.saturating_add(1));
+        let start = self
+            .entries
+            .partition_point(|entry| entry.stamp.seq <= since);
+        let missed = self
+            .entries
+            .range(start..)
+            .filter(|entry| entry.from != from)
+            .cloned()
+            .collect();
+        (missed, complete)
+    }
+
+    /// The newest message's number, if any is kept.
+    pub(super) fn newest(&self) -> Option<u64> {
+        self.entries.back().map(|entry| entry.stamp.seq)
+    }
+
     pub(super) fn clear(&mut self) {
         self.entries.clear();
     }
@@ -97,6 +122,18 @@ mod tests {
         assert!(recent.push(entry(4, now)));
         assert_eq!(recent.entries.len(), 3);
         assert_eq!(seqs(recent.on_join()), [3, 4]);
+        let (missed, complete) = recent.since(2, "b");
+        assert_eq!(seqs(missed), [3, 4]);
+        assert!(complete, "everything after 2 is kept");
+        let (missed, complete) = recent.since(0, "b");
+        assert_eq!(seqs(missed), [2, 3, 4]);
+        assert!(!complete, "1 was dropped past keep");
+        let (mine, _) = recent.since(2, "a");
+        assert!(
+            mine.is_empty(),
+            "a sender's own messages are not given back"
+        );
+        assert_eq!(recent.newest(), Some(4));
         recent.clear();
         assert!(recent.on_join().is_empty());
     }

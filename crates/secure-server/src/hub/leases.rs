@@ -107,15 +107,27 @@ pub struct Membership {
     pub(super) rx: mpsc::Receiver<Payload>,
     pub(super) evicted: CancellationToken,
     pub(super) reason: Arc<OnceLock<String>>,
-    /// The room's recent messages as of the join, for a member that asked for history.
-    pub(super) recent: Option<Vec<HistoryEntry>>,
+    /// The room's recent messages as of the join (or those missed, for a resume), and whether
+    /// they are complete, for a member that asked for history.
+    pub(super) recent: Option<(Vec<HistoryEntry>, bool)>,
+    /// The newest message's number as of the join (or resume), when history is on.
+    pub(super) newest: Option<u64>,
+    /// Held for a resume: dropping it leaves the member in the room.
+    pub(super) held: bool,
 }
 
 impl Membership {
-    /// The room's recent messages as of the join (oldest first), once: `None` if the member
-    /// did not ask for history (or history is off), or after the first call.
-    pub fn take_history(&mut self) -> Option<Vec<HistoryEntry>> {
+    /// The room's recent messages as of the join (oldest first), or those missed since the
+    /// number a resume gave, and whether they are complete; once: `None` if the member did not
+    /// ask for history (or history is off), or after the first call.
+    pub fn take_history(&mut self) -> Option<(Vec<HistoryEntry>, bool)> {
         self.recent.take()
+    }
+
+    /// The newest message's number as of the join or resume, when history is on: the client
+    /// has been given every message up to it.
+    pub fn newest(&self) -> Option<u64> {
+        self.newest
     }
 
     /// The connection's id, unique for the server's lifetime.
@@ -150,6 +162,9 @@ impl Membership {
 
 impl Drop for Membership {
     fn drop(&mut self) {
+        if self.held {
+            return;
+        }
         let mut room = self.hub.room();
         // Not in the room any more: removed by the hub, which announced it then.
         if let Some((_name, dropped)) = room.remove(self.id, None, &self.hub.inner.closing) {

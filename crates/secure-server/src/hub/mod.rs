@@ -16,6 +16,7 @@
 
 pub mod backplane;
 mod events;
+mod held;
 mod history;
 mod leases;
 mod local;
@@ -33,6 +34,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use backplane::{Backplane, Event, Holdings, NodeRequest, NodeStatus, Unavailable};
+pub use held::{HeldSession, ResumeRefused, Resumed};
 pub use leases::{Leases, Membership, NameLease, PageLease, TokenHold};
 pub use local::Local;
 pub use member::{Kind, MemberInfo, Profile};
@@ -126,6 +128,8 @@ pub struct HubStats {
     pub held_tokens: usize,
     /// Token pages waiting for `tokenauth` (opened here).
     pub pending_pages: usize,
+    /// Sessions held for a resume (counted among the members).
+    pub held_sessions: usize,
     /// Frames queued for receivers by broadcasts since the start.
     pub deliveries: u64,
     /// Members dropped as slow consumers since the start.
@@ -224,9 +228,18 @@ impl Hub {
     /// (on any node) has a name that looks the same (one that shares a [`names::keys`] key).
     pub async fn reserve_name(&self, name: &str) -> Result<NameLease, Refused> {
         let keys = names::keys(name);
+        let taken = |login: &LoginState| keys.iter().any(|key| login.names.contains(key));
+        if taken(&self.login()) {
+            // A held session of that name ends: its owner logs in afresh.
+            let of_name =
+                |member: &room::Member| member.leases.name.keys.iter().any(|k| keys.contains(k));
+            if !self.end_held(of_name) {
+                return Err(Refused::Taken);
+            }
+        }
         {
             let mut login = self.login();
-            if keys.iter().any(|key| login.names.contains(key)) {
+            if taken(&login) {
                 return Err(Refused::Taken);
             }
             login.names.extend(keys.iter().cloned());
@@ -248,6 +261,11 @@ impl Hub {
     /// Holds a generic token until the lease is dropped; refused if 1UPT is on and another
     /// connection (on any node) holds it.
     pub async fn hold_token(&self, key: TokenKey) -> Result<TokenHold, Refused> {
+        let exclusive = self.inner.one_user_per_token;
+        if exclusive && self.login().holds.contains_key(&key) {
+            // A held session of that token ends: its owner logs in afresh.
+            self.end_held(|member| member.profile.token == Some(key));
+        }
         {
             let mut login = self.login();
             let count = login.holds.entry(key).or_insert(0);
@@ -334,6 +352,8 @@ impl Hub {
             key: leases.name.keys[0].clone(),
             profile,
             stamped: history && self.inner.history.is_some(),
+            resume: None,
+            held: false,
             tx,
             leases,
             evicted: evicted.clone(),
@@ -353,9 +373,10 @@ impl Hub {
         }
         room.backplane.joined(&member.key, &member.info(id));
         let recent = match &room.recent {
-            Some(recent) if member.stamped => Some(recent.on_join()),
+            Some(recent) if member.stamped => Some((recent.on_join(), true)),
             _ => None,
         };
+        let newest = room.recent.as_ref().and_then(Recent::newest);
         room.insert(id, member);
         let dropped = if room.announces_presence(0) {
             room.fan_out(id, payload, true)
@@ -371,6 +392,8 @@ impl Hub {
             evicted,
             reason,
             recent,
+            newest,
+            held: false,
         })
     }
 
@@ -539,6 +562,7 @@ impl Hub {
         };
         HubStats {
             members: room.members.len(),
+            held_sessions: room.held.len(),
             deliveries: room.deliveries,
             queue_drops: room.queue_drops,
             names,

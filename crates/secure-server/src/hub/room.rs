@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::backplane::{Backplane, Departure};
 use super::history::Recent;
 use super::{Leases, Payload, Profile};
+use crate::auth::TokenKey;
 
 #[derive(Debug)]
 pub(super) struct Room {
@@ -33,6 +34,9 @@ pub(super) struct Room {
     pub(super) recent: Option<Recent>,
     /// Members that asked for history: while there are none, numbered frames are not made.
     stamped: usize,
+    /// Held sessions (their connection lost, waiting to be resumed), by the key of their resume
+    /// token.
+    pub(super) held: HashMap<TokenKey, u64>,
 }
 
 #[derive(Debug)]
@@ -43,6 +47,11 @@ pub(super) struct Member {
     pub(super) profile: Profile,
     /// Whether it asked for history: its messages carry their number and time.
     pub(super) stamped: bool,
+    /// The key of its current resume token (extension `resume`).
+    pub(super) resume: Option<TokenKey>,
+    /// Whether its connection is lost and the session held for a resume: frames for it go
+    /// nowhere (its queue is closed) until then.
+    pub(super) held: bool,
     pub(super) tx: mpsc::Sender<Payload>,
     /// Released when the member leaves the room, before its departure is announced.
     pub(super) leases: Leases,
@@ -101,6 +110,7 @@ impl Room {
             announce_up_to: None,
             recent,
             stamped: 0,
+            held: HashMap::new(),
         }
     }
 
@@ -114,7 +124,18 @@ impl Room {
     pub(super) fn take(&mut self, id: u64) -> Option<Member> {
         let member = self.members.remove(&id)?;
         self.stamped -= usize::from(member.stamped);
+        if let (true, Some(key)) = (member.held, member.resume) {
+            self.held.remove(&key);
+        }
         Some(member)
+    }
+
+    /// Sets whether member `id` gets numbered frames.
+    pub(super) fn set_stamped(&mut self, id: u64, stamped: bool) {
+        if let Some(member) = self.members.get_mut(&id) {
+            self.stamped = self.stamped + usize::from(stamped) - usize::from(member.stamped);
+            member.stamped = stamped;
+        }
     }
 
     /// Delivers a numbered message to every member but `except`: with its number and time to

@@ -1,6 +1,7 @@
 //! Protocol extensions a client asks for with `["caps", [NAME, ...]]` as its first frame, and
 //! what the server grants: `history` (recent messages on joining, and messages that carry their
-//! number and time) and `presence` (the member list on joining, and on asking). A client that
+//! number and time), `presence` (the member list on joining, and on asking) and `resume` (a
+//! session token that takes the session back after its connection is lost). A client that
 //! never asks sees exactly the original protocol.
 
 /// What a client asked for and was granted.
@@ -8,6 +9,7 @@
 pub(super) struct Caps {
     pub(super) history: bool,
     pub(super) presence: bool,
+    pub(super) resume: bool,
 }
 
 impl Caps {
@@ -18,16 +20,21 @@ impl Caps {
         Caps {
             history: history_on && asks("history"),
             presence: asks("presence"),
+            resume: asks("resume"),
         }
     }
 
     /// The names granted, for the answer.
     pub(super) fn names(self) -> Vec<String> {
-        [("history", self.history), ("presence", self.presence)]
-            .into_iter()
-            .filter(|(_, granted)| *granted)
-            .map(|(name, _)| name.to_owned())
-            .collect()
+        [
+            ("history", self.history),
+            ("presence", self.presence),
+            ("resume", self.resume),
+        ]
+        .into_iter()
+        .filter(|(_, granted)| *granted)
+        .map(|(name, _)| name.to_owned())
+        .collect()
     }
 }
 

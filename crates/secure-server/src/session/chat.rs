@@ -6,14 +6,16 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clichat_proto::{ClientFrame, ServerFrame, refusal};
+use clichat_proto::{ClientFrame, ResumeToken, ServerFrame, refusal};
 use futures_util::{SinkExt, StreamExt};
 use tokio::time::timeout;
 use tracing::{debug, info};
 use tungstenite::Message;
 
-use super::login::LoggedIn;
-use super::{Exit, Frame, LOG_TARGET, SHUTTING_DOWN, Session, classify, close_code, refuse};
+use super::login::{Entry, LoggedIn};
+use super::{
+    Exit, Frame, LOG_TARGET, RESTARTING, SHUTTING_DOWN, Session, classify, close_code, refuse,
+};
 use crate::hub::{JoinRefused, Membership, Payload, Profile};
 use crate::limits::{MessageBudget, MessageVerdict};
 use crate::rules::MessageRefusal;
@@ -24,7 +26,50 @@ const MAX_BATCH: usize = 256;
 impl Session {
     /// Joins the room and chats until the connection ends. The room, and with it the leases,
     /// are left before this returns.
-    pub(super) async fn chat(&mut self, login: LoggedIn) -> Exit {
+    pub(super) async fn chat(&mut self, entry: Entry) -> Exit {
+        let (mut member, name, profile) = match entry {
+            Entry::Join(login) => match self.join(login) {
+                Ok(joined) => joined,
+                Err(exit) => return exit,
+            },
+            Entry::Resume(resumed) => {
+                info!(
+                    target: LOG_TARGET,
+                    peer = %self.peer,
+                    id = resumed.membership.id(),
+                    name = ?resumed.name,
+                    "resumed"
+                );
+                (resumed.membership, resumed.name, resumed.profile)
+            }
+        };
+        let Err(exit) = self.chat_loop(&mut member, &name, &profile).await;
+        let window = self.server.settings().config.resume_window();
+        if self.caps.resume && exit.is_loss() {
+            info!(target: LOG_TARGET, peer = %self.peer, id = member.id(), ?name, "held for a resume");
+            member.hold(window);
+            // A server that stops tells its held sessions to come back (a restart, or the
+            // other nodes of a cluster).
+            return if self.server.shutdown.is_cancelled() {
+                RESTARTING
+            } else {
+                exit
+            };
+        }
+        info!(target: LOG_TARGET, peer = %self.peer, id = member.id(), ?name, "left the room");
+        let exit = match exit {
+            Exit::Removed => match member.removal_reason() {
+                Some(reason) => refuse(reason.to_owned()),
+                None => EVICTED,
+            },
+            exit => exit,
+        };
+        drop(member);
+        exit
+    }
+
+    /// Joins the room afresh.
+    fn join(&mut self, login: LoggedIn) -> Result<(Membership, String, Profile), Exit> {
         let LoggedIn {
             name,
             leases,
@@ -38,10 +83,10 @@ impl Session {
             .server
             .hub
             .join(&name, leases, profile.clone(), history, admit);
-        let mut member = match joined {
+        let member = match joined {
             Ok(member) => member,
-            Err(JoinRefused::Conflict) => return refuse(refusal::CLUSTER_CONFLICT),
-            Err(JoinRefused::Refused(reason)) => return refuse(reason),
+            Err(JoinRefused::Conflict) => return Err(refuse(refusal::CLUSTER_CONFLICT)),
+            Err(JoinRefused::Refused(reason)) => return Err(refuse(reason)),
         };
         self.server.metrics.login(kind.as_str());
         let role = self.server.role_of(&profile);
@@ -54,17 +99,7 @@ impl Session {
             role = role.as_str(),
             "logged in"
         );
-        let Err(exit) = self.chat_loop(&mut member, &name, &profile).await;
-        info!(target: LOG_TARGET, peer = %self.peer, id = member.id(), ?name, "left the room");
-        let exit = match exit {
-            Exit::Removed => match member.removal_reason() {
-                Some(reason) => refuse(reason.to_owned()),
-                None => EVICTED,
-            },
-            exit => exit,
-        };
-        drop(member);
-        exit
+        Ok((member, name, profile))
     }
 
     /// Sends the `id` frame, then relays the room to the client and the client's messages to
@@ -81,15 +116,15 @@ impl Session {
             version: Some(crate::VERSION.to_owned()),
         };
         self.send(&welcome).await?;
-        if let Some(messages) = member.take_history() {
-            let history = ServerFrame::History {
-                messages,
-                complete: true,
-            };
-            self.send(&history).await?;
+        if let Some((messages, complete)) = member.take_history() {
+            self.send(&ServerFrame::History { messages, complete })
+                .await?;
         }
         if self.caps.presence {
             self.send_members().await?;
+        }
+        if self.caps.resume {
+            self.send_session(member).await?;
         }
         let settings = self.server.settings();
         let budget = settings.rates.message_budget();
@@ -215,6 +250,20 @@ impl Session {
             }
             Err(MessageRefusal::Close(reason)) => Err(refuse(reason)),
         }
+    }
+
+    /// Sends `["session", ...]` with a fresh resume token, which replaces the session's last
+    /// one; only its key is kept.
+    async fn send_session(&mut self, member: &Membership) -> Result<(), Exit> {
+        let token = crate::secrets::generate_resume_token();
+        member.set_resume(crate::auth::TokenKey::of(&token));
+        let window = self.server.settings().config.resume_window();
+        let session = ServerFrame::Session {
+            resume: ResumeToken(token),
+            expires_in: window.as_secs(),
+            seq: member.newest(),
+        };
+        self.send(&session).await
     }
 
     /// Sends `["members", [...]]`: everyone in the room now, on every node (this node's only,

@@ -13,7 +13,7 @@ use tracing::debug;
 use super::caps::Caps;
 use super::{Exit, Frame, LOG_TARGET, Session, refuse};
 use crate::auth::Grant;
-use crate::hub::{Kind, Leases, PageLease, Profile, Refused};
+use crate::hub::{Kind, Leases, PageLease, Profile, Refused, ResumeRefused, Resumed};
 use crate::names;
 use crate::secrets;
 
@@ -27,6 +27,18 @@ enum LoginFrame {
         name: Option<String>,
         token: Option<String>,
     },
+    Resume {
+        token: Option<String>,
+        since: Option<u64>,
+    },
+}
+
+/// How a client that passed login comes into the room.
+pub(super) enum Entry {
+    /// Joining afresh.
+    Join(LoggedIn),
+    /// Taking back a held session.
+    Resume(Resumed),
 }
 
 /// A client that passed login, with what it holds until it leaves.
@@ -47,7 +59,7 @@ struct Pending {
 impl Session {
     /// Waits for `auth` or `botauth` (other frames are ignored until one comes, for at most
     /// `limits.auth_timeout_secs`), then logs in, if the address has login attempts left.
-    pub(super) async fn login(&mut self) -> Result<LoggedIn, Exit> {
+    pub(super) async fn login(&mut self) -> Result<Entry, Exit> {
         let settings = self.server.settings();
         let first = timeout(settings.config.auth_timeout(), self.first_login_frame())
             .await
@@ -56,13 +68,15 @@ impl Session {
             return Err(refuse(refusal::TOO_MANY_LOGINS));
         }
         drop(settings);
-        match first {
+        let logged_in = match first {
             LoginFrame::User { username, .. } if !self.server.settings().config.sauth2 => {
                 self.open_login(username).await
             }
             LoginFrame::User { username, token } => self.user_login(username, token).await,
             LoginFrame::Bot { name, token } => self.bot_login(name, token).await,
-        }
+            LoginFrame::Resume { token, since } => return self.resume(token, since),
+        };
+        logged_in.map(Entry::Join)
     }
 
     /// A wrong token (generic, bot or temporary): charged extra, so that guessing is slow.
@@ -95,6 +109,9 @@ impl Session {
                 }
                 Ok(ClientFrame::BotAuth { name, token }) => {
                     return Ok(LoginFrame::Bot { name, token });
+                }
+                Ok(ClientFrame::Resume { token, since }) => {
+                    return Ok(LoginFrame::Resume { token, since });
                 }
                 Ok(other) => {
                     debug!(
@@ -238,6 +255,32 @@ impl Session {
             leases: Leases { name, token: None },
             profile: self.profile(Kind::Bot, grant),
         })
+    }
+
+    /// A resume: the session held under the token, taken back with what it missed after
+    /// `since`. Refused for a client that did not ask for `resume`, and for an unknown, used or
+    /// expired token (charged as a wrong token), or a session whose token was revoked or banned
+    /// meanwhile.
+    fn resume(&mut self, token: Option<String>, since: Option<u64>) -> Result<Entry, Exit> {
+        let Some(token) = token.filter(|_| self.caps.resume) else {
+            return Err(self.wrong_token(refusal::RESUME_REFUSED));
+        };
+        let server = Arc::clone(&self.server);
+        let admit = |name: &str, profile: &Profile| server.admits(name, profile);
+        let key = crate::auth::TokenKey::of(&token);
+        let history = self.caps.history;
+        match self
+            .server
+            .hub
+            .resume(&key, since.unwrap_or(0), history, admit)
+        {
+            Ok(resumed) => Ok(Entry::Resume(resumed)),
+            Err(ResumeRefused::Unknown) => Err(self.wrong_token(refusal::RESUME_REFUSED)),
+            Err(ResumeRefused::Refused(reason)) => {
+                debug!(target: LOG_TARGET, peer = %self.peer, ?reason, "resume refused");
+                Err(refuse(refusal::RESUME_REFUSED))
+            }
+        }
     }
 
     /// Refuses a token revoked or banned now (saying until when).

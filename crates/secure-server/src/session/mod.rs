@@ -67,8 +67,11 @@ enum Exit {
     Refuse(Cow<'static, str>),
     /// Close with this code and reason.
     Close(u16, &'static str),
-    /// The client closed or the socket failed: finish the close handshake if possible.
+    /// The socket failed or ended without a close frame (or a write could not finish): the
+    /// connection was lost.
     Gone,
+    /// The client sent a close frame: it left on purpose. Finish the close handshake.
+    Closed,
     /// The hub removed the connection from the room: a slow consumer (close 1008), or kicked,
     /// banned or revoked (a refusal saying so).
     Removed,
@@ -197,7 +200,7 @@ impl Session {
             }
             // Resolved into one of the above by `chat`; never reaches here.
             Exit::Removed => self.close(close_code::POLICY, "removed").await,
-            Exit::Gone => {
+            Exit::Gone | Exit::Closed => {
                 // Flushes a close reply tungstenite may have queued; bounded for dead peers.
                 let _ = timeout(CLOSE_GRACE, SinkExt::close(&mut self.ws)).await;
             }
@@ -225,6 +228,16 @@ impl Session {
 
 /// The exit of every session when the server shuts down.
 const SHUTTING_DOWN: Exit = Exit::Close(close_code::GOING_AWAY, "server shutting down");
+/// The exit of a session held for a resume when the server shuts down: come back and resume.
+const RESTARTING: Exit = Exit::Close(clichat_proto::CLOSE_RESTARTING, "server restarting; resume");
+
+impl Exit {
+    /// Whether the connection was lost rather than closed on purpose by either side: a session
+    /// that asked for `resume` is then held.
+    fn is_loss(&self) -> bool {
+        matches!(self, Exit::Gone | Exit::Close(close_code::GOING_AWAY, _))
+    }
+}
 /// The exit of a connection that sent more frames (or bytes) than its budget allows.
 const TOO_MANY_FRAMES: Exit = Exit::Close(close_code::POLICY, "too many frames");
 
@@ -240,7 +253,8 @@ fn classify(msg: Option<Result<Message, tungstenite::Error>>) -> Result<Option<F
         Some(Ok(Message::Binary(_))) => Ok(Some(Frame::Binary)),
         // Raw frames are only ever written, never read.
         Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Ok(None),
-        Some(Ok(Message::Close(_))) | None => Err(Exit::Gone),
+        Some(Ok(Message::Close(_))) => Err(Exit::Closed),
+        None => Err(Exit::Gone),
         Some(Err(error)) => Err(read_error_exit(error)),
     }
 }
@@ -259,6 +273,10 @@ fn read_error_exit(error: tungstenite::Error) -> Exit {
             TOO_MANY_FRAMES
         }
         WsError::Utf8(_) => Exit::Close(close_code::INVALID_DATA, "text frame is not UTF-8"),
+        // The TCP connection ended without a close frame: lost, not closed on purpose.
+        WsError::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake) => {
+            Exit::Gone
+        }
         WsError::Protocol(_) => Exit::Close(close_code::PROTOCOL, "protocol error"),
         error => {
             debug!(target: LOG_TARGET, %error, "read failed");
