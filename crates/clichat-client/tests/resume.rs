@@ -376,3 +376,92 @@ async fn a_resume_survives_cancelled_waits_and_keeps_the_local_address() {
     );
     let _ws = server.await.unwrap();
 }
+
+/// This project's server: a receiver whose socket is shut down under it (no close frame)
+/// resumes, gets the messages said meanwhile in order and exactly once, and the room sees no
+/// leave and no join.
+#[tokio::test]
+async fn the_secure_server_resumes_a_cut_connection() {
+    use test_support::{BOT_NAME, BOT_TOKEN, TestServer};
+
+    let server = TestServer::default().await;
+    let address = ServerAddress::parse(&server.address()).unwrap();
+    let addr = address.authority();
+
+    // The receiver, a bot, on a socket the test keeps a second handle to, to cut it.
+    let stream = std::net::TcpStream::connect(&addr).unwrap();
+    let handle = stream.try_clone().unwrap();
+    stream.set_nonblocking(true).unwrap();
+    let stream = TcpStream::from_std(stream).unwrap();
+    let connection = within(connect_on(stream, &address, &fast())).await.unwrap();
+    let mut bot = within(connection.login_bot(BOT_NAME, BOT_TOKEN))
+        .await
+        .unwrap();
+    assert!(bot.welcome().granted("resume"), "{:?}", bot.welcome());
+    assert!(matches!(next(&mut bot).await, Event::Joined { .. }));
+
+    // The sender, on the classic protocol: it sees joins and leaves, so it would see the
+    // bot leave and come back.
+    let classic = ConnectOptions::default().extensions(false);
+    let connection = within(connect_with(&address, &classic)).await.unwrap();
+    let clichat_client::LoginStep::TokenNeeded(pending) =
+        within(connection.login("alice", Some(test_support::TOKENS[0])))
+            .await
+            .unwrap()
+    else {
+        panic!("a Secure Server sends a link");
+    };
+    let temporary = test_support::page_token(pending.link()).await;
+    let mut alice = within(pending.token_auth(&temporary)).await.unwrap();
+    assert!(matches!(next(&mut alice).await, Event::Joined { .. }));
+
+    let message = |text: &str| Event::Message {
+        from: "alice".into(),
+        text: text.into(),
+    };
+    alice.send("m1").await.unwrap();
+    loop {
+        if next(&mut bot).await == message("m1") {
+            break;
+        }
+    }
+    handle.shutdown(std::net::Shutdown::Both).unwrap();
+    for text in ["m2", "m3"] {
+        alice.send(text).await.unwrap();
+    }
+    let Event::Reconnecting(lost) = next(&mut bot).await else {
+        panic!("the cut is noticed");
+    };
+    assert_eq!(lost.code, None);
+    // m2 may have been delivered live before the server noticed the cut; what is read here is
+    // every message after m1 exactly once, in order.
+    let mut seen = Vec::new();
+    let resumed = loop {
+        match next(&mut bot).await {
+            Event::Resumed { missed, .. } => break missed,
+            other => panic!("Resumed next, not {other:?}"),
+        }
+    };
+    assert!(resumed <= 2);
+    alice.send("m4").await.unwrap();
+    while seen.len() < 3 {
+        match next(&mut bot).await {
+            Event::Message { text, .. } => seen.push(text),
+            Event::Members(_) | Event::Join(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(seen, ["m2", "m3", "m4"]);
+    bot.send("back").await.unwrap();
+    assert_eq!(
+        next(&mut alice).await,
+        Event::Message {
+            from: format!("[BOT] {BOT_NAME}"),
+            text: "back".into()
+        },
+        "the room saw no leave or join of the bot"
+    );
+    drop(alice);
+    drop(bot);
+    server.stop().await;
+}
