@@ -436,11 +436,11 @@ async fn the_secure_server_resumes_a_cut_connection() {
     // m2 may have been delivered live before the server noticed the cut; what is read here is
     // every message after m1 exactly once, in order.
     let mut seen = Vec::new();
-    let resumed = loop {
-        match next(&mut bot).await {
-            Event::Resumed { missed, .. } => break missed,
-            other => panic!("Resumed next, not {other:?}"),
-        }
+    let Event::Resumed {
+        missed: resumed, ..
+    } = next(&mut bot).await
+    else {
+        panic!("Resumed follows Reconnecting");
     };
     assert!(resumed <= 2);
     alice.send("m4").await.unwrap();
