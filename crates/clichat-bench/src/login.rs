@@ -226,9 +226,24 @@ pub async fn login(
     credential: &Credential,
     index: usize,
 ) -> Result<LoggedIn, LoginError> {
+    login_keeping(target, credential, index, None).await
+}
+
+/// [`login`], keeping in `cut` a second handle to the TCP connection (the same socket), so
+/// that the caller can shut it down under the client, the way a network fails: no close frame
+/// (the `resume` scenario).
+///
+/// # Errors
+/// As [`login`].
+pub async fn login_keeping(
+    target: &Target,
+    credential: &Credential,
+    index: usize,
+    cut: Option<&mut Option<std::net::TcpStream>>,
+) -> Result<LoggedIn, LoginError> {
     let mut timings = Timings::default();
     let started = Instant::now();
-    let connection = step(target, "the WebSocket upgrade", connect(target, index)).await??;
+    let connection = step(target, "the WebSocket upgrade", connect(target, index, cut)).await??;
     timings.connect = started.elapsed();
 
     let (name, token) = match credential {
@@ -285,7 +300,11 @@ async fn step<T>(
 /// the library upgrade it to WebSocket. The `authmsg` link then names that node (the server
 /// builds it from the upgrade's `Host`, or the library resolves `SERVERIPHERE` to the address
 /// it was given), so the token page comes from the node that holds the login.
-async fn connect(target: &Target, index: usize) -> Result<Connection, LoginError> {
+async fn connect(
+    target: &Target,
+    index: usize,
+    cut: Option<&mut Option<std::net::TcpStream>>,
+) -> Result<Connection, LoginError> {
     let io = |e: std::io::Error| LoginError::Connect(e.to_string());
     let node = target.node(index);
     let socket = if node.socket.is_ipv4() {
@@ -297,8 +316,13 @@ async fn connect(target: &Target, index: usize) -> Result<Connection, LoginError
     if let Some(ip) = target.source(index) {
         socket.bind(SocketAddr::new(ip, 0)).map_err(io)?;
     }
-    let stream = socket.connect(node.socket).await.map_err(io)?;
+    let mut stream = socket.connect(node.socket).await.map_err(io)?;
     stream.set_nodelay(true).map_err(io)?;
+    if let Some(cut) = cut {
+        let std = stream.into_std().map_err(io)?;
+        *cut = Some(std.try_clone().map_err(io)?);
+        stream = tokio::net::TcpStream::from_std(std).map_err(io)?;
+    }
     let caps: Vec<&str> = target.caps.iter().map(String::as_str).collect();
     let options = ConnectOptions::default().ask_only(&caps);
     Ok(clichat_client::connect_on(stream, &node.address, &options).await?)

@@ -5,7 +5,8 @@
 //! `fanout` (deliveries per second and latency in one busy room), `logins` (SAUTH2 logins per
 //! second while the room fills), `hold` (many connections at once: the server's memory per
 //! connection, and whether a message still reaches all of them), `junk` (what connections that
-//! send ignored frames as fast as they can cost the server). `config N` writes a
+//! send ignored frames as fast as they can cost the server), `resume` (every connection cut at once
+//! without a close frame: resumes per second, and no message lost or seen twice). `config N` writes a
 //! `secureconfig.json` with enough tokens for the runs.
 //!
 //! Logins go through the client library (`clichat-client`); after login the bench takes the raw
@@ -19,7 +20,7 @@
 //!   chosen local address, each step timed; the token page fetched as a person would.
 //! - [`creds`]: the config generator, and the tokens and bots of a config.
 //! - [`pool`]: connections that log in at a set concurrency and keep reading, with counters.
-//! - [`fanout`], [`logins`], [`hold`], [`junk`]: the scenarios.
+//! - [`fanout`], [`logins`], [`hold`], [`junk`], [`resume`]: the scenarios.
 //! - [`report`]: tables, latency summaries, CPU and memory from `/proc`.
 
 mod creds;
@@ -30,6 +31,7 @@ mod login;
 mod logins;
 mod pool;
 mod report;
+mod resume;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -69,6 +71,10 @@ enum Command {
     /// C connections send frames the server ignores as fast as they can, reconnecting whenever
     /// closed: frames sent, how the server ended the connections, and its CPU (with --pid).
     Junk(JunkArgs),
+    /// N receivers with history and resume, a sender sending numbered messages, and all N TCP
+    /// connections cut at once halfway (no close frame): resumes/s, resume time, and messages
+    /// lost or seen twice (both must be 0).
+    Resume(ResumeArgs),
     /// Write a secureconfig.json with N generic tokens and N bots (b0, b1, ...), 1UPT on, and
     /// the server's abuse limits lifted for benchmarking.
     Config(ConfigArgs),
@@ -240,6 +246,25 @@ struct JunkArgs {
 }
 
 #[derive(Debug, Args)]
+struct ResumeArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Receivers, all cut at once.
+    #[arg(long, short, default_value_t = 1000)]
+    receivers: usize,
+    /// Messages the sender sends (at least 2); the cut comes after half of them.
+    #[arg(long, short, default_value_t = 200)]
+    messages: usize,
+    /// Messages per second.
+    #[arg(long, default_value_t = 100.0)]
+    rate: f64,
+    /// Seconds to wait for the receivers after the last message (and for the first half
+    /// before the cut).
+    #[arg(long, default_value_t = 30.0)]
+    drain: f64,
+}
+
+#[derive(Debug, Args)]
 struct ConfigArgs {
     /// Generic tokens and bots to write.
     count: usize,
@@ -405,6 +430,22 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                     logged_in: args.logged_in,
                 };
                 let report = junk::run(&setup, &params).await?;
+                output(&report, report.table(), args.common.json, report.ok)
+            }
+            Command::Resume(mut args) => {
+                for cap in ["history", "resume"] {
+                    if !args.common.caps.iter().any(|c| c == cap) {
+                        args.common.caps.push(cap.to_owned());
+                    }
+                }
+                let setup = Setup::new(&args.common).await?;
+                let params = resume::Params {
+                    receivers: args.receivers.max(1),
+                    messages: args.messages.max(2),
+                    rate: args.rate.max(0.001),
+                    drain: secs(args.drain),
+                };
+                let report = resume::run(&setup, &params).await?;
                 output(&report, report.table(), args.common.json, report.ok)
             }
             Command::HoldWorker(args) => {

@@ -182,6 +182,35 @@ async fn fanout_with_bots() {
     server.stop().await;
 }
 
+/// Every receiver's connection cut at once (no close frame) halfway through: all resume, and
+/// every receiver gets every message exactly once, the missed ones among them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_after_every_connection_is_cut_loses_nothing() {
+    let config = generate_config(12).await;
+    let server = start_server(&config.path).await;
+    let (code, report) = run(
+        "resume",
+        server.addr,
+        &config.path,
+        &[
+            "--login", "bot", "-r", "10", "-m", "40", "--rate", "200", "--drain", "20",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["scenario"], "resume");
+    assert_eq!(report["receivers"], 10, "{report}");
+    assert_eq!(report["resumed"], 10, "{report}");
+    assert_eq!(report["lost"], 0, "{report}");
+    assert_eq!(report["duplicates"], 0, "{report}");
+    assert!(report["resumes_per_s"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(
+        report["missed_delivered"].as_u64().unwrap() > 0,
+        "messages sent during the cut come with the resume: {report}"
+    );
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logins_all_succeed_and_stay_open() {
     let config = generate_config(30).await;

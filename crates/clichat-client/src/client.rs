@@ -1,11 +1,13 @@
 //! Connecting, logging in, and the chat that follows.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use clichat_proto::{ClientFrame, ServerFrame, Stamp};
+use clichat_proto::{ClientFrame, ResumeToken, ServerFrame, Stamp};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use rustls::pki_types::CertificateDer;
@@ -18,6 +20,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
+use crate::resume::{self, Dial, Held, Reconnect};
 use crate::{Closed, Error, Event, ServerAddress};
 
 /// How long a client keeps reading after the server's close frame, so that its answer reaches
@@ -25,9 +28,10 @@ use crate::{Closed, Error, Event, ServerAddress};
 const CLOSE_ANSWER: Duration = Duration::from_secs(2);
 
 /// The protocol extensions a client asks for unless told not to ([`ConnectOptions::extensions`]):
-/// `history` (recent messages on joining, [`Event::History`], and numbered messages) and
-/// `presence` (the member list, [`Event::Members`]).
-pub const EXTENSIONS: [&str; 2] = ["history", "presence"];
+/// `history` (recent messages on joining, [`Event::History`], and numbered messages),
+/// `presence` (the member list, [`Event::Members`]) and `resume` (a lost connection is taken
+/// back by itself, see [`Event::Reconnecting`]).
+pub const EXTENSIONS: [&str; 3] = ["history", "presence", "resume"];
 
 /// The WebSocket a [`Client`] talks over.
 pub type WebSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -56,11 +60,12 @@ pub async fn connect_with(
         .map_err(|e| Error::Connect(e.into()))?;
     // Chat frames are small: send each at once.
     let _ = stream.set_nodelay(true);
-    connect_on(stream, address, options).await
+    handshake(stream, address, options, None).await
 }
 
 /// [`connect_with`] over a TCP connection the caller opened, e.g. from a chosen local address
-/// (load generators spread their connections over several, so that ephemeral ports last).
+/// (load generators spread their connections over several, so that ephemeral ports last). A
+/// resume after a lost connection dials `address` again from the same local IP address.
 ///
 /// # Errors
 /// As [`connect`].
@@ -68,6 +73,18 @@ pub async fn connect_on(
     stream: TcpStream,
     address: &ServerAddress,
     options: &ConnectOptions,
+) -> Result<Connection, Error> {
+    let bind = stream.local_addr().ok().map(|local| local.ip());
+    handshake(stream, address, options, bind).await
+}
+
+/// The WebSocket handshake (and TLS) over an open TCP connection; `bind` is the local IP
+/// address a resume dials from, when the caller chose one.
+pub(crate) async fn handshake(
+    stream: TcpStream,
+    address: &ServerAddress,
+    options: &ConnectOptions,
+    bind: Option<IpAddr>,
 ) -> Result<Connection, Error> {
     let connector = address
         .is_tls()
@@ -82,9 +99,13 @@ pub async fn connect_on(
     .map_err(Error::Connect)?;
     Ok(Connection {
         ws: Box::new(ws),
-        address: address.clone(),
         asked: options.asked(),
         granted: Vec::new(),
+        dial: Dial {
+            address: address.clone(),
+            options: options.clone(),
+            bind,
+        },
     })
 }
 
@@ -104,10 +125,12 @@ pub struct ConnectOptions {
     trusted: Vec<CertificateDer<'static>>,
     /// The extensions to ask for; `None`: all of [`EXTENSIONS`].
     asking: Option<Vec<String>>,
+    /// The first and the longest pause between resume attempts; `None`: [`resume::BACKOFF`].
+    backoff: Option<(Duration, Duration)>,
 }
 
 impl ConnectOptions {
-    /// Whether to ask for the protocol [`EXTENSIONS`] (`history`, `presence`) when logging
+    /// Whether to ask for the protocol [`EXTENSIONS`] (`history`, `presence`, `resume`) when logging
     /// in; the default is to ask. Asking is harmless with servers that do not know them (the
     /// original CLIChat among them): they ignore the `caps` frame and the login goes on as
     /// before. Not asking keeps the classic protocol exactly, e.g. for a load generator that
@@ -122,6 +145,19 @@ impl ConnectOptions {
     pub fn ask_only(mut self, names: &[&str]) -> ConnectOptions {
         self.asking = Some(names.iter().map(|name| (*name).to_owned()).collect());
         self
+    }
+
+    /// The pauses between attempts to resume a lost connection: `first` before the first one,
+    /// doubling up to `longest`, each varied by ±50% so that many clients cut off together do
+    /// not come back together. The default is 100 ms doubling to 10 s. Attempts stop when the
+    /// session's `expires_in` has passed since the loss.
+    pub fn resume_backoff(mut self, first: Duration, longest: Duration) -> ConnectOptions {
+        self.backoff = Some((first, longest.max(first)));
+        self
+    }
+
+    pub(crate) fn backoff(&self) -> (Duration, Duration) {
+        self.backoff.unwrap_or(resume::BACKOFF)
     }
 
     fn asked(&self) -> Vec<String> {
@@ -172,11 +208,12 @@ impl ConnectOptions {
 pub struct Connection {
     // Boxed: a socket is large, and a login step moves it around.
     ws: Box<WebSocket>,
-    address: ServerAddress,
     /// The extensions the login asks for first (`["caps", ...]`); none: no `caps` frame.
     asked: Vec<String>,
     /// What the server's `caps` answer granted, once it came.
     granted: Vec<String>,
+    /// Where it was opened, to open it again for a resume.
+    dial: Dial,
 }
 
 impl Connection {
@@ -199,7 +236,7 @@ impl Connection {
         .await?;
         match self.answer().await? {
             Answer::Link(link) => {
-                let link = self.address.resolve_link(&link);
+                let link = self.dial.address.resolve_link(&link);
                 Ok(LoginStep::TokenNeeded(PendingLogin {
                     connection: self,
                     username: username.to_owned(),
@@ -244,7 +281,52 @@ impl Connection {
             username,
             extensions: self.granted,
         };
-        Client::new(*self.ws, welcome)
+        Client::new(*self.ws, welcome, self.dial)
+    }
+
+    /// Takes a lost session back: `["caps", ...]` and `["resume", ...]` in place of a login,
+    /// then the server's answer up to its fresh `session` frame.
+    pub(crate) async fn resume(
+        mut self,
+        token: &ResumeToken,
+        since: Option<u64>,
+    ) -> Result<resume::Resumed, Error> {
+        self.ask_for_extensions().await?;
+        self.send(ClientFrame::Resume {
+            token: Some(token.0.clone()),
+            since,
+        })
+        .await?;
+        let id = match self.answer().await? {
+            Answer::Id { id, .. } => id,
+            Answer::Link(_) => return Err(Error::Unexpected("authmsg".to_owned())),
+        };
+        // The missed messages, the member list and the fresh token follow `id`; the session
+        // frame is the last of them.
+        let mut frames = Vec::new();
+        loop {
+            match self.ws.next().await {
+                Some(Ok(Message::Text(text))) => {
+                    let last =
+                        matches!(ServerFrame::decode(&text), Ok(ServerFrame::Session { .. }));
+                    frames.push(text.to_string());
+                    if last {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return Err(Error::Closed(Closed::from_frame(frame)));
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(Error::WebSocket(e)),
+                None => return Err(Error::Closed(Closed::default())),
+            }
+        }
+        Ok(resume::Resumed {
+            ws: *self.ws,
+            id,
+            frames,
+        })
     }
 
     /// Sends `["caps", [...]]`, the first frame of a login, unless told to ask for none. The
@@ -368,12 +450,17 @@ pub struct Client {
 }
 
 impl Client {
-    fn new(ws: WebSocket, welcome: Welcome) -> Client {
+    fn new(ws: WebSocket, welcome: Welcome, dial: Dial) -> Client {
         let (sink, stream) = ws.split();
+        let link = Arc::new(Link {
+            sink: Mutex::new(sink),
+            id: AtomicU64::new(welcome.id),
+            closing: AtomicBool::new(false),
+        });
         let welcome = Arc::new(welcome);
         Client {
             sender: Sender {
-                sink: Arc::new(Mutex::new(sink)),
+                link: Arc::clone(&link),
                 welcome: Arc::clone(&welcome),
             },
             events: Events {
@@ -382,6 +469,11 @@ impl Client {
                 state: EventsState::Welcome,
                 members: None,
                 last_stamp: None,
+                link,
+                dial,
+                held: None,
+                last_seq: None,
+                pending: VecDeque::new(),
             },
         }
     }
@@ -443,22 +535,45 @@ impl Client {
     /// # Panics
     /// If a [`Sender`] cloned from this client is still alive.
     pub fn into_websocket(self) -> (WebSocket, Welcome) {
-        let sink = Arc::into_inner(self.sender.sink)
+        let Client { sender, events } = self;
+        let Events {
+            stream,
+            welcome,
+            link,
+            ..
+        } = events;
+        drop(link);
+        let sink = Arc::into_inner(sender.link)
             .expect("no Sender clone outlives into_websocket")
+            .sink
             .into_inner();
         let ws = sink
-            .reunite(self.events.stream)
+            .reunite(stream)
             .expect("the halves come from one socket");
-        let welcome = Arc::unwrap_or_clone(self.events.welcome);
+        drop(sender.welcome);
+        let welcome = Arc::unwrap_or_clone(welcome);
         (ws, welcome)
     }
 }
 
 /// The sending half of a [`Client`]; cheap to clone.
+///
+/// While the connection is being resumed ([`Event::Reconnecting`]), sending fails with
+/// [`Error::WebSocket`] (the old connection is gone); after [`Event::Resumed`] it goes over the
+/// new one. A message sent just before a loss was noticed may not have reached the server.
 #[derive(Debug, Clone)]
 pub struct Sender {
-    sink: Arc<Mutex<SplitSink<WebSocket, Message>>>,
+    link: Arc<Link>,
     welcome: Arc<Welcome>,
+}
+
+/// What the sending and the receiving half share: the socket's sending half (swapped for a new
+/// one when a session is resumed), the connection id, and whether we closed it ourselves.
+#[derive(Debug)]
+struct Link {
+    sink: Mutex<SplitSink<WebSocket, Message>>,
+    id: AtomicU64,
+    closing: AtomicBool,
 }
 
 impl Sender {
@@ -471,7 +586,7 @@ impl Sender {
     /// [`Error::WebSocket`] when the connection is gone.
     pub async fn send(&self, text: &str) -> Result<(), Error> {
         let frame = ClientFrame::Msg {
-            id: Some(self.welcome.id),
+            id: Some(self.id()),
             text: Some(text.to_owned()),
         };
         self.send_frame(&frame).await
@@ -482,7 +597,8 @@ impl Sender {
     /// # Errors
     /// [`Error::WebSocket`] when the connection is gone.
     pub async fn send_frame(&self, frame: &ClientFrame) -> Result<(), Error> {
-        self.sink
+        self.link
+            .sink
             .lock()
             .await
             .send(Message::text(frame.encode()))
@@ -501,7 +617,7 @@ impl Sender {
         self.send_frame(&ClientFrame::Members).await
     }
 
-    /// Closes the connection with code 1000.
+    /// Closes the connection with code 1000. A deliberate close: the session is not resumed.
     ///
     /// # Errors
     /// [`Error::WebSocket`] when the connection is already gone.
@@ -510,7 +626,9 @@ impl Sender {
             code: CloseCode::Normal,
             reason: "bye".into(),
         };
-        self.sink
+        self.link.closing.store(true, Ordering::Relaxed);
+        self.link
+            .sink
             .lock()
             .await
             .send(Message::Close(Some(frame)))
@@ -521,6 +639,11 @@ impl Sender {
     /// What the server said when it let us in.
     pub fn welcome(&self) -> &Welcome {
         &self.welcome
+    }
+
+    /// The connection's id now: [`Welcome::id`], or the one the server gave the latest resume.
+    pub fn id(&self) -> u64 {
+        self.link.id.load(Ordering::Relaxed)
     }
 }
 
@@ -534,6 +657,16 @@ pub struct Events {
     members: Option<BTreeSet<String>>,
     /// The newest stamp of a message or history entry.
     last_stamp: Option<Stamp>,
+    /// Shared with the [`Sender`]s.
+    link: Arc<Link>,
+    /// Where the connection was opened, for a resume.
+    dial: Dial,
+    /// The resume token of the last `session` frame, if the server granted `resume`.
+    held: Option<Held>,
+    /// The newest message number seen: of a message, a history entry or a `session` frame.
+    last_seq: Option<u64>,
+    /// Events read ahead (the answer to a resume), handed out before reading on.
+    pending: VecDeque<(Event, Option<Stamp>)>,
 }
 
 #[derive(Debug)]
@@ -541,8 +674,12 @@ enum EventsState {
     /// [`Event::Joined`] has not been handed out yet.
     Welcome,
     Open,
-    /// The connection ended this way; [`Event::Closed`] is next.
+    /// The connection ended this way; [`Event::Closed`] (or [`Event::Reconnecting`]) is next.
     Closing(Closed),
+    /// The connection was lost this way and is being resumed.
+    Reconnecting(Closed, Reconnect),
+    /// Resuming failed; [`Event::Closed`] with the original loss is next.
+    Failed(Closed),
     /// [`Event::Closed`] has been handed out; nothing follows.
     Done,
 }
@@ -550,8 +687,32 @@ enum EventsState {
 impl Events {
     /// The next event: first [`Event::Joined`], then whatever the server sends, and last
     /// [`Event::Closed`]; after that, `None`. Cancel-safe, so it may sit in a `select!`.
+    ///
+    /// With `resume` granted, a lost connection is taken back here: [`Event::Reconnecting`],
+    /// then (attempts run in a task of their own, so cancelling this call does not disturb
+    /// them) either [`Event::Resumed`] followed by the messages missed meanwhile, as
+    /// [`Event::Message`]s in order, or [`Event::ResumeFailed`] followed by [`Event::Closed`].
     pub async fn next_event(&mut self) -> Option<Event> {
         loop {
+            if let Some((event, stamp)) = self.pending.pop_front() {
+                self.observe(&event, stamp);
+                return Some(event);
+            }
+            if let EventsState::Reconnecting(_, reconnect) = &mut self.state {
+                let outcome = reconnect.outcome().await;
+                let EventsState::Reconnecting(closed, _) =
+                    std::mem::replace(&mut self.state, EventsState::Open)
+                else {
+                    unreachable!("the state was Reconnecting just above")
+                };
+                return Some(match outcome {
+                    Ok(resumed) => self.resumed(resumed).await,
+                    Err(reason) => {
+                        self.state = EventsState::Failed(closed);
+                        Event::ResumeFailed { reason }
+                    }
+                });
+            }
             if let EventsState::Closing(_) = self.state {
                 // Reading on sends our answer to the close frame, then sees the server hang
                 // up, so the server is not left waiting for us.
@@ -569,9 +730,19 @@ impl Events {
                     });
                 }
                 EventsState::Closing(closed) => {
+                    if let Some(held) = self.resumable(&closed) {
+                        let reconnect = resume::start(self.dial.clone(), held, self.last_seq);
+                        self.state = EventsState::Reconnecting(closed.clone(), reconnect);
+                        return Some(Event::Reconnecting(closed));
+                    }
                     self.state = EventsState::Done;
                     return Some(Event::Closed(closed));
                 }
+                EventsState::Failed(closed) => {
+                    self.state = EventsState::Done;
+                    return Some(Event::Closed(closed));
+                }
+                state @ EventsState::Reconnecting(..) => self.state = state,
                 EventsState::Done => {
                     self.state = EventsState::Done;
                     return None;
@@ -579,7 +750,18 @@ impl Events {
             }
             let closed = match self.stream.next().await {
                 Some(Ok(Message::Text(text))) => {
-                    let (event, stamp) = Event::from_text(&text);
+                    let (event, stamp) = match ServerFrame::decode(&text) {
+                        Ok(ServerFrame::Session {
+                            resume,
+                            expires_in,
+                            seq,
+                        }) => {
+                            self.hold(resume, expires_in, seq);
+                            continue;
+                        }
+                        Ok(frame) => Event::from_frame(frame),
+                        Err(error) => Event::invalid(&text, error),
+                    };
                     self.observe(&event, stamp);
                     return Some(event);
                 }
@@ -617,6 +799,80 @@ impl Events {
         self.last_stamp
     }
 
+    /// Whether the server granted `resume` and a token for the next loss is held: a lost
+    /// connection will then be resumed rather than end in [`Event::Closed`].
+    pub fn can_resume(&self) -> bool {
+        self.held.is_some()
+    }
+
+    /// The resume token to use if the connection was lost this way: none after a deliberate
+    /// close (ours, or the server's with anything but `1001` or `1012`), or without a token.
+    fn resumable(&mut self, closed: &Closed) -> Option<Held> {
+        if !resume::lost(closed) || self.link.closing.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.held.take()
+    }
+
+    /// Keeps the token of a `session` frame (a fresh one replaces the last).
+    fn hold(&mut self, token: ResumeToken, expires_in: u64, seq: Option<u64>) {
+        self.last_seq = self.last_seq.max(seq);
+        self.held = Some(Held {
+            token,
+            expires_in: Duration::from_secs(expires_in),
+        });
+    }
+
+    /// Takes the new connection of an accepted resume, queues the events of the server's
+    /// answer (missed messages first), and says so.
+    async fn resumed(&mut self, resumed: resume::Resumed) -> Event {
+        let (sink, stream) = resumed.ws.split();
+        *self.link.sink.lock().await = sink;
+        self.link.id.store(resumed.id, Ordering::Relaxed);
+        self.stream = stream;
+        let since = self.last_seq;
+        let mut missed = 0;
+        let mut complete = true;
+        for text in &resumed.frames {
+            match ServerFrame::decode(text) {
+                Ok(ServerFrame::History {
+                    messages,
+                    complete: all,
+                }) => {
+                    complete &= all;
+                    for entry in messages {
+                        self.last_seq = self.last_seq.max(Some(entry.stamp.seq));
+                        // Only what came after the last message seen, and never our own (the
+                        // server does not send us our own messages live either).
+                        if since.is_some_and(|since| entry.stamp.seq <= since)
+                            || entry.from == self.welcome.username
+                        {
+                            continue;
+                        }
+                        missed += 1;
+                        let event = Event::Message {
+                            from: entry.from,
+                            text: entry.text,
+                        };
+                        self.pending.push_back((event, Some(entry.stamp)));
+                    }
+                }
+                Ok(ServerFrame::Session {
+                    resume,
+                    expires_in,
+                    seq,
+                }) => self.hold(resume, expires_in, seq),
+                Ok(frame) => self.pending.push_back(Event::from_frame(frame)),
+                Err(error) => self.pending.push_back(Event::invalid(text, error)),
+            }
+        }
+        Event::Resumed {
+            id: resumed.id,
+            missed,
+            complete,
+        }
+    }
+
     /// Keeps the member list and the last stamp up to date with an event about to be handed
     /// out.
     fn observe(&mut self, event: &Event, stamp: Option<Stamp>) {
@@ -626,6 +882,7 @@ impl Events {
         };
         if let Some(newest) = newest {
             self.last_stamp = self.last_stamp.max(Some(newest));
+            self.last_seq = self.last_seq.max(Some(newest.seq));
         }
         match event {
             Event::Members(names) => self.members = Some(names.iter().cloned().collect()),

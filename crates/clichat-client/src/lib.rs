@@ -42,9 +42,9 @@
 //!
 //! `examples/echo_bot.rs` is a complete bot.
 //!
-//! # Extensions: history and presence
-//! A login starts with `["caps", ["history", "presence"]]` ([`EXTENSIONS`]; turn it off with
-//! [`ConnectOptions::extensions`]). Servers that do not know it ignore it, the original CLIChat
+//! # Extensions: history, presence and resume
+//! A login starts with `["caps", ["history", "presence", "resume"]]` ([`EXTENSIONS`]; turn it
+//! off with [`ConnectOptions::extensions`], or choose with [`ConnectOptions::ask_only`]). Servers that do not know it ignore it, the original CLIChat
 //! among them, and everything works as before. A server that grants them says so before `id`
 //! ([`Welcome::extensions`]) and then, right after [`Event::Joined`]:
 //! - `history`: [`Event::History`], the room's recent messages (oldest first, each with its
@@ -72,17 +72,31 @@
 //! # }
 //! ```
 //!
+//! # Resume: a lost connection taken back
+//! With `resume` granted, the server hands out a resume token after the login (never shown:
+//! not in events, not in `Debug` output). When the connection is then lost (it breaks without
+//! a close frame, or the server closes with `1001` or `1012`, "restarting"), the server holds
+//! the session for a while and [`Client::next_event`] takes it back by itself:
+//! [`Event::Reconnecting`], attempts with backoff to the same address and TLS settings
+//! ([`ConnectOptions::resume_backoff`]), then [`Event::Resumed`] followed by the messages
+//! missed meanwhile as ordinary [`Event::Message`]s, oldest first, each exactly once. The room
+//! saw nothing. If the server refuses or the session expires first: [`Event::ResumeFailed`],
+//! then [`Event::Closed`]; a bot logs in again, a user needs a new token page. A deliberate
+//! close (ours, or the server's `1000` after a refusal, `1008`) is never resumed.
+//!
 //! # Layout
 //! - [`ServerAddress`]: addresses as people type them, and token-page links (including the
 //!   original server's `SERVERIPHERE/<id>`).
 //! - [`connect`], [`Connection`], [`PendingLogin`]: the ways in.
 //! - [`Client`], [`Sender`], [`Events`]: the chat, as a typed stream of [`Event`]s, with the
 //!   member list and the newest message number they keep.
+//! - `resume`: taking a lost connection back (backoff, the resume handshake's task).
 //! - [`page`]: reading a token page, for tools that play the person's part.
 
 mod address;
 mod client;
 pub mod page;
+mod resume;
 
 use clichat_proto::{DecodeError, ServerFrame};
 use serde_json::Value;
@@ -163,51 +177,79 @@ pub enum Event {
         /// Why it could not be read.
         error: DecodeError,
     },
+    /// The connection was lost (how: the close frame, or what broke), and the library is taking
+    /// the session back (extension `resume`): it reconnects to the same address with backoff
+    /// while the server holds the session. [`Event::Resumed`] or [`Event::ResumeFailed`]
+    /// follows. Meanwhile the room sees no leave, and sending fails.
+    Reconnecting(Closed),
+    /// The session was resumed over a new connection: nobody in the room saw us leave. The
+    /// messages said while we were away follow at once, oldest first, as ordinary
+    /// [`Event::Message`]s (each message exactly once across the loss; ours are left out),
+    /// then [`Event::Members`] with `presence`.
+    Resumed {
+        /// The new connection's id ([`Sender::id`]).
+        id: u64,
+        /// How many missed messages follow.
+        missed: usize,
+        /// `false` when the server no longer kept some of the missed messages.
+        complete: bool,
+    },
+    /// The session could not be resumed: the server refused the token (its words,
+    /// [`refusal::RESUME_REFUSED`]), or it expired before the server could be reached again
+    /// (then what went wrong last). [`Event::Closed`] follows; log in again to go on (a bot
+    /// can do so by itself; a user needs a new token page).
+    ResumeFailed {
+        /// Why, for people.
+        reason: String,
+    },
     /// The connection is over; no events follow.
     Closed(Closed),
 }
 
 impl Event {
-    /// The event a text frame means, and the stamp of a numbered message.
-    fn from_text(text: &str) -> (Event, Option<Stamp>) {
-        let event = match ServerFrame::decode(text) {
-            Ok(ServerFrame::Join(name)) => Event::Join(name),
-            Ok(ServerFrame::Message { from, text, stamp }) => {
+    /// A text frame that is not a CLIChat frame.
+    fn invalid(text: &str, error: DecodeError) -> (Event, Option<Stamp>) {
+        let event = Event::Invalid {
+            text: text.to_owned(),
+            error,
+        };
+        (event, None)
+    }
+
+    /// The event a frame means, and the stamp of a numbered message.
+    fn from_frame(frame: ServerFrame) -> (Event, Option<Stamp>) {
+        let event = match frame {
+            ServerFrame::Join(name) => Event::Join(name),
+            ServerFrame::Message { from, text, stamp } => {
                 return (Event::Message { from, text }, stamp);
             }
-            Ok(ServerFrame::Disconnect(name)) => Event::Disconnect(name),
-            Ok(ServerFrame::Refusal(reason)) => Event::Refusal(reason),
-            Ok(ServerFrame::Users(names)) => Event::Users(names),
-            Ok(ServerFrame::Unknown { kind, args }) => Event::Unknown { kind, args },
+            ServerFrame::Disconnect(name) => Event::Disconnect(name),
+            ServerFrame::Refusal(reason) => Event::Refusal(reason),
+            ServerFrame::Users(names) => Event::Users(names),
+            ServerFrame::Unknown { kind, args } => Event::Unknown { kind, args },
             // Login frames after login mean nothing to a client: passed on as unknown.
-            Ok(ServerFrame::AuthMsg(link)) => Event::Unknown {
+            ServerFrame::AuthMsg(link) => Event::Unknown {
                 kind: "authmsg".to_owned(),
                 args: vec![Value::String(link)],
             },
-            Ok(ServerFrame::Id { id, version }) => Event::Unknown {
+            ServerFrame::Id { id, version } => Event::Unknown {
                 kind: "id".to_owned(),
                 args: std::iter::once(Value::from(id))
                     .chain(version.map(Value::String))
                     .collect(),
             },
-            Ok(ServerFrame::History { messages, complete }) => {
-                Event::History { messages, complete }
-            }
-            Ok(ServerFrame::Members(names)) => Event::Members(names),
+            ServerFrame::History { messages, complete } => Event::History { messages, complete },
+            ServerFrame::Members(names) => Event::Members(names),
             // A resume token is a secret: passed on without it.
-            Ok(ServerFrame::Session { .. }) => Event::Unknown {
+            ServerFrame::Session { .. } => Event::Unknown {
                 kind: "session".to_owned(),
                 args: Vec::new(),
             },
             // The answer to `caps` belongs before `id` (the login reads it there); one that
             // comes later is passed on as it was.
-            Ok(ServerFrame::Caps(names)) => Event::Unknown {
+            ServerFrame::Caps(names) => Event::Unknown {
                 kind: "caps".to_owned(),
                 args: vec![Value::from(names)],
-            },
-            Err(error) => Event::Invalid {
-                text: text.to_owned(),
-                error,
             },
         };
         (event, None)

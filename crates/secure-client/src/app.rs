@@ -14,7 +14,8 @@ use ratatui::style::{Color, Modifier, Style};
 
 use crate::End;
 use crate::format::{
-    chat_refusal, check_length, closed_text, limit_from_refusal, sanitize, sorted_members, time_of,
+    chat_refusal, check_length, closed_text, limit_from_refusal, resume_failed_text, resumed_text,
+    sanitize, sorted_members, time_of,
 };
 use crate::input::Input;
 use crate::view::{
@@ -142,6 +143,12 @@ pub struct App {
     panel: bool,
     /// Whether the server lists the members (granted `presence`).
     presence: bool,
+    /// The connection was lost and is being resumed.
+    reconnecting: bool,
+    /// Missed messages still to come after a resume; a divider follows the last.
+    missed: usize,
+    /// Why resuming failed, for the end.
+    resume_failed: Option<String>,
 }
 
 impl App {
@@ -170,6 +177,9 @@ impl App {
             verbose: false,
             panel: false,
             presence: false,
+            reconnecting: false,
+            missed: 0,
+            resume_failed: None,
         }
     }
 
@@ -204,7 +214,8 @@ impl App {
         self
     }
 
-    /// Whether the connection is still open (events are still worth reading).
+    /// Whether the connection is still open (events are still worth reading); also while it
+    /// is being resumed.
     pub fn connected(&self) -> bool {
         self.connected
     }
@@ -255,11 +266,51 @@ impl App {
                 if mention && self.bell {
                     self.bell_pending = true;
                 }
-                EntryKind::Message {
+                let kind = EntryKind::Message {
                     from,
                     text,
                     mention,
+                };
+                if self.missed > 0 {
+                    // Said while we were away: in order, between the resume's dividers.
+                    self.missed -= 1;
+                    self.push(time.clone(), kind);
+                    if self.missed == 0 {
+                        self.push(time, EntryKind::Divider("now".to_owned()));
+                    }
+                    return;
                 }
+                kind
+            }
+            Event::Reconnecting(closed) => {
+                self.reconnecting = true;
+                self.notice = Some(Notice {
+                    text: "reconnecting\u{2026}".to_owned(),
+                    warning: true,
+                });
+                EntryKind::Info(format!(
+                    "{}; reconnecting\u{2026}",
+                    closed_text(&closed, self.verbose)
+                ))
+            }
+            Event::Resumed {
+                missed, complete, ..
+            } => {
+                self.reconnecting = false;
+                self.notice = None;
+                self.missed = missed;
+                let text = resumed_text(missed, complete);
+                if missed == 0 {
+                    EntryKind::Info(text)
+                } else {
+                    EntryKind::Divider(text)
+                }
+            }
+            Event::ResumeFailed { reason } => {
+                self.reconnecting = false;
+                let text = resume_failed_text(&reason);
+                self.resume_failed = Some(text.clone());
+                EntryKind::Refusal(text)
             }
             Event::History { messages, complete } => {
                 if messages.is_empty() {
@@ -291,9 +342,10 @@ impl App {
             }
             Event::Closed(closed) => {
                 self.connected = false;
-                let end = match self.last_refusal.take() {
-                    Some(reason) => End::Refused(chat_refusal(&reason, self.verbose)),
-                    None => End::Closed(closed_text(&closed, self.verbose)),
+                let end = match (self.resume_failed.take(), self.last_refusal.take()) {
+                    (Some(failed), _) => End::Closed(failed),
+                    (None, Some(reason)) => End::Refused(chat_refusal(&reason, self.verbose)),
+                    (None, None) => End::Closed(closed_text(&closed, self.verbose)),
                 };
                 self.end = Some(end);
                 self.notice = Some(Notice {
@@ -455,6 +507,11 @@ impl App {
         }
         if command == "/quit" {
             return Action::Quit;
+        }
+        if self.reconnecting && !command.starts_with('/') {
+            // Kept in the input, to send once the connection is back.
+            self.warn("not sent: reconnecting\u{2026}");
+            return Action::Nothing;
         }
         if command == "/who" {
             self.remember(&typed);
@@ -784,7 +841,12 @@ impl App {
     /// the scroll state, the length, or a hint) for the right, and whether it is only the hint.
     fn status_line(&self) -> (Vec<Glyph>, Vec<Glyph>, bool) {
         let bar = Style::new().add_modifier(Modifier::REVERSED);
-        let (state, state_style) = if self.connected {
+        let (state, state_style) = if self.reconnecting {
+            (
+                " reconnecting\u{2026} ",
+                bar.fg(Color::Yellow).add_modifier(Modifier::BOLD),
+            )
+        } else if self.connected {
             (
                 " connected ",
                 bar.fg(Color::Green).add_modifier(Modifier::BOLD),
@@ -1532,6 +1594,94 @@ mod tests {
             "10:00:02".into(),
         );
         assert!(matches!(app.into_end(), End::Closed(text) if text.contains("shutting down")));
+    }
+
+    fn cut() -> Closed {
+        Closed {
+            code: None,
+            reason: "Connection reset without closing handshake".into(),
+        }
+    }
+
+    fn said(from: &str, text: &str) -> Event {
+        Event::Message {
+            from: from.into(),
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn a_resume_shows_reconnecting_then_fills_in_the_gap() {
+        let mut app = app();
+        app.on_event(said("bob", "before"), "10:00:00".into());
+        app.on_event(Event::Reconnecting(cut()), "10:00:01".into());
+        assert!(app.connected(), "still worth reading events");
+        let rows = screen(&mut app, 80, 6);
+        assert!(
+            rows[4].starts_with(" reconnecting\u{2026} │ alice"),
+            "{rows:?}"
+        );
+        assert!(
+            rows[4].trim_end().ends_with("reconnecting\u{2026}"),
+            "{rows:?}"
+        );
+        assert!(
+            rows[1].contains("*** the connection to the server was lost; reconnecting"),
+            "{rows:?}"
+        );
+        type_text(&mut app, "typed meanwhile");
+        assert_eq!(app.on_key(key(KeyCode::Enter)), Action::Nothing, "not sent");
+        assert_eq!(app.input(), "typed meanwhile", "kept to send later");
+
+        app.on_event(
+            Event::Resumed {
+                id: 4,
+                missed: 2,
+                complete: true,
+            },
+            "10:00:03".into(),
+        );
+        app.on_event(said("bob", "gap one"), "10:00:03".into());
+        app.on_event(said("carol", "gap two"), "10:00:03".into());
+        app.on_event(said("bob", "live"), "10:00:04".into());
+        let rows = screen(&mut app, 80, 10);
+        let shown: Vec<&str> = rows.iter().map(|row| row.trim_end()).collect();
+        assert!(
+            shown[2].contains("reconnected: 2 messages said meanwhile follow"),
+            "{shown:?}"
+        );
+        assert_eq!(shown[3], "10:00:03 <bob> gap one");
+        assert_eq!(shown[4], "10:00:03 <carol> gap two");
+        assert!(shown[5].contains("now"), "{shown:?}");
+        assert_eq!(shown[6], "10:00:04 <bob> live");
+        assert!(rows[8].starts_with(" connected │"), "{rows:?}");
+        assert!(matches!(
+            app.on_key(key(KeyCode::Enter)),
+            Action::Send(text) if text == "typed meanwhile"
+        ));
+    }
+
+    #[test]
+    fn a_failed_resume_says_to_log_in_again() {
+        let mut app = app();
+        app.on_event(Event::Reconnecting(cut()), "10:00:00".into());
+        app.on_event(
+            Event::ResumeFailed {
+                reason: clichat_client::refusal::RESUME_REFUSED.into(),
+            },
+            "10:00:05".into(),
+        );
+        app.on_event(Event::Closed(cut()), "10:00:05".into());
+        assert!(!app.connected());
+        let rows = screen(&mut app, 100, 5);
+        assert!(
+            rows[1].contains(
+                "could not reconnect: the server no longer holds this session; log in again"
+            ),
+            "{rows:?}"
+        );
+        assert!(rows[3].starts_with(" disconnected │"), "{rows:?}");
+        assert!(matches!(app.into_end(), End::Closed(text) if text.contains("log in again")));
     }
 
     #[test]

@@ -64,6 +64,13 @@ pub fn event_line(time: &str, event: &Event, me: &str, verbose: bool) -> Option<
         Event::Message { from, text } => format!("<{}> {}", sanitize(from), sanitize(text)),
         Event::Refusal(reason) => format!("!!! refused: {}", explain_refusal(reason)),
         Event::Closed(closed) => format!("!!! disconnected: {}", closed_text(closed, verbose)),
+        Event::Reconnecting(closed) => {
+            format!("*** {}; reconnecting\u{2026}", closed_text(closed, verbose))
+        }
+        Event::Resumed {
+            missed, complete, ..
+        } => format!("*** {}", resumed_text(*missed, *complete)),
+        Event::ResumeFailed { reason } => format!("!!! {}", resume_failed_text(reason)),
         // Frames this client does not know or does not ask for (e.g. `Unknown`, `Invalid`).
         _ => return None,
     };
@@ -145,6 +152,31 @@ pub fn explain_refusal(reason: &str) -> String {
     format!("{} ({meaning})", sanitize(reason))
 }
 
+/// What a resumed connection brings, as a sentence: the missed messages follow it.
+pub fn resumed_text(missed: usize, complete: bool) -> String {
+    let missed = match missed {
+        0 => "no messages were missed".to_owned(),
+        1 => "1 message said meanwhile follows".to_owned(),
+        n => format!("{n} messages said meanwhile follow"),
+    };
+    let kept = if complete {
+        ""
+    } else {
+        " (older ones were no longer kept)"
+    };
+    format!("reconnected: {missed}{kept}")
+}
+
+/// Why a lost connection could not be taken back, and what to do.
+pub fn resume_failed_text(reason: &str) -> String {
+    let reason = if reason == refusal::RESUME_REFUSED {
+        "the server no longer holds this session".to_owned()
+    } else {
+        sanitize(reason)
+    };
+    format!("could not reconnect: {reason}; log in again")
+}
+
 /// How a connection ended, as a sentence for a person (no close codes, no library errors);
 /// with `verbose`, the technical detail follows in brackets.
 pub fn closed_text(closed: &Closed, verbose: bool) -> String {
@@ -154,6 +186,7 @@ pub fn closed_text(closed: &Closed, verbose: bool) -> String {
             "the server stopped hearing from this client (a network problem?)"
         }
         (Some(1001), _) => "the server is shutting down",
+        (Some(1012), _) => "the server is restarting",
         (Some(1008), "outbound queue full") => "the server dropped this client for falling behind",
         (Some(1008), "too many frames") => {
             "the server disconnected this client for sending too much, too fast"
@@ -343,6 +376,36 @@ pub fn limit_from_refusal(reason: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn line_mode_says_when_it_reconnects_and_what_follows() {
+        let lost = Event::Reconnecting(Closed {
+            code: Some(1012),
+            reason: String::new(),
+        });
+        assert_eq!(
+            event_line("10:00:00", &lost, "alice", false).unwrap(),
+            "[10:00:00] *** the server is restarting; reconnecting\u{2026}"
+        );
+        let back = Event::Resumed {
+            id: 2,
+            missed: 3,
+            complete: false,
+        };
+        assert_eq!(
+            event_line("10:00:01", &back, "alice", false).unwrap(),
+            "[10:00:01] *** reconnected: 3 messages said meanwhile follow (older ones were no longer kept)"
+        );
+        let failed = Event::ResumeFailed {
+            reason: "the session expired\u{7}".into(),
+        };
+        let line = event_line("10:00:02", &failed, "alice", false).unwrap();
+        assert!(line.starts_with("[10:00:02] !!! could not reconnect: the session expired"));
+        assert!(
+            line.ends_with("; log in again") && !line.contains('\u{7}'),
+            "{line}"
+        );
+    }
 
     #[test]
     fn history_lines_are_set_apart_from_live_ones() {

@@ -30,6 +30,10 @@ pub async fn run(client: Client, max_length: usize, verbose: bool) -> End {
     // `/who`s sent and not answered yet: only their answers are printed (the member list that
     // comes on joining is not, so the output stays one line per event of the room).
     let mut who_pending = 0_usize;
+    // While a lost connection is being resumed, lines wait here and go out once it is back.
+    let mut reconnecting = false;
+    let mut waiting: Vec<String> = Vec::new();
+    let mut resume_failed: Option<String> = None;
     loop {
         tokio::select! {
             event = events.next_event() => {
@@ -46,10 +50,28 @@ pub async fn run(client: Client, max_length: usize, verbose: bool) -> End {
                 }
                 match event {
                     Event::Closed(closed) => {
-                        return match last_refusal {
-                            Some(reason) => End::Refused(crate::format::explain_refusal(&reason)),
-                            None => End::Closed(crate::format::closed_text(&closed, verbose)),
+                        return match (resume_failed, last_refusal) {
+                            (Some(failed), _) => End::Closed(failed),
+                            (None, Some(reason)) => {
+                                End::Refused(crate::format::explain_refusal(&reason))
+                            }
+                            (None, None) => {
+                                End::Closed(crate::format::closed_text(&closed, verbose))
+                            }
                         };
+                    }
+                    Event::Reconnecting(_) => reconnecting = true,
+                    Event::Resumed { .. } => {
+                        reconnecting = false;
+                        for line in waiting.drain(..) {
+                            let _ = sender.send(&line).await;
+                        }
+                    }
+                    Event::ResumeFailed { reason } => {
+                        if !waiting.is_empty() {
+                            eprintln!("secure-client: {} lines were not sent", waiting.len());
+                        }
+                        resume_failed = Some(crate::format::resume_failed_text(&reason));
                     }
                     Event::Refusal(reason) => {
                         if let Some(server_limit) = limit_from_refusal(&reason) {
@@ -78,6 +100,7 @@ pub async fn run(client: Client, max_length: usize, verbose: bool) -> End {
                 }
                 match check_length(&line, limit) {
                     Err(warning) => eprintln!("secure-client: {warning}"),
+                    Ok(()) if reconnecting => waiting.push(line),
                     // A failed send means the connection is gone: its Closed event follows.
                     Ok(()) => { let _ = sender.send(&line).await; }
                 }

@@ -196,11 +196,17 @@ async fn an_idle_client_answers_the_servers_pings() {
 
 #[tokio::test]
 async fn a_server_shutdown_is_reported_and_exits_4() {
-    let server = TestServer::default().await;
+    // A stopping server says it is restarting (1012) and holds the session; one that does not
+    // come back within the window ends it.
+    let config = config(json!({"resume_window_secs": 1}));
+    let server = TestServer::start(config).await;
     let mut carol = LineClient::login(&server, "carol", TOKENS[0]).await;
     server.stop().await;
     carol
-        .stdout_until("!!! disconnected: the server is shutting down")
+        .stdout_until("*** the server is restarting; reconnecting\u{2026}")
+        .await;
+    carol
+        .stdout_until("!!! could not reconnect: the session expired")
         .await;
     assert_eq!(carol.exit_code().await, 4);
 }

@@ -747,6 +747,9 @@ async fn history_on_joining_and_the_member_panel() {
     let _carol = peer(&server, "carol", TOKENS[2]).await;
     alice.wait_for_text("│ carol").await;
     alice.wait_for_text("│ Members (3)").await;
+    // Leaving on purpose: a connection merely dropped would be held for a resume, and the
+    // room not told.
+    bob.close().await.unwrap();
     drop(bob);
     alice
         .wait_for("bob gone from the panel", |s| {
