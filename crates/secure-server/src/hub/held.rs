@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::leases::Welcome;
 use super::room::Member;
 use super::{Hub, Kind, Leases, Membership, Profile};
 use crate::auth::TokenKey;
@@ -89,7 +90,7 @@ impl Membership {
     pub fn set_resume(&self, key: TokenKey) {
         let mut room = self.hub.room();
         if let Some(member) = room.members.get_mut(&self.id) {
-            member.resume = Some(key);
+            member.resume = Some(Box::new(key));
         }
     }
 
@@ -101,7 +102,7 @@ impl Membership {
         let key = match room.members.get_mut(&id) {
             Some(member) if member.resume.is_some() => {
                 member.held = true;
-                member.resume
+                member.resume.as_deref().copied()
             }
             _ => None,
         };
@@ -212,8 +213,7 @@ impl Hub {
             rx,
             evicted,
             reason,
-            recent,
-            newest,
+            welcome: Some(Box::new(Welcome { recent, newest })),
             held: false,
         };
         Ok(Resumed {
@@ -349,7 +349,7 @@ impl Hub {
                 peer: None,
             },
             stamped: session.stamped && self.inner.history.is_some(),
-            resume: Some(key),
+            resume: Some(Box::new(key)),
             held: true,
             tx,
             evicted: CancellationToken::new(),

@@ -98,6 +98,16 @@ impl Drop for PageLease {
     }
 }
 
+/// What a join or resume found, for the frames that follow `id`.
+#[derive(Debug)]
+pub(super) struct Welcome {
+    /// The room's recent messages as of the join (or those missed, for a resume), and whether
+    /// they are complete, for a member that asked for history.
+    pub(super) recent: Option<(Vec<HistoryEntry>, bool)>,
+    /// The newest message's number as of the join (or resume), when history is on.
+    pub(super) newest: Option<u64>,
+}
+
 /// A place in the room. Dropping it leaves the room and announces the departure (unless the
 /// hub already removed it, which announced it then).
 #[derive(Debug)]
@@ -107,11 +117,9 @@ pub struct Membership {
     pub(super) rx: mpsc::Receiver<Payload>,
     pub(super) evicted: CancellationToken,
     pub(super) reason: Arc<OnceLock<String>>,
-    /// The room's recent messages as of the join (or those missed, for a resume), and whether
-    /// they are complete, for a member that asked for history.
-    pub(super) recent: Option<(Vec<HistoryEntry>, bool)>,
-    /// The newest message's number as of the join (or resume), when history is on.
-    pub(super) newest: Option<u64>,
+    /// What the join (or resume) found, for the frames after `id`: boxed, since it is read
+    /// once and every connection keeps its membership for its whole life.
+    pub(super) welcome: Option<Box<Welcome>>,
     /// Held for a resume: dropping it leaves the member in the room.
     pub(super) held: bool,
 }
@@ -121,13 +129,18 @@ impl Membership {
     /// number a resume gave, and whether they are complete; once: `None` if the member did not
     /// ask for history (or history is off), or after the first call.
     pub fn take_history(&mut self) -> Option<(Vec<HistoryEntry>, bool)> {
-        self.recent.take()
+        self.welcome.as_mut()?.recent.take()
     }
 
     /// The newest message's number as of the join or resume, when history is on: the client
     /// has been given every message up to it.
     pub fn newest(&self) -> Option<u64> {
-        self.newest
+        self.welcome.as_ref()?.newest
+    }
+
+    /// Forgets what the join found, once its frames are sent.
+    pub fn welcomed(&mut self) {
+        self.welcome = None;
     }
 
     /// The connection's id, unique for the server's lifetime.

@@ -391,8 +391,7 @@ impl Hub {
             rx,
             evicted,
             reason,
-            recent,
-            newest,
+            welcome: Some(Box::new(leases::Welcome { recent, newest })),
             held: false,
         })
     }

@@ -47,8 +47,9 @@ pub(super) struct Member {
     pub(super) profile: Profile,
     /// Whether it asked for history: its messages carry their number and time.
     pub(super) stamped: bool,
-    /// The key of its current resume token (extension `resume`).
-    pub(super) resume: Option<TokenKey>,
+    /// The key of its current resume token (extension `resume`); boxed, so that members that
+    /// did not ask for one pay a pointer.
+    pub(super) resume: Option<Box<TokenKey>>,
     /// Whether its connection is lost and the session held for a resume: frames for it go
     /// nowhere (its queue is closed) until then.
     pub(super) held: bool,
@@ -124,9 +125,9 @@ impl Room {
     pub(super) fn take(&mut self, id: u64) -> Option<Member> {
         let member = self.members.remove(&id)?;
         self.stamped -= usize::from(member.stamped);
-        if let (true, Some(key)) = (member.held, member.resume) {
-            self.held.remove(&key);
-            self.backplane.unheld(&key);
+        if let (true, Some(key)) = (member.held, member.resume.as_deref()) {
+            self.held.remove(key);
+            self.backplane.unheld(key);
         }
         Some(member)
     }

@@ -126,6 +126,7 @@ impl Session {
         if self.caps.resume {
             self.send_session(member).await?;
         }
+        member.welcomed();
         let settings = self.server.settings();
         let budget = settings.rates.message_budget();
         let every = settings.config.ping_interval();
