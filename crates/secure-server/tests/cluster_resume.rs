@@ -282,3 +282,42 @@ async fn a_rolling_restart_loses_and_repeats_nothing() {
     }
     n2.stop().await;
 }
+
+/// A session a stopping node left held, and nobody resumed: when its window passes, the other
+/// nodes announce its departure, once, and its name is free.
+#[tokio::test]
+async fn an_unresumed_session_of_a_stopped_node_is_announced_gone_by_the_others() {
+    let Some(redis) = Redis::start_if_installed().await else {
+        return;
+    };
+    let short = |name: &str| {
+        config(config_json(json!({
+            "cluster": {"redis": redis.url(), "node_id": name, "node_ttl_secs": 2},
+            "1UPT": false,
+            "resume_window_secs": 1,
+        })))
+    };
+    let n1 = TestServer::start(short("n1")).await;
+    let n2 = TestServer::start(short("n2")).await;
+    for server in [&n1, &n2] {
+        eventually("the link up", async || {
+            let status = status(server).await;
+            if status["cluster"]["link"] == "up" {
+                Ok(())
+            } else {
+                Err(status)
+            }
+        })
+        .await;
+    }
+    let mut alice = n2.login("alice", TOKENS[0]).await;
+    let mut bob = Person::login(n1.addr, "bob").await;
+    alice.expect(json!(["join", "bob"])).await;
+    n1.stop().await;
+    assert_eq!(bob.read_until(1).await, Some(common::Closed::Code(1012)));
+    // Not at once (he might come back), but when his second is up.
+    alice.expect(json!(["disconnect", "bob"])).await;
+    let _bob = n2.login("bob", TOKENS[1]).await;
+    alice.expect(json!(["join", "bob"])).await;
+    n2.stop().await;
+}
