@@ -3,7 +3,8 @@
 //! the name-only login of an open room, chat both ways with protocol-level clients, names and
 //! messages rendered as text, links, mentions, multi-line messages, limits kept before sending,
 //! refusals in words with the technical detail a click away, the disconnected and left states,
-//! and reconnect.
+//! reconnect, and the resume of a lost connection (the messages missed shown set apart, a
+//! refused resume back at the login view, the window passing).
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them); `CHROMEDRIVER` and
 //! `CHROMIUM` name other binaries. Without them the browser tests say so in a line and skip,
@@ -18,6 +19,7 @@ mod common;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{
@@ -30,6 +32,7 @@ use secure_server::config_file::write_atomically;
 use serde_json::{Value, json};
 use test_support::find_program;
 use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
 
 /// The Content-Security-Policy the client page must carry.
@@ -1034,36 +1037,57 @@ impl Browser {
     }
 }
 
-/// When the server goes away the page says so, disables the message field and offers
-/// Reconnect (with the focus on it); once the server is back, Reconnect logs in again. Leave
-/// disconnects on purpose.
+/// When the server goes away the page first tries to take the session back ("reconnecting…",
+/// the message field kept); once the server's resume window has passed it gives up, says so,
+/// disables the message field and offers Reconnect (with the focus on it); once the server is
+/// back, Reconnect logs in again. Leave disconnects on purpose.
 #[tokio::test]
 async fn the_page_shows_a_lost_connection_and_reconnects() {
     let Some(browser) = Browser::start().await else {
         return;
     };
-    let first = TestServer::default().await;
+    // A short window, so that the page gives up soon.
+    let settings = json!({"resume_window_secs": 2});
+    let first = TestServer::start(config(settings.clone())).await;
     let addr = first.addr;
     browser.open(addr).await;
     browser.login_bot(BOT_NAME, BOT_TOKEN).await;
 
+    // 1012, "server restarting; resume": the page tries to.
     first.stop().await;
+    let status = browser.visible("#reconnecting").await.text().await.unwrap();
+    assert!(status.contains("reconnecting…"), "{status}");
+    browser.entry(&["Connection lost; reconnecting…"]).await;
+    assert!(browser.find("#message").await.is_enabled().await.unwrap());
+
+    // Nothing answers within the window: the page gives up.
     let banner = browser.visible("#disconnected").await;
     let text = banner.text().await.unwrap();
-    assert!(text.contains("shutting down or restarting"), "{text}");
-    assert!(!text.contains("1001"), "no code in the sentence: {text}");
+    assert!(
+        text.contains("could not be reached again in time"),
+        "{text}"
+    );
+    assert!(!text.contains("1006"), "no code in the sentence: {text}");
+    assert!(
+        !browser
+            .find("#reconnecting")
+            .await
+            .is_displayed()
+            .await
+            .unwrap()
+    );
     assert_eq!(browser.active_id().await, "reconnect");
     assert!(!browser.find("#message").await.is_enabled().await.unwrap());
-    browser.entry(&["Disconnected."]).await;
+    browser.entries_with("Reconnecting failed.", 1).await;
     let details = browser.details("#disconnected").await;
     assert!(
-        details.contains("WebSocket closed with code 1001"),
+        details.contains("WebSocket closed with code 1006"),
         "{details}"
     );
 
     // Reconnecting to nothing fails, and says so.
     browser.find("#reconnect").await.click().await.unwrap();
-    browser.entry(&["Reconnecting failed."]).await;
+    browser.entries_with("Reconnecting failed.", 2).await;
     let text = browser.visible("#disconnected").await.text().await.unwrap();
     assert!(text.contains("Could not connect to the server"), "{text}");
     assert!(!text.contains("1006"), "no code in the sentence: {text}");
@@ -1074,7 +1098,7 @@ async fn the_page_shows_a_lost_connection_and_reconnects() {
     );
 
     // The server is back on the same address.
-    let second = TestServer::start_at(addr, config(json!({}))).await;
+    let second = TestServer::start_at(addr, config(settings)).await;
     browser.find("#reconnect").await.click().await.unwrap();
     browser.entry(&["Reconnected as [BOT] botusr."]).await;
     assert!(
@@ -1097,6 +1121,284 @@ async fn the_page_shows_a_lost_connection_and_reconnects() {
     browser.assert_left().await;
     browser.finish().await;
     second.stop().await;
+}
+
+/// A connection lost without a close frame, while the server runs on: the page says
+/// "reconnecting…" and keeps what is being typed, resumes with the token it kept in memory
+/// only, shows exactly the messages said meanwhile, in order and set apart, and then chats live
+/// again; the room never saw it leave. Leave then closes with a close frame, so the server holds
+/// nothing.
+#[tokio::test]
+async fn a_lost_connection_resumes_with_the_messages_missed_meanwhile() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let server = TestServer::default().await;
+    let relay = Relay::start(server.addr).await;
+    let mut bob = server.login("bob", TOKENS[1]).await;
+    let mut carol = server.login("carol", TOKENS[2]).await;
+    bob.expect(json!(["join", "carol"])).await;
+    browser.open(relay.addr).await;
+    browser.login_user(relay.addr, "alice", TOKENS[0]).await;
+    bob.expect(json!(["join", "alice"])).await;
+    carol.expect(json!(["join", "alice"])).await;
+    // It comes after the page's `session` frame: the page holds a token.
+    bob.say("before the cut").await;
+    browser.entry(&["bob", "before the cut"]).await;
+    carol
+        .expect(json!(["message", "bob", "before the cut"]))
+        .await;
+    let field = browser.visible("#message").await;
+    field.send_keys("typed while away").await.unwrap();
+
+    // The network drops the connection: no close frame (1006).
+    relay.cut();
+    let status = browser.visible("#reconnecting").await.text().await.unwrap();
+    assert!(status.contains("reconnecting…"), "{status}");
+    held(&server, 1).await;
+    assert_eq!(
+        field.prop("value").await.unwrap().as_deref(),
+        Some("typed while away"),
+        "what was typed stays"
+    );
+    assert!(field.is_enabled().await.unwrap());
+    assert!(!browser.find("#send").await.is_enabled().await.unwrap());
+    assert!(
+        !browser
+            .find("#disconnected")
+            .await
+            .is_displayed()
+            .await
+            .unwrap()
+    );
+
+    // Said while the page is away; once carol has them, the room has numbered them.
+    bob.say("missed one").await;
+    bob.say("missed two").await;
+    carol.expect(json!(["message", "bob", "missed one"])).await;
+    carol.expect(json!(["message", "bob", "missed two"])).await;
+    relay.mend();
+
+    // Back: exactly the missed messages, in order, between their dividers.
+    let list = browser
+        .until(
+            "const items = [...document.querySelectorAll('#messages li')];
+             const at = items.findIndex((li) => li.classList.contains('missed'));
+             if (at < 0 || items.length < at + 4) return null;
+             return items.slice(at, at + 4).map((li) => [li.className, li.textContent]);",
+            vec![],
+            "the missed messages between their dividers",
+        )
+        .await;
+    assert_eq!(
+        list[0],
+        json!(["divider missed", "2 messages while you were away"])
+    );
+    for (i, text) in [(1, "missed one"), (2, "missed two")] {
+        assert_eq!(list[i][0], "msg earlier", "{list}");
+        let shown = list[i][1].as_str().unwrap();
+        assert!(shown.contains("bob") && shown.ends_with(text), "{list}");
+    }
+    assert_eq!(list[3], json!(["divider", "Now"]));
+    assert_eq!(
+        browser
+            .js("return [...document.querySelectorAll('#messages li')]
+                   .filter((li) => li.textContent.includes('before the cut')).length;")
+            .await,
+        1,
+        "nothing seen before is shown again"
+    );
+    browser
+        .entry(&["Reconnected: you are still in the room."])
+        .await;
+    browser
+        .until(
+            "return document.getElementById('reconnecting').hidden
+               && document.getElementById('disconnected').hidden
+               && !document.getElementById('send').disabled;",
+            vec![],
+            "the status gone and Send back",
+        )
+        .await;
+
+    // Live again, both ways; the room saw no departure and no join in between.
+    bob.say("live again").await;
+    browser.entry(&["bob", "live again"]).await;
+    assert_eq!(
+        browser.last_message().await,
+        ("bob".to_owned(), "live again".to_owned())
+    );
+    assert_eq!(
+        browser
+            .js("return document.querySelector('#messages li.msg:last-child').className;")
+            .await,
+        "msg",
+        "a live message, not an earlier one"
+    );
+    carol.expect(json!(["message", "bob", "live again"])).await;
+    field.send_keys(&Key::Enter.to_string()).await.unwrap();
+    bob.expect(json!(["message", "alice", "typed while away"]))
+        .await;
+    carol
+        .expect(json!(["message", "alice", "typed while away"]))
+        .await;
+
+    // The resume token lived in memory only: not in storage, a cookie, the URL or the page.
+    let kept = browser
+        .js("const token = /[A-Za-z0-9]{43}/;
+             return [localStorage.length, sessionStorage.length, document.cookie,
+                     token.test(location.href),
+                     token.test(document.documentElement.outerHTML)];")
+        .await;
+    assert_eq!(kept, json!([0, 0, "", false, false]));
+
+    // Leave sends a close frame: the session is not held, the room hears at once.
+    browser.visible("#leave").await.click().await.unwrap();
+    bob.expect(json!(["disconnect", "alice"])).await;
+    carol.expect(json!(["disconnect", "alice"])).await;
+    held(&server, 0).await;
+    browser.assert_left().await;
+    browser.finish().await;
+}
+
+/// A resume the server refuses (here: a server restarted without the sessions the first one
+/// held) takes the page back to the login view, which says why and what to do; Connect there
+/// logs in again.
+#[tokio::test]
+async fn a_refused_resume_goes_back_to_the_login_view() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let first = TestServer::default().await;
+    let addr = first.addr;
+    browser.open(addr).await;
+    browser.login_bot(BOT_NAME, BOT_TOKEN).await;
+    browser.entry(&["You joined as [BOT] botusr."]).await;
+
+    first.stop().await;
+    browser.visible("#reconnecting").await;
+    let second = TestServer::start_at(addr, config(json!({}))).await;
+    let error = browser.visible("#login-error").await.text().await.unwrap();
+    assert!(
+        error.contains("could not take your session back") && error.contains("Log in again"),
+        "{error}"
+    );
+    let details = browser.details("#login-error").await;
+    assert!(
+        details.contains("Resume refused; log in again."),
+        "{details}"
+    );
+    assert!(
+        !browser
+            .find("#chat-view")
+            .await
+            .is_displayed()
+            .await
+            .unwrap()
+    );
+
+    let mut bob = second.login("bob", TOKENS[0]).await;
+    browser.find("#connect").await.click().await.unwrap();
+    bob.expect(json!(["join", format!("[BOT] {BOT_NAME}")]))
+        .await;
+    browser.visible("#chat-view").await;
+    browser.entries_with("You joined as [BOT] botusr.", 2).await;
+    browser.finish().await;
+    second.stop().await;
+}
+
+impl Browser {
+    /// Waits until exactly `count` entries of the message list contain `text`.
+    async fn entries_with(&self, text: &str, count: usize) {
+        self.until(
+            "return [...document.querySelectorAll('#messages li')]
+               .filter((li) => li.textContent.includes(arguments[0])).length === arguments[1];",
+            vec![json!(text), json!(count)],
+            &format!("{count} entries with {text:?}"),
+        )
+        .await;
+    }
+}
+
+/// Waits until the server holds `count` sessions for a resume (its `/_status`).
+async fn held(server: &TestServer, count: u64) {
+    let url = server.url("/_status");
+    eventually(format!("{count} sessions held"), async || {
+        let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        let status: Value = serde_json::from_str(&text).unwrap();
+        if status["held_sessions"] == count {
+            Ok(())
+        } else {
+            Err(status)
+        }
+    })
+    .await;
+}
+
+/// A TCP relay between the browser and the server, standing for the network: it passes every
+/// connection through until [`Relay::cut`] drops them all at once (the browser sees its
+/// WebSocket end without a close frame, 1006, and the server sees it end too) and turns new
+/// ones away, until [`Relay::mend`].
+struct Relay {
+    /// Where the browser connects.
+    addr: SocketAddr,
+    state: Arc<Mutex<RelayState>>,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct RelayState {
+    cut: bool,
+    links: Vec<tokio::task::AbortHandle>,
+}
+
+impl Relay {
+    async fn start(server: SocketAddr) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(RelayState::default()));
+        let shared = Arc::clone(&state);
+        let accepting = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut state = shared.lock().unwrap();
+                if state.cut {
+                    continue; // Dropped: refused.
+                }
+                let link = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(server).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                state.links.push(link.abort_handle());
+            }
+        });
+        Relay {
+            addr,
+            state,
+            accepting,
+        }
+    }
+
+    /// Drops every connection passing through, and turns new ones away.
+    fn cut(&self) {
+        let mut state = self.state.lock().unwrap();
+        state.cut = true;
+        for link in state.links.drain(..) {
+            link.abort();
+        }
+    }
+
+    /// Lets new connections through again.
+    fn mend(&self) {
+        self.state.lock().unwrap().cut = false;
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.accepting.abort();
+        self.cut();
+    }
 }
 
 /// An open room (`"SAUTH2": false`): the page learns it from `/app/server.json`, says so, and

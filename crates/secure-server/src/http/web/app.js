@@ -11,6 +11,15 @@
 // them sends, right after `id`, the messages said before (shown set apart, between "Earlier
 // messages" and "Now") and the member list (beside the chat, or behind the People button on a
 // phone), which joins and leaves then keep current. Servers that do not know `caps` ignore it.
+//
+// Resume: the page also asks for "resume". A server that grants it sends a `session` frame with
+// a resume token, kept in one variable of this closure only (never in storage, a cookie, the
+// URL or the page). When the connection is lost (closed without a close frame, 1001, or 1012
+// "server restarting"), the page says "reconnecting…", keeps what is being typed, and tries
+// again with exponential backoff and jitter, sending `resume` instead of a login; the messages
+// missed meanwhile come back set apart ("N messages while you were away"). A refused resume
+// goes back to the login view; the window the server gave passing ends the tries. Leave closes
+// the socket with a close frame, so that the server does not hold the session.
 'use strict';
 
 (function () {
@@ -25,7 +34,15 @@
   /** Nick colours: the CSS classes nick-0 to nick-7 (see app.css). */
   const NICK_COLOURS = 8;
   /** The protocol extensions this page asks for in its first frame. */
-  const CAPS = ['history', 'presence'];
+  const CAPS = ['history', 'presence', 'resume'];
+  /** Reconnecting after a lost connection: the first wait, doubling up to the longest. */
+  const RECONNECT_FIRST_MS = 250;
+  const RECONNECT_MAX_MS = 10000;
+  /** Each wait is scaled by a random factor in [1 - JITTER, 1 + JITTER]. */
+  const RECONNECT_JITTER = 0.5;
+  /** Close codes of a lost connection that a resume may take back: no close frame, going away,
+   * and "server restarting; resume". */
+  const RESUMABLE_CLOSES = [1006, 1001, 1012];
 
   const $ = (id) => document.getElementById(id);
   const ui = {
@@ -65,6 +82,8 @@
     disconnected: $('disconnected'),
     disconnectedText: $('disconnected-text'),
     reconnect: $('reconnect'),
+    reconnecting: $('reconnecting'),
+    reconnectingText: $('reconnecting-text'),
     switchLogin: $('switch-login'),
     sendForm: $('send-form'),
     message: $('message'),
@@ -86,7 +105,7 @@
   // The live socket; handlers of an older socket check this and do nothing.
   let ws = null;
   // 'login' | 'waiting' (for /app/server.json, to log in) | 'connecting' | 'tokenauth' | 'chat' |
-  // 'disconnected'
+  // 'reconnecting' (a lost connection, being resumed) | 'disconnected'
   let state = 'login';
   let myId = null;
   let myName = '';
@@ -120,6 +139,27 @@
   // Who is in the room, by name, once the server sent a member list; null before (and always
   // with a server that does not grant "presence").
   let members = null;
+
+  // ---- Resume (extension "resume"): memory only ----
+
+  // The token that takes this session back once its connection is lost, from the newest
+  // `session` frame; null when there is none. Never stored, never shown.
+  let resumeToken = null;
+  // How long the server holds a lost session, in ms (the `session` frame's `expires_in`).
+  let resumeWindowMs = 0;
+  // The newest message number seen (history, numbered messages, `session`); 0 before any.
+  let lastSeq = 0;
+  // When the connection was lost (Date.now()), while reconnecting.
+  let lostAt = 0;
+  // Tries made since the loss.
+  let reconnectTries = 0;
+  // The timer of the next try, and the one that gives up when the window has passed.
+  let reconnectTimer = null;
+  let giveUpTimer = null;
+  // The last close seen while reconnecting, for the details when giving up.
+  let lastClose = null;
+  // Set between a resume's `id` and its `session`: the `history` then is what was missed.
+  let resuming = false;
 
   // ---- Refusals and errors, in plain words (the exact text is one click away) ----
 
@@ -158,6 +198,9 @@
         return 'The temporary token came too late. Connect again for a new token page.';
       case 'Authentication timed out.':
         return 'The login took too long.';
+      case 'Resume refused; log in again.':
+        return 'The connection was lost, and the server could not take your session back ' +
+          '(the session ended, or it waited too long). Log in again.';
       case 'Too many login attempts; try again later.':
         return 'Too many login attempts from your address. Wait a minute and try again.';
       case 'You are sending messages too fast; slow down.':
@@ -184,6 +227,7 @@
     1008: 'policy violation',
     1009: 'message too big',
     1011: 'server error',
+    1012: 'service restart: the server is restarting',
   };
 
   /** The technical line of a closed connection. */
@@ -400,7 +444,30 @@
     const valid = entries.filter(historyEntry);
     if (valid.length === 0) return;
     addDivider(complete ? 'Earlier messages' : 'Earlier messages (older ones were not kept)');
-    for (const [, timeMs, name, text] of valid) {
+    addEntries(valid);
+  }
+
+  /**
+   * After a resume: the messages said while the connection was lost, oldest first, set apart
+   * as history is, under a divider that counts them.
+   */
+  function addMissed(entries, complete) {
+    const valid = entries.filter(historyEntry);
+    if (valid.length === 0) {
+      if (!complete) addEvent('self', 'Some messages from while you were away were not kept.');
+      return;
+    }
+    let title = valid.length === 1 ? '1 message while you were away'
+      : valid.length + ' messages while you were away';
+    if (!complete) title += ' (some older ones were not kept)';
+    addDivider(title).classList.add('missed');
+    addEntries(valid);
+  }
+
+  /** History entries as dimmed messages at the time each was said, then a "Now" divider. */
+  function addEntries(valid) {
+    for (const [seq, timeMs, name, text] of valid) {
+      noteSeq(seq);
       const li = el('li', 'msg earlier');
       const body = el('span', 'text');
       appendLinked(body, text);
@@ -409,6 +476,11 @@
       append(li);
     }
     addDivider('Now');
+  }
+
+  /** Remembers `seq` if it is the newest message number seen. */
+  function noteSeq(seq) {
+    if (Number.isSafeInteger(seq) && seq > lastSeq) lastSeq = seq;
   }
 
   // ---- Who is in the room (extension "presence") ----
@@ -520,6 +592,7 @@
   // ---- Views ----
 
   function show(view) {
+    if (state !== 'reconnecting') ui.reconnecting.hidden = true;
     ui.loginView.hidden = view !== 'login';
     ui.tokenView.hidden = view !== 'token';
     ui.chatView.hidden = view !== 'chat';
@@ -665,6 +738,10 @@
 
   function connect() {
     if (!creds) return;
+    stopReconnecting();
+    resumeToken = null;
+    resuming = false;
+    lastSeq = 0;
     lastRefusal = null;
     leaving = false;
     tokenSent = false;
@@ -679,16 +756,7 @@
       ui.disconnectedText.replaceChildren(el('span', 'plain', 'Connecting…'));
     }
 
-    let socket;
-    try {
-      socket = new WebSocket(socketUrl());
-    } catch (e) {
-      connectionEnded({ code: 1006, reason: '' });
-      return;
-    }
-    ws = socket;
-    socket.onopen = () => {
-      if (ws !== socket) return;
+    openSocket(() => {
       // First, before the login: servers that do not know it ignore it, and the login does not
       // wait for an answer.
       sendFrame(['caps', CAPS]);
@@ -700,6 +768,22 @@
         // An open room: the name alone.
         sendFrame(['auth', { username: creds.username }]);
       }
+    });
+  }
+
+  /** Opens the live socket; `greet` sends its first frames once it is open. */
+  function openSocket(greet) {
+    let socket;
+    try {
+      socket = new WebSocket(socketUrl());
+    } catch (e) {
+      connectionEnded({ code: 1006, reason: '' });
+      return;
+    }
+    ws = socket;
+    socket.onopen = () => {
+      if (ws !== socket) return;
+      greet();
     };
     socket.onmessage = (event) => {
       if (ws !== socket || typeof event.data !== 'string') return;
@@ -718,16 +802,28 @@
   }
 
   function handle(frame) {
-    const [kind, a, b] = frame;
+    const [kind, a, b, c] = frame;
     switch (kind) {
       case 'caps':
-        if ((state === 'connecting' || state === 'tokenauth') && Array.isArray(a)) {
+        if ((state === 'connecting' || state === 'tokenauth' || state === 'reconnecting') &&
+            Array.isArray(a)) {
           granted = a.filter((name) => typeof name === 'string');
         }
         break;
       case 'history':
         if (state === 'chat' && granted.includes('history') && Array.isArray(a)) {
-          addHistory(a, !(b && b.complete === false));
+          if (resuming) addMissed(a, !(b && b.complete === false));
+          else addHistory(a, !(b && b.complete === false));
+        }
+        break;
+      case 'session':
+        // The token that takes this session back: in memory only.
+        if (state === 'chat' && granted.includes('resume') && a && typeof a === 'object' &&
+            typeof a.resume === 'string' && a.resume) {
+          resumeToken = a.resume;
+          resumeWindowMs = positiveInteger(a.expires_in) ? a.expires_in * 1000 : 0;
+          noteSeq(a.seq);
+          resuming = false;
         }
         break;
       case 'members':
@@ -750,6 +846,11 @@
         }
         break;
       case 'id':
+        if (state === 'reconnecting' && typeof a === 'number') {
+          myId = a;
+          resumed();
+          return;
+        }
         if ((state !== 'connecting' && state !== 'tokenauth') || typeof a !== 'number') return;
         myId = a;
         toChat();
@@ -770,7 +871,10 @@
         }
         break;
       case 'message':
-        if (state === 'chat' && typeof a === 'string' && typeof b === 'string') received(a, b);
+        if (state === 'chat' && typeof a === 'string' && typeof b === 'string') {
+          noteSeq(c);
+          received(a, b);
+        }
         break;
       case 'refusal':
         if (typeof a === 'string') refused(a);
@@ -829,6 +933,8 @@
       case 1001:
         return 'The server closed the connection: it is shutting down or restarting, ' +
           'or this connection stopped answering.';
+      case 1012:
+        return 'The server closed the connection: it is restarting.';
       case 1008:
         return 'The server dropped this connection: messages could not reach it fast enough.';
       case 1009:
@@ -853,7 +959,11 @@
     const technical = [lastRefusal && serverSaid(lastRefusal), closeDetail(close)];
     if (was === 'chat') {
       if (leaving) toLeft();
-      else toDisconnected(closeReason(close.code), technical, 'Disconnected.');
+      else if (resumeToken && !lastRefusal && RESUMABLE_CLOSES.includes(close.code)) {
+        startReconnecting(close);
+      } else toDisconnected(closeReason(close.code), technical, 'Disconnected.');
+    } else if (was === 'reconnecting') {
+      reconnectEnded(close, technical);
     } else if (was === 'connecting' || was === 'tokenauth') {
       if (was === 'tokenauth' && tokenSent && lastRefusal === 'refused') {
         // A wrong temporary token ends that login: start the same one again for a new page.
@@ -869,6 +979,108 @@
       loginFailed(reason, technical);
     }
   }
+
+  // ---- Resume: a lost connection taken back ----
+
+  /** The connection was lost while in the room, and a resume token is held: try to resume. */
+  function startReconnecting(close) {
+    state = 'reconnecting';
+    ws = null;
+    myId = null;
+    lostAt = Date.now();
+    reconnectTries = 0;
+    lastClose = close;
+    // What is being typed stays, and can still be typed; it is sent once back.
+    ui.send.disabled = true;
+    ui.reconnectingText.textContent = 'Connection lost; reconnecting…';
+    ui.reconnecting.hidden = false;
+    ui.whoami.textContent = 'Reconnecting (as ' + myName + ')…';
+    addEvent('self', 'Connection lost; reconnecting…');
+    clearTimeout(giveUpTimer);
+    giveUpTimer = setTimeout(giveUp, resumeWindowMs);
+    scheduleReconnect();
+  }
+
+  /** The next try, after an exponential backoff with jitter, within the server's window. */
+  function scheduleReconnect() {
+    const remaining = lostAt + resumeWindowMs - Date.now();
+    if (remaining <= 0) {
+      giveUp();
+      return;
+    }
+    const base = Math.min(RECONNECT_MAX_MS, RECONNECT_FIRST_MS * 2 ** reconnectTries);
+    const jitter = 1 - RECONNECT_JITTER + 2 * RECONNECT_JITTER * Math.random();
+    reconnectTries += 1;
+    clearTimeout(reconnectTimer);
+    reconnectTimer = setTimeout(resumeNow, Math.min(base * jitter, remaining));
+  }
+
+  /** One try: a new socket that asks for resume and sends the token instead of a login. */
+  function resumeNow() {
+    clearTimeout(reconnectTimer);
+    reconnectTimer = null;
+    if (state !== 'reconnecting' || ws || !resumeToken) return;
+    lastRefusal = null;
+    granted = [];
+    openSocket(() => {
+      sendFrame(['caps', CAPS]);
+      sendFrame(['resume', { token: resumeToken, since: lastSeq }]);
+    });
+  }
+
+  /** A try's socket closed before the session was back. */
+  function reconnectEnded(close, technical) {
+    ws = null;
+    lastClose = close;
+    if (!lastRefusal) {
+      scheduleReconnect();
+      return;
+    }
+    // Refused (the token used, expired or revoked): a new login is the only way back.
+    const reason = explain(lastRefusal);
+    stopReconnecting();
+    resumeToken = null;
+    toDisconnected(reason, technical, 'Reconnecting failed.');
+    toLogin(reason, technical);
+  }
+
+  /** The resume was accepted (`id`): back in the room, nothing lost. */
+  function resumed() {
+    stopReconnecting();
+    state = 'chat';
+    // The token is used; the `session` frame that follows brings the next. Until it comes, the
+    // `history` is what was missed.
+    resumeToken = null;
+    resuming = true;
+    ui.send.disabled = false;
+    ui.whoami.textContent = 'Signed in as ' + myName;
+    addEvent('self', 'Reconnected: you are still in the room.');
+    renderMembers();
+    updateCount();
+  }
+
+  /** The server's window has passed (or nothing was ever reachable): stop trying. */
+  function giveUp() {
+    if (state !== 'reconnecting') return;
+    stopReconnecting();
+    resumeToken = null;
+    closeSocket();
+    toDisconnected('The connection was lost, and the server could not be reached again in ' +
+      'time.', [closeDetail(lastClose)], 'Reconnecting failed.');
+  }
+
+  function stopReconnecting() {
+    clearTimeout(reconnectTimer);
+    clearTimeout(giveUpTimer);
+    reconnectTimer = null;
+    giveUpTimer = null;
+    ui.reconnecting.hidden = true;
+  }
+
+  // Back online: try now rather than at the end of the backoff.
+  window.addEventListener('online', () => {
+    if (state === 'reconnecting' && !ws) resumeNow();
+  });
 
   function closeSocket() {
     const socket = ws;
@@ -1126,7 +1338,17 @@
   });
 
   ui.leave.addEventListener('click', () => {
+    if (state === 'reconnecting') {
+      // No session to close yet: stop trying (the server lets it go when its window passes).
+      stopReconnecting();
+      resumeToken = null;
+      closeSocket();
+      toLeft();
+      return;
+    }
     if (state !== 'chat') return;
+    // A close frame (1000): the server ends the session rather than holding it for a resume.
+    resumeToken = null;
     leaving = true;
     closeSocket();
     connectionEnded({ code: 1000, reason: '' });
