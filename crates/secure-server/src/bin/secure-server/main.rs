@@ -43,21 +43,38 @@ struct Args {
     /// and `admin`: the running server's address.
     #[arg(long, value_name = "ADDR", global = true)]
     bind: Option<IpAddr>,
+    /// How log lines are written to stderr: `text` for people, or `json` (one JSON object a
+    /// line, with the same fields) for a log collector.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
     /// The owner's tools; without one, the server runs.
     #[command(subcommand)]
     command: Option<owner::Command>,
 }
 
+/// The format of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// `2026-12-01T12:00:00Z  INFO secure_server::session: logged in peer=... name="alice"`.
+    Text,
+    /// `{"timestamp":"...","level":"INFO","target":"secure_server::session","message":"logged in","name":"\"alice\""}`.
+    Json,
+}
+
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
+    let args = Args::parse();
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(log_filter())
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         // A closed stderr must not take the server down: tracing would report the failed
         // write with eprintln!, which panics when stderr is gone.
-        .log_internal_errors(false)
-        .init();
-    let args = Args::parse();
+        .log_internal_errors(false);
+    match args.log_format {
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => logs.json().flatten_event(true).with_ansi(false).init(),
+    }
     if let Some(command) = args.command {
         let context = owner::Context {
             config: args.config,

@@ -15,11 +15,13 @@
 //! - `admin`: `admin ...`, through `admin_client`, the owner API's HTTP client.
 //! - `cert`: `cert self-signed`.
 //! - `history`: `history clear`, through the owner API or on the history file.
+//! - `check`: `check`, the config validated and the settings in force shown.
 //! - `table` and `output`: what is printed, for scripts (stdout) and for people (stderr).
 
 mod admin;
 mod admin_client;
 mod cert;
+mod check;
 mod history;
 mod output;
 mod table;
@@ -56,6 +58,9 @@ pub enum Command {
     /// The room's kept history
     #[command(subcommand)]
     History(HistoryCommand),
+    /// Check the config file and print the settings in force, secrets masked (exit 0 if the
+    /// server would start on it, 1 if not)
+    Check,
 }
 
 /// The token to make: a user token with an optional label, or a bot's.
@@ -148,6 +153,7 @@ pub fn run(command: Command, context: &Context) -> Result<(), OwnerError> {
                 cert::self_signed(hosts, &out_dir)
             }
             Command::History(command) => history::history(command, context).await,
+            Command::Check => check::check(context),
         }
     })
 }
