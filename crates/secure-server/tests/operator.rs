@@ -124,3 +124,34 @@ async fn check_shows_the_settings_in_force_with_secrets_masked_or_names_the_erro
     assert_eq!(code, Some(1));
     assert!(stderr.contains("missing.json"), "{stderr}");
 }
+
+/// The systemd unit in `contrib/` is one systemd takes as it is: `systemd-analyze verify`
+/// (with the binary this build made standing in for the installed one) finds nothing to say.
+/// Needs systemd (Debian's `systemd` package; `.ci/run` installs it).
+#[tokio::test]
+async fn the_systemd_unit_verifies() {
+    let Some(analyze) = common::require_program("systemd-analyze", "systemd") else {
+        return;
+    };
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../contrib/secure-server.service"
+    ))
+    .unwrap();
+    assert!(unit.contains("ExecStart=/usr/local/bin/secure-server "));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secure-server.service");
+    std::fs::write(&path, unit.replace("/usr/local/bin/secure-server", BIN)).unwrap();
+    let output = tokio::process::Command::new(analyze)
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.trim().is_empty(),
+        "systemd-analyze has something to say:\n{stderr}"
+    );
+}
