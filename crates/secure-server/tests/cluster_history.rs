@@ -183,3 +183,64 @@ async fn a_node_started_later_has_the_rooms_history_and_members_forget_a_killed_
     assert_eq!(watch.recv().await, json!(["members", ["watch"]]));
     survivor.stop().await;
 }
+
+/// The owner API of any node shows the whole cluster: every node's members with their node,
+/// and a token in use on another node as in use.
+#[tokio::test]
+async fn the_owner_sees_every_node() {
+    let Some(redis) = Redis::start_if_installed().await else {
+        return;
+    };
+    let n1 = node(&redis, "n1").await;
+    let n2 = node(&redis, "n2").await;
+    let mut a = n1.login("a", TOKENS[0]).await;
+    let _b = n2.login("b", TOKENS[1]).await;
+    a.expect(json!(["join", "b"])).await;
+    let get = async |path: &str| -> Value {
+        let text = reqwest::Client::new()
+            .get(n1.url(path))
+            .bearer_auth("k")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        serde_json::from_str(&text).unwrap()
+    };
+    let connections = get("/admin/connections").await;
+    let mut seen: Vec<(String, String)> = connections
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["node"].as_str().unwrap().to_owned(),
+                c["name"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("n1".to_owned(), "a".to_owned()),
+            ("n2".to_owned(), "b".to_owned())
+        ]
+    );
+    let tokens = get("/admin/tokens").await;
+    let in_use: Vec<bool> = tokens
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| {
+            [TOKENS[0], TOKENS[1]]
+                .iter()
+                .any(|token| t["fingerprint"] == secure_server::secrets::fingerprint(token))
+        })
+        .map(|t| t["in_use"].as_bool().unwrap())
+        .collect();
+    assert_eq!(in_use, [true, true], "{tokens}");
+    n1.stop().await;
+    n2.stop().await;
+}

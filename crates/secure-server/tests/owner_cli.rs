@@ -511,7 +511,11 @@ async fn admin_subcommands_call_the_owner_api() {
 
     let out = run(&path, &["admin", "connections"]).await.ok().stdout;
     let row: Vec<&str> = line_with(&out, "alice").split_whitespace().collect();
-    assert_eq!(row, ["0", "alice", "user", "user", "-", "127.0.0.1:5555"]);
+    assert_eq!(
+        row,
+        ["-", "0", "alice", "user", "user", "-", "127.0.0.1:5555"],
+        "no node: a single server"
+    );
 
     let out = run(&path, &["admin", "kick", "alice", "--reason", "spam"])
         .await

@@ -6,11 +6,11 @@
 //!
 //! | endpoint | body | answer |
 //! |---|---|---|
-//! | `GET /admin/connections` | | `[{"id", "name", "kind", "role", "label", "peer"}]` |
+//! | `GET /admin/connections` | | `[{"node", "id", "name", "kind", "role", "label", "peer"}]`, every node's members |
 //! | `POST /admin/kick` | `{"username", "reason"}` | `{"kicked": NAME}` |
 //! | `POST /admin/ban` | `{"username", "reason", "minutes"?}` | `{"banned": NAME, "until": RFC3339 or null}` |
 //! | `POST /admin/unban` | `{"username"}` or `{"token_label"}` | `{"unbanned": COUNT}` |
-//! | `GET /admin/tokens` | | `[TokenInfo + "in_use"]` |
+//! | `GET /admin/tokens` | | `[TokenInfo + "in_use"]` (in use on any node) |
 //! | `POST /admin/tokens` | `{"label"?, "role"?, "bot"?}` | 201 `{"token": TOKEN, ...TokenInfo}` |
 //! | `POST /admin/tokens/revoke` | `{"token_or_label"}` | `{"revoked": COUNT}` |
 //! | `POST /admin/history/clear` | | `{"cleared": true}`, or 409 when history is off |
@@ -118,9 +118,22 @@ fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))
 }
 
-async fn connections(State(server): State<Arc<Server>>) -> Json<Value> {
-    let members = server.hub.members().into_iter().map(|member| {
+/// Every member on every node (this node's alone, with a 503, while the others cannot be
+/// asked), with the node each is connected to (`null` for a single server).
+async fn connections(State(server): State<Arc<Server>>) -> ApiResult {
+    let here = server
+        .hub
+        .node_status()
+        .map(|status| status.node.to_owned());
+    let everyone = server.hub.everyone().await.map_err(|_| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            refusal::CLUSTER_UNAVAILABLE.to_owned(),
+        )
+    })?;
+    let members = everyone.into_iter().map(|member| {
         json!({
+            "node": member.node.or_else(|| here.clone()),
             "id": member.id,
             "name": member.name,
             "kind": member.profile.kind,
@@ -129,7 +142,7 @@ async fn connections(State(server): State<Arc<Server>>) -> Json<Value> {
             "peer": member.profile.peer.map(|peer| peer.to_string()),
         })
     });
-    Json(Value::Array(members.collect()))
+    Ok(Json(Value::Array(members.collect())).into_response())
 }
 
 #[derive(Deserialize)]
@@ -230,7 +243,8 @@ async fn unban(State(server): State<Arc<Server>>, bytes: Bytes) -> ApiResult {
 async fn tokens(State(server): State<Arc<Server>>) -> Json<Value> {
     let held: HashSet<String> = server
         .hub
-        .held_tokens()
+        .tokens_in_use()
+        .await
         .iter()
         .map(secrets::TokenKey::fingerprint)
         .collect();

@@ -36,7 +36,8 @@ pub(super) async fn status(
         "held_sessions": hub.held_sessions,
         "held": server
             .hub
-            .held_tokens()
+            .tokens_in_use()
+            .await
             .iter()
             .map(TokenKey::fingerprint)
             .collect::<Vec<_>>(),

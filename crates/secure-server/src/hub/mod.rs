@@ -427,6 +427,24 @@ impl Hub {
         }
     }
 
+    /// Everyone in the room, on every node: this node's in the order they joined (with `node`
+    /// `None`), then the others' (with their node's name).
+    pub async fn everyone(&self) -> Result<Vec<MemberInfo>, Refused> {
+        let mut members = self.members();
+        members.extend(self.backplane().others().await?);
+        Ok(members)
+    }
+
+    /// The tokens held by members on every node (and by logins under way here), for "in use"
+    /// reports; this node's alone while the others cannot be asked.
+    pub async fn tokens_in_use(&self) -> HashSet<TokenKey> {
+        let mut held: HashSet<TokenKey> = self.held_tokens().into_iter().collect();
+        if let Ok(others) = self.backplane().others().await {
+            held.extend(others.into_iter().filter_map(|member| member.profile.token));
+        }
+        held
+    }
+
     /// The names of everyone in the room, on every node: this node's in the order they
     /// joined, then the others'.
     pub async fn who(&self) -> Result<Vec<String>, Refused> {

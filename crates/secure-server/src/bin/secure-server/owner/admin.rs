@@ -131,7 +131,7 @@ pub(super) async fn admin(args: AdminArgs, context: &Context) -> Result<(), Owne
                 .map(|list| {
                     list.iter()
                         .map(|c| {
-                            ["id", "name", "kind", "role", "label", "peer"]
+                            ["node", "id", "name", "kind", "role", "label", "peer"]
                                 .iter()
                                 .map(|k| cell(&c[*k]))
                                 .collect()
@@ -142,7 +142,10 @@ pub(super) async fn admin(args: AdminArgs, context: &Context) -> Result<(), Owne
             let text = if rows.is_empty() {
                 "No connections.\n".to_owned()
             } else {
-                table(&["ID", "NAME", "KIND", "ROLE", "LABEL", "PEER"], rows)
+                table(
+                    &["NODE", "ID", "NAME", "KIND", "ROLE", "LABEL", "PEER"],
+                    rows,
+                )
             };
             shown(&answer, text)
         }
