@@ -149,8 +149,20 @@ impl Report {
             .row("sender errors", counts_text(&self.sender_errors))
             .row("latency", self.latency.text())
             .row("cpu", self.cpu.text())
+            .row("server per delivery", self.per_delivery_text())
             .row("result", if self.ok { "ok" } else { "FAILED" });
         t
+    }
+
+    /// The server's CPU nanoseconds per delivery, when its pid was given.
+    fn per_delivery_text(&self) -> String {
+        match self.cpu.server_cpu_s {
+            Some(cpu_s) => format!(
+                "{:.0} ns of CPU",
+                cpu_s * 1e9 / self.delivered.max(1) as f64
+            ),
+            None => "? (give --pid)".to_owned(),
+        }
     }
 }
 

@@ -190,6 +190,8 @@ pub struct CpuShare {
     pub bench_pct: f64,
     /// The server, when its pid was given.
     pub server_pct: Option<f64>,
+    /// The server's CPU time over the window, in seconds, when its pid was given.
+    pub server_cpu_s: Option<f64>,
 }
 
 impl CpuShare {
@@ -231,11 +233,12 @@ impl CpuWindow {
             .server_pid
             .and_then(cpu_time)
             .zip(self.server)
-            .map(|(now, then)| pct(now.saturating_sub(then)));
+            .map(|(now, then)| now.saturating_sub(then));
         CpuShare {
             seconds,
             bench_pct: pct(bench.saturating_sub(self.bench)),
-            server_pct: server,
+            server_pct: server.map(pct),
+            server_cpu_s: server.map(|used| used.as_secs_f64()),
         }
     }
 }
