@@ -6,7 +6,9 @@
 //! Most tests here follow the classic protocol and log in without asking for extensions
 //! ([`classic`]); the extension tests ask, as the library does by default.
 
-use std::future::Future;
+mod common;
+
+use common::{frame, next, send, within};
 use std::net::SocketAddr;
 
 use clichat_client::page::token_from_page;
@@ -15,9 +17,8 @@ use clichat_client::{
     ServerAddress, Stamp, connect, connect_with, message_length, refusal,
 };
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
-use test_support::{BOT_NAME, BOT_TOKEN, TOKENS, TestServer, WAIT};
-use tokio::net::TcpListener;
+use serde_json::json;
+use test_support::{BOT_NAME, BOT_TOKEN, TOKENS, TestServer};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -81,18 +82,6 @@ impl Server {
 /// Options that ask for no extensions: the protocol as the original spoke it.
 fn classic() -> ConnectOptions {
     ConnectOptions::default().extensions(false)
-}
-
-async fn within<F: Future>(future: F) -> F::Output {
-    tokio::time::timeout(WAIT, future)
-        .await
-        .expect("no answer in time")
-}
-
-async fn next(client: &mut Client) -> Event {
-    within(client.next_event())
-        .await
-        .expect("an event before the end")
 }
 
 #[tokio::test]
@@ -295,11 +284,9 @@ async fn original_server_expecting(
     secure: bool,
     frames: Vec<String>,
 ) -> (SocketAddr, JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let (listener, addr) = common::listener().await;
     let task = tokio::spawn(async move {
-        let (stream, _) = listener.accept().await.unwrap();
-        let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+        let (mut ws, _) = common::accept(&listener).await;
         let mut auth = frame(ws.next().await.unwrap().unwrap());
         if caps {
             assert_eq!(auth, json!(["caps", EXTENSIONS]), "caps first");
@@ -323,18 +310,6 @@ async fn original_server_expecting(
         ws.close(None).await.unwrap();
     });
     (addr, task)
-}
-
-fn frame(message: Message) -> Value {
-    serde_json::from_str(message.to_text().unwrap()).unwrap()
-}
-
-async fn send<S>(ws: &mut S, value: Value)
-where
-    S: SinkExt<Message> + Unpin,
-    S::Error: std::fmt::Debug,
-{
-    ws.send(Message::text(value.to_string())).await.unwrap();
 }
 
 #[tokio::test]
@@ -405,8 +380,7 @@ async fn the_original_placeholder_link_is_rewritten_to_the_server() {
 
 #[tokio::test]
 async fn an_unreachable_server_is_a_connect_error() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let (listener, addr) = common::listener().await;
     drop(listener);
     let address = ServerAddress::parse(&addr.to_string()).unwrap();
     let err = connect(&address).await.unwrap_err();
@@ -498,11 +472,9 @@ async fn an_unanswered_caps_leaves_the_extensions_off() {
 /// listed), a numbered message, and a fresh member list on `["members"]`.
 #[tokio::test]
 async fn granted_extensions_bring_history_members_and_numbers() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let (listener, addr) = common::listener().await;
     let server = tokio::spawn(async move {
-        let (stream, _) = listener.accept().await.unwrap();
-        let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+        let (mut ws, _) = common::accept(&listener).await;
         let caps = frame(ws.next().await.unwrap().unwrap());
         assert_eq!(caps, json!(["caps", EXTENSIONS]));
         assert_eq!(frame(ws.next().await.unwrap().unwrap())[0], "auth");

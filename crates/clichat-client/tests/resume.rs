@@ -3,46 +3,26 @@
 //! close frame, close with `1012` or `1008`, refuse a token, or go away for good; and against
 //! this project's server, where a receiver's socket is shut down under it.
 
-use std::future::Future;
+mod common;
+
+use common::{Ws, accept, frame, next, send, within};
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use clichat_client::{
     Client, ConnectOptions, EXTENSIONS, Event, ServerAddress, connect_on, connect_with, refusal,
 };
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde_json::{Value, json};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-/// Long enough for any step on a loaded machine; every wait is for an event, this only bounds it.
-const WAIT: Duration = Duration::from_secs(10);
-
-type Ws = WebSocketStream<TcpStream>;
-
-async fn within<F: Future>(future: F) -> F::Output {
-    tokio::time::timeout(WAIT, future)
-        .await
-        .expect("no answer in time")
-}
-
-async fn next(client: &mut Client) -> Event {
-    within(client.next_event())
-        .await
-        .expect("an event before the end")
-}
-
 /// Fast retries, so that a test does not wait out the default backoff.
 fn fast() -> ConnectOptions {
     ConnectOptions::default().resume_backoff(Duration::from_millis(10), Duration::from_millis(50))
-}
-
-fn frame(message: Message) -> Value {
-    serde_json::from_str(message.to_text().unwrap()).unwrap()
 }
 
 async fn recv(ws: &mut Ws) -> Value {
@@ -52,15 +32,6 @@ async fn recv(ws: &mut Ws) -> Value {
             _ => continue,
         }
     }
-}
-
-async fn send(ws: &mut Ws, value: Value) {
-    ws.send(Message::text(value.to_string())).await.unwrap();
-}
-
-async fn accept(listener: &TcpListener) -> (Ws, SocketAddr) {
-    let (stream, peer) = within(listener.accept()).await.unwrap();
-    (tokio_tungstenite::accept_async(stream).await.unwrap(), peer)
 }
 
 /// Cuts a connection the way a network does: no close frame, the TCP connection just ends.
@@ -106,8 +77,7 @@ async fn bot(addr: SocketAddr, options: &ConnectOptions) -> Client {
 /// refusal ends it.
 #[tokio::test]
 async fn a_cut_connection_is_resumed_with_the_missed_messages_in_order() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let (listener, addr) = common::listener().await;
     let server: JoinHandle<()> = tokio::spawn(async move {
         let (mut ws, _) = accept(&listener).await;
         log_in(&mut ws, 5, "R1", 1).await;
@@ -226,8 +196,7 @@ async fn a_cut_connection_is_resumed_with_the_missed_messages_in_order() {
 /// expired, then the connection is closed.
 #[tokio::test]
 async fn a_server_gone_for_longer_than_the_session_is_held_ends_it() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let (listener, addr) = common::listener().await;
     let server = tokio::spawn(async move {
         let (mut ws, _) = accept(&listener).await;
         assert_eq!(recv(&mut ws).await[0], "caps");
@@ -265,8 +234,7 @@ async fn a_server_gone_for_longer_than_the_session_is_held_ends_it() {
 /// A deliberate close is not resumed: the server's `1008`, or our own close.
 #[tokio::test]
 async fn a_deliberate_close_is_not_resumed() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let (listener, addr) = common::listener().await;
     let server = tokio::spawn(async move {
         for id in [1, 2] {
             let (mut ws, _) = accept(&listener).await;
@@ -315,8 +283,7 @@ async fn a_deliberate_close_is_not_resumed() {
 /// the local address the caller chose for the first connection.
 #[tokio::test]
 async fn a_resume_survives_cancelled_waits_and_keeps_the_local_address() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let (listener, addr) = common::listener().await;
     let local: std::net::IpAddr = "127.0.0.2".parse().unwrap();
     let server = tokio::spawn(async move {
         let (mut ws, first_peer) = accept(&listener).await;

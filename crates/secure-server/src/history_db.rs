@@ -344,10 +344,11 @@ impl Writer {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn entry(seq: u64, time_ms: u64) -> HistoryEntry {
+    /// Message `seq` by `a`, said at `time_ms`, for the tests of what keeps history.
+    pub(crate) fn entry(seq: u64, time_ms: u64) -> HistoryEntry {
         HistoryEntry {
             stamp: Stamp { seq, time_ms },
             from: "a".into(),

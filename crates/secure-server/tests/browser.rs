@@ -1322,17 +1322,7 @@ impl Browser {
 
 /// Waits until the server holds `count` sessions for a resume (its `/_status`).
 async fn held(server: &TestServer, count: u64) {
-    let url = server.url("/_status");
-    eventually(format!("{count} sessions held"), async || {
-        let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
-        let status: Value = serde_json::from_str(&text).unwrap();
-        if status["held_sessions"] == count {
-            Ok(())
-        } else {
-            Err(status)
-        }
-    })
-    .await;
+    common::status::wait_held(&server.url("/_status"), count).await;
 }
 
 /// A TCP relay between the browser and the server, standing for the network: it passes every

@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 use clichat_proto::refusal::{
     CLUSTER_UNAVAILABLE, MESSAGE_NOT_SENT, TOKEN_REFUSED, USERNAME_TAKEN,
 };
-use common::redis::{Redis, Relay};
-use common::{
-    BOT_NAME, BOT_TOKEN, TOKENS, TestServer, config, config_json, eventually, page_token, status,
-};
+use common::redis::{Redis, Relay, node_process};
+use common::status::wait_link;
+use common::{BOT_NAME, BOT_TOKEN, TOKENS, TestServer, config, config_json, page_token, status};
 use serde_json::{Value, json};
 
 /// Seconds a silent node lives on: short, so that reaping is quick to test.
@@ -42,26 +41,6 @@ async fn node_on(redis_url: &str, name: &str) -> TestServer {
     let server = TestServer::start(config(node_config(redis_url, name))).await;
     wait_link(&server.url("/_status"), "up").await;
     server
-}
-
-/// Polls a node's status until its cluster link is `want` ("up" or "down").
-async fn wait_link(status_url: &str, want: &str) {
-    let what = format!("the cluster link {want} at {status_url}");
-    eventually(what, async || {
-        let body = reqwest::get(status_url)
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let status: Value = serde_json::from_str(&body).unwrap();
-        if status["cluster"]["link"] == want {
-            Ok(())
-        } else {
-            Err(status)
-        }
-    })
-    .await;
 }
 
 /// The same token page, asked of another node (as a load balancer might send the browser).
@@ -228,10 +207,7 @@ async fn a_killed_node_is_reaped_within_its_ttl() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("secureconfig.json");
-    std::fs::write(&path, node_config(&redis.url(), "doomed").to_string()).unwrap();
-    let mut doomed = common::process::start(&path, "info").await;
-    wait_link(&format!("http://{}/_status", doomed.addr), "up").await;
+    let mut doomed = node_process(dir.path(), &node_config(&redis.url(), "doomed")).await;
     let survivor = node(&redis, "survivor").await;
 
     let mut watch = survivor.login("watch", TOKENS[1]).await;

@@ -5,8 +5,9 @@
 
 mod common;
 
-use common::redis::Redis;
-use common::{Client, TOKENS, TestServer, config, config_json, eventually};
+use common::redis::{Redis, node_process};
+use common::status::wait_link;
+use common::{Client, TOKENS, TestServer, config, config_json};
 use serde_json::{Value, json};
 
 /// Tokens besides the test config's four.
@@ -27,22 +28,8 @@ fn node_config(redis_url: &str, node: &str) -> Value {
 
 async fn node(redis: &Redis, name: &str) -> TestServer {
     let server = TestServer::start(config(node_config(&redis.url(), name))).await;
-    link_up(&server.url("/_status")).await;
+    wait_link(&server.url("/_status"), "up").await;
     server
-}
-
-/// Waits until the node whose status is at `status` has its cluster link up.
-async fn link_up(status: &str) {
-    eventually(format!("the link up at {status}"), async || {
-        let text = reqwest::get(status).await.unwrap().text().await.unwrap();
-        let body: Value = serde_json::from_str(&text).unwrap();
-        if body["cluster"]["link"] == "up" {
-            Ok(())
-        } else {
-            Err(body)
-        }
-    })
-    .await;
 }
 
 /// A user logged in at `addr` after asking for history and presence; its `history` entries
@@ -52,20 +39,12 @@ async fn login_asking(
     name: &str,
     token: &str,
 ) -> (Client, Vec<Value>, Vec<String>) {
-    let mut client = Client::connect(addr).await;
-    client.send(json!(["caps", ["history", "presence"]])).await;
-    client
-        .expect(json!(["caps", ["history", "presence"]]))
-        .await;
-    let link = client.auth(name, token).await;
-    client.tokenauth(&link).await;
-    let history = client.recv().await;
-    assert_eq!(history[0], "history", "{history}");
-    let members = client.recv().await;
-    assert_eq!(members[0], "members", "{members}");
-    let mut names: Vec<String> = serde_json::from_value(members[1].clone()).unwrap();
-    names.sort();
-    (client, history[1].as_array().unwrap().clone(), names)
+    let caps = ["history", "presence"];
+    let (mut client, granted) = Client::login_asking(addr, name, token, &caps).await;
+    assert_eq!(granted, caps);
+    let history = client.expect_history().await;
+    let members = client.expect_members().await;
+    (client, history, members)
 }
 
 /// The next `count` messages `client` receives, as (seq, text).
@@ -161,10 +140,7 @@ async fn a_node_started_later_has_the_rooms_history_and_members_forget_a_killed_
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("secureconfig.json");
-    std::fs::write(&path, node_config(&redis.url(), "doomed").to_string()).unwrap();
-    let mut doomed = common::process::start(&path, "info").await;
-    link_up(&format!("http://{}/_status", doomed.addr)).await;
+    let mut doomed = node_process(dir.path(), &node_config(&redis.url(), "doomed")).await;
     let (mut zed, _, _) = login_asking(&doomed.addr, "zed", TOKENS[0]).await;
     zed.say("said before the others came").await;
     // Sent once the message is in the room: the `members` answer follows it.
@@ -196,19 +172,7 @@ async fn the_owner_sees_every_node() {
     let mut a = n1.login("a", TOKENS[0]).await;
     let _b = n2.login("b", TOKENS[1]).await;
     a.expect(json!(["join", "b"])).await;
-    let get = async |path: &str| -> Value {
-        let text = reqwest::Client::new()
-            .get(n1.url(path))
-            .bearer_auth("k")
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        serde_json::from_str(&text).unwrap()
-    };
-    let connections = get("/admin/connections").await;
+    let connections = common::admin_get(&n1.url("/admin/connections"), "k").await;
     let mut seen: Vec<(String, String)> = connections
         .as_array()
         .unwrap()
@@ -228,7 +192,7 @@ async fn the_owner_sees_every_node() {
             ("n2".to_owned(), "b".to_owned())
         ]
     );
-    let tokens = get("/admin/tokens").await;
+    let tokens = common::admin_get(&n1.url("/admin/tokens"), "k").await;
     let in_use: Vec<bool> = tokens
         .as_array()
         .unwrap()

@@ -6,37 +6,31 @@
 mod common;
 
 use common::redis::Redis;
-use common::{Client, TOKENS, TestServer, config, config_json, eventually};
+use common::status::{wait_held, wait_link, wait_until};
+use common::{Client, TOKENS, TestServer, config, config_json};
 use serde_json::{Value, json};
 
 const CAPS: [&str; 3] = ["history", "presence", "resume"];
 
-async fn status(server: &TestServer) -> Value {
-    let text = reqwest::get(server.url("/_status"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    serde_json::from_str(&text).unwrap()
+fn node_config(redis: &Redis, name: &str, more: Value) -> Value {
+    let mut config = config_json(json!({
+        "cluster": {"redis": redis.url(), "node_id": name, "node_ttl_secs": 2},
+        "1UPT": false,
+    }));
+    for (key, value) in more.as_object().unwrap() {
+        config[key] = value.clone();
+    }
+    config
+}
+
+async fn node_with(redis: &Redis, name: &str, more: Value) -> TestServer {
+    let server = TestServer::start(config(node_config(redis, name, more))).await;
+    wait_link(&server.url("/_status"), "up").await;
+    server
 }
 
 async fn node(redis: &Redis, name: &str) -> TestServer {
-    let server = TestServer::start(config(config_json(json!({
-        "cluster": {"redis": redis.url(), "node_id": name, "node_ttl_secs": 2},
-        "1UPT": false,
-    }))))
-    .await;
-    eventually(format!("{name}'s link up"), async || {
-        let status = status(&server).await;
-        if status["cluster"]["link"] == "up" {
-            Ok(())
-        } else {
-            Err(status)
-        }
-    })
-    .await;
-    server
+    node_with(redis, name, json!({})).await
 }
 
 #[tokio::test]
@@ -50,16 +44,10 @@ async fn a_session_held_on_one_node_resumes_on_another() {
     let mut watch = n1.login("watch", TOKENS[2]).await;
     alice.expect(json!(["join", "watch"])).await;
 
-    let mut bob = Client::connect(n1.addr).await;
-    bob.send(json!(["caps", CAPS])).await;
-    bob.expect(json!(["caps", CAPS])).await;
-    let link = bob.auth("bob", TOKENS[1]).await;
-    bob.tokenauth(&link).await;
-    assert_eq!(bob.recv().await[0], "history");
-    assert_eq!(bob.recv().await[0], "members");
-    let session = bob.recv().await;
-    assert_eq!(session[0], "session", "{session}");
-    let token = session[1]["resume"].as_str().unwrap().to_owned();
+    let (mut bob, _) = Client::login_asking(n1.addr, "bob", TOKENS[1], &CAPS).await;
+    bob.expect_history().await;
+    bob.expect_members().await;
+    let (token, _) = bob.expect_session().await;
     alice.expect(json!(["join", "bob"])).await;
     watch.expect(json!(["join", "bob"])).await;
     alice.say("before").await;
@@ -68,15 +56,7 @@ async fn a_session_held_on_one_node_resumes_on_another() {
 
     // Bob's connection to n1 is cut; n1 holds the session.
     drop(bob);
-    eventually("n1 holds bob", async || {
-        let status = status(&n1).await;
-        if status["held_sessions"] == 1 {
-            Ok(())
-        } else {
-            Err(status)
-        }
-    })
-    .await;
+    wait_held(&n1.url("/_status"), 1).await;
     for i in 0..5 {
         alice.say(&format!("missed {i}")).await;
     }
@@ -88,28 +68,17 @@ async fn a_session_held_on_one_node_resumes_on_another() {
     }
 
     // He comes back through n2.
-    let mut bob = Client::connect(n2.addr).await;
-    bob.send(json!(["caps", CAPS])).await;
-    bob.expect(json!(["caps", CAPS])).await;
-    bob.send(json!(["resume", {"token": token, "since": seen}]))
-        .await;
-    let id = bob.recv().await;
-    assert_eq!(id[0], "id", "{id}");
-    bob.id = id[1].as_u64();
-    let history = bob.recv().await;
-    let texts: Vec<&str> = history[1]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e[3].as_str().unwrap())
-        .collect();
+    let mut bob = Client::resume_at(n2.addr, &CAPS, &token, seen)
+        .await
+        .unwrap();
+    let history = bob.expect_history().await;
+    let texts: Vec<&str> = history.iter().map(|e| e[3].as_str().unwrap()).collect();
     assert_eq!(
         texts,
         ["missed 0", "missed 1", "missed 2", "missed 3", "missed 4"]
     );
-    let members = bob.recv().await;
-    assert_eq!(members[0], "members");
-    assert_eq!(bob.recv().await[0], "session");
+    bob.expect_members().await;
+    bob.expect_session().await;
 
     // Nobody heard him leave: their next frames are his message.
     bob.say("back, through n2").await;
@@ -120,13 +89,8 @@ async fn a_session_held_on_one_node_resumes_on_another() {
         .expect(json!(["message", "bob", "back, through n2"]))
         .await;
     // n1 forgot him; n2 has him, once.
-    eventually("n1 forgets bob", async || {
-        let status = status(&n1).await;
-        if status["held_sessions"] == 0 && status["members"] == 1 {
-            Ok(())
-        } else {
-            Err(status)
-        }
+    wait_until(&n1.url("/_status"), "n1 forgets bob", |status| {
+        status["held_sessions"] == 0 && status["members"] == 1
     })
     .await;
     n1.stop().await;
@@ -142,11 +106,7 @@ struct Person {
 
 impl Person {
     async fn login(addr: impl std::fmt::Display, name: &str) -> Person {
-        let mut client = Client::connect(addr).await;
-        client.send(json!(["caps", CAPS])).await;
-        client.expect(json!(["caps", CAPS])).await;
-        let link = client.auth(name, TOKENS[0]).await;
-        client.tokenauth(&link).await;
+        let (client, _) = Client::login_asking(addr, name, TOKENS[0], &CAPS).await;
         let mut person = Person {
             client,
             token: String::new(),
@@ -158,17 +118,14 @@ impl Person {
 
     /// After `id`: the history (kept), the members, the session (its token kept).
     async fn read_welcome(&mut self) {
-        let history = self.client.recv().await;
-        assert_eq!(history[0], "history", "{history}");
+        let history = self.client.expect_kind("history").await;
         assert!(history.get(2).is_none(), "complete: {history}");
         for entry in history[1].as_array().unwrap() {
             let text = entry[3].as_str().unwrap().to_owned();
             self.got.push((entry[0].as_u64().unwrap(), text));
         }
-        assert_eq!(self.client.recv().await[0], "members");
-        let session = self.client.recv().await;
-        assert_eq!(session[0], "session", "{session}");
-        self.token = session[1]["resume"].as_str().unwrap().to_owned();
+        self.client.expect_members().await;
+        self.token = self.client.expect_session().await.0;
     }
 
     /// Reads messages until it has `count` of the sender's, or the connection closes (then its
@@ -203,15 +160,9 @@ impl Person {
     /// Resumes at `addr` from the newest number it has.
     async fn resume(&mut self, addr: impl std::fmt::Display) {
         let since = self.got.last().map_or(0, |(seq, _)| *seq);
-        let mut client = Client::connect(addr).await;
-        client.send(json!(["caps", CAPS])).await;
-        client.expect(json!(["caps", CAPS])).await;
-        client
-            .send(json!(["resume", {"token": self.token, "since": since}]))
-            .await;
-        let id = client.recv().await;
-        assert_eq!(id[0], "id", "{id}");
-        self.client = client;
+        self.client = Client::resume_at(addr, &CAPS, &self.token, since)
+            .await
+            .unwrap();
         self.read_welcome().await;
     }
 }
@@ -290,26 +241,8 @@ async fn an_unresumed_session_of_a_stopped_node_is_announced_gone_by_the_others(
     let Some(redis) = Redis::start_if_installed().await else {
         return;
     };
-    let short = |name: &str| {
-        config(config_json(json!({
-            "cluster": {"redis": redis.url(), "node_id": name, "node_ttl_secs": 2},
-            "1UPT": false,
-            "resume_window_secs": 1,
-        })))
-    };
-    let n1 = TestServer::start(short("n1")).await;
-    let n2 = TestServer::start(short("n2")).await;
-    for server in [&n1, &n2] {
-        eventually("the link up", async || {
-            let status = status(server).await;
-            if status["cluster"]["link"] == "up" {
-                Ok(())
-            } else {
-                Err(status)
-            }
-        })
-        .await;
-    }
+    let n1 = node_with(&redis, "n1", json!({"resume_window_secs": 1})).await;
+    let n2 = node_with(&redis, "n2", json!({"resume_window_secs": 1})).await;
     let mut alice = n2.login("alice", TOKENS[0]).await;
     let mut bob = Person::login(n1.addr, "bob").await;
     alice.expect(json!(["join", "bob"])).await;

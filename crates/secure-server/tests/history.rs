@@ -10,40 +10,6 @@ use serde_json::{Value, json};
 
 const BOTH: [&str; 2] = ["history", "presence"];
 
-/// A user logged in after asking for `caps`; returns the client and what was granted.
-async fn login_asking(
-    server_addr: impl std::fmt::Display,
-    name: &str,
-    token: &str,
-    caps: &[&str],
-) -> (Client, Vec<String>) {
-    let mut client = Client::connect(server_addr).await;
-    client.send(json!(["caps", caps])).await;
-    let granted = client.recv().await;
-    assert_eq!(granted[0], "caps", "{granted}");
-    let mut granted: Vec<String> = serde_json::from_value(granted[1].clone()).unwrap();
-    granted.sort();
-    let link = client.auth(name, token).await;
-    client.tokenauth(&link).await;
-    (client, granted)
-}
-
-/// The `[SEQ, TIME_MS, NAME, TEXT]` entries of the `history` frame that must come next.
-async fn expect_history(client: &mut Client) -> Vec<Value> {
-    let frame = client.recv().await;
-    assert_eq!(frame[0], "history", "{frame}");
-    frame[1].as_array().unwrap().clone()
-}
-
-/// The names of the `members` frame that must come next, sorted.
-async fn expect_members(client: &mut Client) -> Vec<String> {
-    let frame = client.recv().await;
-    assert_eq!(frame[0], "members", "{frame}");
-    let mut names: Vec<String> = serde_json::from_value(frame[1].clone()).unwrap();
-    names.sort();
-    names
-}
-
 fn texts(entries: &[Value]) -> Vec<&str> {
     entries.iter().map(|e| e[3].as_str().unwrap()).collect()
 }
@@ -66,16 +32,19 @@ async fn a_client_that_asks_gets_history_members_and_numbered_messages_and_other
     alice.expect(json!(["message", "bob", "three"])).await;
 
     let before = now_ms();
-    let (mut carol, granted) = login_asking(server.addr, "carol", TOKENS[2], &BOTH).await;
+    let (mut carol, granted) = Client::login_asking(server.addr, "carol", TOKENS[2], &BOTH).await;
     assert_eq!(granted, BOTH);
-    let history = expect_history(&mut carol).await;
+    let history = Client::expect_history(&mut carol).await;
     assert_eq!(texts(&history), ["one", "two", "three"]);
     assert_eq!(history[0][2], "alice");
     assert_eq!(history[2][2], "bob");
     let numbers = seqs(&history);
     assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{numbers:?}");
     assert!(history.iter().all(|e| e[1].as_u64().unwrap() <= now_ms()));
-    assert_eq!(expect_members(&mut carol).await, ["alice", "bob", "carol"]);
+    assert_eq!(
+        Client::expect_members(&mut carol).await,
+        ["alice", "bob", "carol"]
+    );
 
     // Old-style clients: the join, then three-element messages, and nothing else new.
     alice.expect(json!(["join", "carol"])).await;
@@ -96,7 +65,7 @@ async fn a_client_that_asks_gets_history_members_and_numbered_messages_and_other
     carol.expect(json!(["disconnect", "bob"])).await;
     alice.expect(json!(["disconnect", "bob"])).await;
     carol.send(json!(["members"])).await;
-    assert_eq!(expect_members(&mut carol).await, ["alice", "carol"]);
+    assert_eq!(Client::expect_members(&mut carol).await, ["alice", "carol"]);
     // An old client asking gets nothing: its next frame is a message.
     alice.send(json!(["members"])).await;
     carol.say("five").await;
@@ -135,19 +104,19 @@ async fn caps_only_as_the_first_frame_and_unknown_names_are_ignored() {
 #[tokio::test]
 async fn members_can_be_asked_for_where_presence_is_not_announced() {
     let server = TestServer::start(config(json!({"announce_presence_up_to": 1}))).await;
-    let (mut alice, _) = login_asking(server.addr, "alice", TOKENS[0], &["presence"]).await;
-    assert_eq!(expect_members(&mut alice).await, ["alice"]);
+    let (mut alice, _) = Client::login_asking(server.addr, "alice", TOKENS[0], &["presence"]).await;
+    assert_eq!(Client::expect_members(&mut alice).await, ["alice"]);
     let _bob = server.login("bob", TOKENS[1]).await;
     let bot = server.login_bot().await;
     alice.send(json!(["members"])).await;
     assert_eq!(
-        expect_members(&mut alice).await,
+        Client::expect_members(&mut alice).await,
         ["[BOT] botusr", "alice", "bob"]
     );
     // Its departure is not announced; once its close is answered, it is gone from the room.
     bot.close().await;
     alice.send(json!(["members"])).await;
-    assert_eq!(expect_members(&mut alice).await, ["alice", "bob"]);
+    assert_eq!(Client::expect_members(&mut alice).await, ["alice", "bob"]);
 }
 
 #[tokio::test]
@@ -170,8 +139,8 @@ async fn refused_messages_never_enter_history_and_history_is_trimmed_to_keep() {
         bob.expect(json!(["message", "alice", format!("m{i}")]))
             .await;
     }
-    let (mut carol, _) = login_asking(server.addr, "carol", TOKENS[2], &["history"]).await;
-    let history = expect_history(&mut carol).await;
+    let (mut carol, _) = Client::login_asking(server.addr, "carol", TOKENS[2], &["history"]).await;
+    let history = Client::expect_history(&mut carol).await;
     assert_eq!(texts(&history), ["m4", "m5", "m6"], "the newest on_join");
 }
 
@@ -180,8 +149,8 @@ async fn history_survives_a_restart_and_numbers_go_on() {
     let (_dir, path) = config_file(json!({}));
     let server = TestServer::start_from_file(&path).await;
     let mut alice = server.login("alice", TOKENS[0]).await;
-    let (mut bob, _) = login_asking(server.addr, "bob", TOKENS[1], &["history"]).await;
-    assert!(expect_history(&mut bob).await.is_empty());
+    let (mut bob, _) = Client::login_asking(server.addr, "bob", TOKENS[1], &["history"]).await;
+    assert!(Client::expect_history(&mut bob).await.is_empty());
     alice.expect(json!(["join", "bob"])).await;
     alice.say("before").await;
     let first = bob.recv().await;
@@ -190,8 +159,8 @@ async fn history_survives_a_restart_and_numbers_go_on() {
     assert!(HistoryDb::path_for(&path).exists());
 
     let server = TestServer::start_from_file(&path).await;
-    let (mut dave, _) = login_asking(server.addr, "dave", TOKENS[3], &["history"]).await;
-    let history = expect_history(&mut dave).await;
+    let (mut dave, _) = Client::login_asking(server.addr, "dave", TOKENS[3], &["history"]).await;
+    let history = Client::expect_history(&mut dave).await;
     assert_eq!(texts(&history), ["before"]);
     assert_eq!(history[0][0], first[3], "the same number");
     let mut erin = server.login("erin", TOKENS[0]).await;
@@ -221,16 +190,16 @@ async fn messages_past_their_age_are_not_shown() {
     opened.db.close();
     drop(opened);
     let server = TestServer::start_from_file(&path).await;
-    let (mut alice, _) = login_asking(server.addr, "alice", TOKENS[0], &["history"]).await;
-    assert_eq!(texts(&expect_history(&mut alice).await), ["fresh"]);
+    let (mut alice, _) = Client::login_asking(server.addr, "alice", TOKENS[0], &["history"]).await;
+    assert_eq!(texts(&Client::expect_history(&mut alice).await), ["fresh"]);
 }
 
 #[tokio::test]
 async fn the_owner_can_clear_history_and_numbers_go_on() {
     let server = TestServer::start(config(json!({"admin_key": "k"}))).await;
     let mut alice = server.login("alice", TOKENS[0]).await;
-    let (mut bob, _) = login_asking(server.addr, "bob", TOKENS[1], &["history"]).await;
-    expect_history(&mut bob).await;
+    let (mut bob, _) = Client::login_asking(server.addr, "bob", TOKENS[1], &["history"]).await;
+    Client::expect_history(&mut bob).await;
     alice.expect(json!(["join", "bob"])).await;
     alice.say("secret plans").await;
     let said = bob.recv().await;
@@ -241,8 +210,8 @@ async fn the_owner_can_clear_history_and_numbers_go_on() {
         .await
         .unwrap();
     assert_eq!(cleared.status(), 200);
-    let (mut carol, _) = login_asking(server.addr, "carol", TOKENS[2], &["history"]).await;
-    assert!(expect_history(&mut carol).await.is_empty());
+    let (mut carol, _) = Client::login_asking(server.addr, "carol", TOKENS[2], &["history"]).await;
+    assert!(Client::expect_history(&mut carol).await.is_empty());
     alice.expect(json!(["join", "carol"])).await;
     alice.say("new").await;
     let next = carol.recv().await;
@@ -288,7 +257,7 @@ async fn history_survives_sigkill_but_for_the_last_moment() {
     carol.recv().await;
     let link = carol.auth("carol", TOKENS[2]).await;
     carol.tokenauth(&link).await;
-    let history = expect_history(&mut carol).await;
+    let history = Client::expect_history(&mut carol).await;
     let kept: Vec<usize> = texts(&history)
         .iter()
         .map(|text| text[1..].parse().unwrap())

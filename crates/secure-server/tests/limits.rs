@@ -29,9 +29,7 @@ async fn handshake_status(server: &TestServer) -> Option<u16> {
 }
 
 async fn status_json(server: &TestServer) -> Value {
-    let response = reqwest::get(server.url("/_status")).await.unwrap();
-    assert_eq!(response.status(), 200);
-    serde_json::from_str(&response.text().await.unwrap()).unwrap()
+    common::status::report(&server.url("/_status")).await
 }
 
 /// Polls the status report until `key` has the value `want`.

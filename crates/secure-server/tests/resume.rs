@@ -7,9 +7,8 @@
 mod common;
 
 use clichat_proto::refusal::RESUME_REFUSED;
-use common::{
-    Client, TOKENS, TestServer, config, config_file, config_json, eventually, write_config,
-};
+use common::status::wait_held;
+use common::{Client, TOKENS, TestServer, config, config_file, config_json, write_config};
 use serde_json::{Value, json};
 
 const CAPS: [&str; 3] = ["history", "presence", "resume"];
@@ -21,30 +20,13 @@ struct Resumable {
     seq: u64,
 }
 
-impl Resumable {
-    /// Reads the `session` frame that must come next.
-    async fn read_session(client: &mut Client) -> (String, Option<u64>) {
-        let session = client.recv().await;
-        assert_eq!(session[0], "session", "{session}");
-        assert!(session[1]["expires_in"].as_u64().unwrap() > 0);
-        let token = session[1]["resume"].as_str().unwrap().to_owned();
-        assert!(token.len() >= 22, "at least 128 bits: {token}");
-        (token, session[1]["seq"].as_u64())
-    }
-}
-
 /// Logs in through SAUTH2 asking for history, presence and resume; reads up to the `session`.
 async fn login(addr: impl std::fmt::Display, name: &str, token: &str) -> Resumable {
-    let mut client = Client::connect(addr).await;
-    client.send(json!(["caps", CAPS])).await;
-    client.expect(json!(["caps", CAPS])).await;
-    let link = client.auth(name, token).await;
-    client.tokenauth(&link).await;
-    let history = client.recv().await;
-    assert_eq!(history[0], "history", "{history}");
-    let members = client.recv().await;
-    assert_eq!(members[0], "members", "{members}");
-    let (token, seq) = Resumable::read_session(&mut client).await;
+    let (mut client, granted) = Client::login_asking(addr, name, token, &CAPS).await;
+    assert_eq!(granted, CAPS);
+    client.expect_history().await;
+    client.expect_members().await;
+    let (token, seq) = client.expect_session().await;
     Resumable {
         client,
         token,
@@ -52,46 +34,23 @@ async fn login(addr: impl std::fmt::Display, name: &str, token: &str) -> Resumab
     }
 }
 
-/// Resumes with `token` from `since` on a new connection: the history it is given, and the
-/// fresh session, or the refusal.
+/// Resumes with `token` from `since` on a new connection: the history frame it is given, and
+/// the fresh session's token, or the refusal.
 async fn resume(
     addr: impl std::fmt::Display,
     token: &str,
     since: u64,
 ) -> Result<(Client, Value, String), String> {
-    let mut client = Client::connect(addr).await;
-    client.send(json!(["caps", CAPS])).await;
-    client.expect(json!(["caps", CAPS])).await;
-    client
-        .send(json!(["resume", {"token": token, "since": since}]))
-        .await;
-    let first = client.recv().await;
-    if first[0] == "refusal" {
-        return Err(first[1].as_str().unwrap().to_owned());
-    }
-    assert_eq!(first[0], "id", "{first}");
-    client.id = first[1].as_u64();
-    let history = client.recv().await;
-    assert_eq!(history[0], "history", "{history}");
-    let members = client.recv().await;
-    assert_eq!(members[0], "members", "{members}");
-    let (token, _) = Resumable::read_session(&mut client).await;
+    let mut client = Client::resume_at(addr, &CAPS, token, since).await?;
+    let history = client.expect_kind("history").await;
+    client.expect_members().await;
+    let (token, _) = client.expect_session().await;
     Ok((client, history, token))
 }
 
 /// Waits until the server holds `count` sessions.
 async fn held(server: &TestServer, count: u64) {
-    let url = server.url("/_status");
-    eventually(format!("{count} sessions held"), async || {
-        let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
-        let status: Value = serde_json::from_str(&text).unwrap();
-        if status["held_sessions"] == count {
-            Ok(())
-        } else {
-            Err(status)
-        }
-    })
-    .await;
+    wait_held(&server.url("/_status"), count).await;
 }
 
 fn texts(history: &Value) -> Vec<String> {

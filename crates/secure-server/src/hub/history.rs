@@ -90,17 +90,8 @@ impl Recent {
 
 #[cfg(test)]
 mod tests {
-    use clichat_proto::Stamp;
-
     use super::*;
-
-    fn entry(seq: u64, time_ms: u64) -> HistoryEntry {
-        HistoryEntry {
-            stamp: Stamp { seq, time_ms },
-            from: "a".into(),
-            text: seq.to_string(),
-        }
-    }
+    use crate::history_db::tests::entry;
 
     #[test]
     fn keeps_the_newest_once_each_and_young_enough() {

@@ -569,27 +569,18 @@ mod tests {
         }
     }
 
+    /// `name` in the room, by the plain protocol.
+    async fn member(hub: &Hub, name: &str) -> Membership {
+        let leases = leases(hub, name).await;
+        hub.join(name, leases, Profile::default(), false, || Ok(()))
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn departures_are_not_announced_while_closing() {
         let hub = Hub::new(true, 8);
-        let mut a = hub
-            .join(
-                "a",
-                leases(&hub, "a").await,
-                Profile::default(),
-                false,
-                || Ok(()),
-            )
-            .unwrap();
-        let b = hub
-            .join(
-                "b",
-                leases(&hub, "b").await,
-                Profile::default(),
-                false,
-                || Ok(()),
-            )
-            .unwrap();
+        let mut a = member(&hub, "a").await;
+        let b = member(&hub, "b").await;
         assert_eq!(a.recv().await.unwrap(), r#"["join","b"]"#);
         hub.close();
         drop(b);
@@ -661,24 +652,8 @@ mod tests {
     #[tokio::test]
     async fn broadcast_skips_the_sender_and_drops_slow_consumers() {
         let hub = Hub::new(true, 2);
-        let mut a = hub
-            .join(
-                "a",
-                leases(&hub, "a").await,
-                Profile::default(),
-                false,
-                || Ok(()),
-            )
-            .unwrap();
-        let mut b = hub
-            .join(
-                "b",
-                leases(&hub, "b").await,
-                Profile::default(),
-                false,
-                || Ok(()),
-            )
-            .unwrap();
+        let mut a = member(&hub, "a").await;
+        let mut b = member(&hub, "b").await;
         assert_eq!(a.recv().await.unwrap(), r#"["join","b"]"#);
         hub.broadcast(
             a.id(),

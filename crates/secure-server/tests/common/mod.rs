@@ -11,6 +11,7 @@
 
 pub mod process;
 pub mod redis;
+pub mod status;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -28,6 +29,22 @@ pub use test_support::{
     eventually_within, generous_limits, page_token, poll_until, require_program, status, token_in,
     wait_for_status, write_config,
 };
+
+/// The owner API's JSON answer to `GET url` with the admin key `key`.
+pub async fn admin_get(url: &str, key: &str) -> Value {
+    let response = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "{url}: {}",
+        response.status()
+    );
+    serde_json::from_str(&response.text().await.unwrap()).unwrap()
+}
 
 /// A running server ([`test_support::TestServer`], whose `addr` and `url` it shows) and the
 /// WebSocket clients these tests open on it.
@@ -160,6 +177,77 @@ impl Client {
                 other => panic!("expected a text frame, got {other:?}"),
             }
         }
+    }
+
+    /// A user logged in through SAUTH2 at `addr` after asking for the extensions `caps`; returns
+    /// the client (its `id` read, nothing after) and what the server granted, sorted.
+    pub async fn login_asking(
+        addr: impl std::fmt::Display,
+        name: &str,
+        token: &str,
+        caps: &[&str],
+    ) -> (Client, Vec<String>) {
+        let mut client = Client::connect(addr).await;
+        client.send(json!(["caps", caps])).await;
+        let granted = client.expect_kind("caps").await;
+        let mut granted: Vec<String> = serde_json::from_value(granted[1].clone()).unwrap();
+        granted.sort();
+        let link = client.auth(name, token).await;
+        client.tokenauth(&link).await;
+        (client, granted)
+    }
+
+    /// The next frame, which must be of type `kind`.
+    pub async fn expect_kind(&mut self, kind: &str) -> Value {
+        let frame = self.recv().await;
+        assert_eq!(frame[0], kind, "{frame}");
+        frame
+    }
+
+    /// The `[SEQ, TIME_MS, NAME, TEXT]` entries of the `history` frame that must come next.
+    pub async fn expect_history(&mut self) -> Vec<Value> {
+        let frame = self.expect_kind("history").await;
+        frame[1].as_array().unwrap().clone()
+    }
+
+    /// The names of the `members` frame that must come next, sorted.
+    pub async fn expect_members(&mut self) -> Vec<String> {
+        let frame = self.expect_kind("members").await;
+        let mut names: Vec<String> = serde_json::from_value(frame[1].clone()).unwrap();
+        names.sort();
+        names
+    }
+
+    /// The `session` frame that must come next: its resume token and its `seq`.
+    pub async fn expect_session(&mut self) -> (String, Option<u64>) {
+        let session = self.expect_kind("session").await;
+        assert!(session[1]["expires_in"].as_u64().unwrap() > 0, "{session}");
+        let token = session[1]["resume"].as_str().unwrap().to_owned();
+        assert!(token.len() >= 22, "at least 128 bits: {token}");
+        (token, session[1]["seq"].as_u64())
+    }
+
+    /// A new connection at `addr` that asks for `caps` and resumes with `token` from `since`:
+    /// the client (its new `id` read, nothing after), or the refusal's text.
+    pub async fn resume_at(
+        addr: impl std::fmt::Display,
+        caps: &[&str],
+        token: &str,
+        since: u64,
+    ) -> Result<Client, String> {
+        let mut client = Client::connect(addr).await;
+        client.send(json!(["caps", caps])).await;
+        client.expect(json!(["caps", caps])).await;
+        client
+            .send(json!(["resume", {"token": token, "since": since}]))
+            .await;
+        let first = client.recv().await;
+        if first[0] == "refusal" {
+            return Err(first[1].as_str().unwrap().to_owned());
+        }
+        assert_eq!(first[0], "id", "{first}");
+        client.id = first[1].as_u64();
+        Ok(client)
     }
 
     /// Sends `auth` and returns the `authmsg` link.

@@ -142,3 +142,16 @@ impl Relay {
         self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
     }
 }
+
+/// A node of a cluster as the real binary (for the tests that kill one), on the config
+/// `config` written into `dir`, once its link is up.
+pub async fn node_process(
+    dir: &std::path::Path,
+    config: &serde_json::Value,
+) -> super::process::Running {
+    let path = dir.join("secureconfig.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let node = super::process::start(&path, "info").await;
+    super::status::wait_link(&format!("http://{}/_status", node.addr), "up").await;
+    node
+}
