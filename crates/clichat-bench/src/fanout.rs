@@ -97,6 +97,8 @@ pub struct Report {
     pub latency: Latency,
     /// CPU used from the first send to the end of the drain.
     pub cpu: CpuShare,
+    /// Writes the server made to client sockets over the same window (from its `/_status`).
+    pub server_writes: Option<u64>,
     /// Nothing lost, nobody closed, no sender failed.
     pub ok: bool,
 }
@@ -150,6 +152,7 @@ impl Report {
             .row("latency", self.latency.text())
             .row("cpu", self.cpu.text())
             .row("server per delivery", self.per_delivery_text())
+            .row("server writes", self.writes_text())
             .row("result", if self.ok { "ok" } else { "FAILED" });
         t
     }
@@ -162,6 +165,18 @@ impl Report {
                 cpu_s * 1e9 / self.delivered.max(1) as f64
             ),
             None => "? (give --pid)".to_owned(),
+        }
+    }
+
+    /// The server's socket writes per second, and deliveries per write.
+    fn writes_text(&self) -> String {
+        match self.server_writes {
+            Some(writes) => format!(
+                "{:.0}/s, {:.1} deliveries a write",
+                writes as f64 / self.cpu.seconds.max(1e-9),
+                self.delivered as f64 / writes.max(1) as f64
+            ),
+            None => "? (the server's /_status does not say)".to_owned(),
         }
     }
 }
@@ -282,6 +297,7 @@ pub async fn run(setup: &Setup, params: &Params) -> anyhow::Result<Report> {
     settle_joins(&stats, n).await;
     let setup_s = setup_started.elapsed().as_secs_f64();
 
+    let writes_before = setup.target.socket_writes().await;
     let cpu = CpuWindow::start(&[], setup.pid);
     let start = Instant::now();
     let mut done = Vec::with_capacity(senders.len());
@@ -325,6 +341,12 @@ pub async fn run(setup: &Setup, params: &Params) -> anyhow::Result<Report> {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let cpu = cpu.finish();
+    let server_writes = setup
+        .target
+        .socket_writes()
+        .await
+        .zip(writes_before)
+        .map(|(after, before)| after.saturating_sub(before));
     let (delivered_total, last_delivery) = last;
     let active = last_delivery.max(senders_done).duration_since(start);
 
@@ -372,6 +394,7 @@ pub async fn run(setup: &Setup, params: &Params) -> anyhow::Result<Report> {
         sender_errors,
         latency,
         cpu,
+        server_writes,
     })
 }
 

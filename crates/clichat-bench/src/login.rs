@@ -98,6 +98,20 @@ impl Target {
         self.nodes.iter().map(|n| n.address.to_string()).collect()
     }
 
+    /// The writes the server has made to client sockets since it started, summed over its
+    /// nodes (each node's `/_status`, served to loopback only); `None` when a node does not say
+    /// (another server, or not on this machine).
+    pub async fn socket_writes(&self) -> Option<u64> {
+        let mut total = 0;
+        for node in &self.nodes {
+            let url = format!("http://{}/_status", node.address.authority());
+            let body = self.http.get(url).send().await.ok()?.bytes().await.ok()?;
+            let status: serde_json::Value = serde_json::from_slice(&body).ok()?;
+            total += status.get("socket_writes")?.as_u64()?;
+        }
+        Some(total)
+    }
+
     /// The local address for connection number `index`.
     pub fn source(&self, index: usize) -> Option<IpAddr> {
         (!self.sources.is_empty()).then(|| self.sources[index % self.sources.len()])

@@ -11,6 +11,7 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -20,6 +21,21 @@ use crate::limits::ReadBudget;
 /// Bytes gathered before they are written without waiting for a flush: about one batch of
 /// chat frames.
 pub(crate) const WRITE_CHUNK: usize = 16 * 1024;
+
+/// Writes made to client sockets since the start, over every connection: what the write path
+/// costs in system calls (`/_status` and `/metrics` report it; `/proc` cannot, since sockets
+/// are written with `send`).
+static SOCKET_WRITES: AtomicU64 = AtomicU64::new(0);
+
+/// The writes made to client sockets since the start.
+pub(crate) fn socket_writes() -> u64 {
+    SOCKET_WRITES.load(Ordering::Relaxed)
+}
+
+/// Counts one write to a client socket.
+fn wrote() {
+    SOCKET_WRITES.fetch_add(1, Ordering::Relaxed);
+}
 
 /// An `AsyncRead + AsyncWrite` stream whose writes are gathered until a flush (or until
 /// [`WRITE_CHUNK`] bytes are waiting). Reads pass straight through, charged to a
@@ -71,6 +87,7 @@ impl<S: AsyncWrite + Unpin> Coalesced<S> {
         while self.written < self.pending.len() {
             let n =
                 ready!(Pin::new(&mut self.inner).poll_write(cx, &self.pending[self.written..]))?;
+            wrote();
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
@@ -94,7 +111,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Coalesced<S> {
         }
         if data.len() >= WRITE_CHUNK {
             // Nothing is pending now: a large write goes straight to the socket.
-            return Pin::new(&mut this.inner).poll_write(cx, data);
+            let written = ready!(Pin::new(&mut this.inner).poll_write(cx, data));
+            wrote();
+            return Poll::Ready(written);
         }
         this.pending.extend_from_slice(data);
         Poll::Ready(Ok(data.len()))

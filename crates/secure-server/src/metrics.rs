@@ -40,6 +40,7 @@ pub(crate) struct Snapshot {
     pub(crate) pending_pages: usize,
     pub(crate) tokens_held: usize,
     pub(crate) deliveries: u64,
+    pub(crate) socket_writes: u64,
     pub(crate) queue_drops: u64,
     /// In cluster mode: whether the node's link to Redis is up.
     pub(crate) cluster_link_up: Option<bool>,
@@ -220,6 +221,11 @@ impl Collector for Present {
                 now.deliveries,
             ),
             (
+                "clichat_socket_writes",
+                "Writes made to client sockets (each a system call)",
+                now.socket_writes,
+            ),
+            (
                 "clichat_outbound_queue_drops",
                 "Connections dropped because their outbound queue was full",
                 now.queue_drops,
@@ -316,6 +322,7 @@ mod tests {
         let text = metrics.render(Snapshot {
             members: 3,
             deliveries: 7,
+            socket_writes: 5,
             ..Snapshot::default()
         });
         for line in [
@@ -323,6 +330,7 @@ mod tests {
             "clichat_refusals_total{reason=\"token_refused\"} 1",
             "clichat_members 3",
             "clichat_deliveries_total 7",
+            "clichat_socket_writes_total 5",
             "# TYPE process_resident_memory_bytes gauge",
             "# EOF",
         ] {

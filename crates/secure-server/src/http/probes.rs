@@ -34,6 +34,8 @@ pub(super) async fn status(
         "held_tokens": hub.held_tokens,
         "pending_pages": hub.pending_pages,
         "held_sessions": hub.held_sessions,
+        "deliveries": hub.deliveries,
+        "socket_writes": crate::coalesce::socket_writes(),
         "held": server
             .hub
             .tokens_in_use()
@@ -79,6 +81,7 @@ pub(super) async fn metrics(
         pending_pages: hub.pending_pages,
         tokens_held: hub.held_tokens,
         deliveries: hub.deliveries,
+        socket_writes: crate::coalesce::socket_writes(),
         queue_drops: hub.queue_drops,
         cluster_link_up: server.hub.node_status().map(|status| status.up),
     });
