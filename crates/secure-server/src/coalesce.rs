@@ -75,6 +75,10 @@ impl<S> Coalesced<S> {
     /// Adds bytes to what the next flush writes, without writing anything now. The caller
     /// bounds how much it adds before flushing.
     pub(crate) fn stage(&mut self, bytes: &[&[u8]]) {
+        if self.pending.capacity() == 0 {
+            // One allocation for a batch, instead of one for each doubling.
+            self.pending.reserve(WRITE_CHUNK);
+        }
         for part in bytes {
             self.pending.extend_from_slice(part);
         }

@@ -3,19 +3,19 @@
 //! resume token, replaced by a fresh login of the same name or token, or its window passes (then
 //! its departure is announced).
 //!
-//! A held member keeps its place in the room's map with its queue closed, so fan-out skips it
-//! at the cost of one failed push; what it missed is the room's history after the number the
-//! resume gives.
+//! A held member keeps its place in the room's map, marked held, so fan-out neither wakes it nor
+//! counts it as falling behind; what it missed is the room's history after the number the
+//! resume gives, and a resume gives it a fresh place in the room's ring.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::leases::Welcome;
+use super::ring::Cursor;
 use super::room::Member;
 use super::{Hub, Kind, Leases, Membership, Profile};
 use crate::auth::TokenKey;
@@ -177,6 +177,7 @@ impl Hub {
             }
         }
         let mut room = self.room();
+        let ring = Arc::clone(&room.ring);
         let id = room.held.remove(key).ok_or(ResumeRefused::Unknown)?;
         room.backplane.unheld(key);
         let Some(member) = room.members.get_mut(&id) else {
@@ -192,14 +193,16 @@ impl Hub {
             }
             return Err(ResumeRefused::Refused(reason));
         }
-        let (tx, rx) = mpsc::channel(self.inner.queue_len);
         let evicted = CancellationToken::new();
         let reason = Arc::new(OnceLock::new());
-        member.tx = tx;
+        // A fresh place in the ring, under the room lock: what was missed comes from history.
+        let reader = ring.reader();
+        member.reader = Arc::clone(&reader);
         member.evicted = evicted.clone();
         member.reason = Arc::clone(&reason);
         let (name, profile) = (member.name.clone(), member.profile.clone());
         let stamped = history && self.inner.history.is_some();
+        let cursor = Cursor::new(ring, reader, id, stamped);
         room.set_stamped(id, stamped);
         let recent = match &room.recent {
             Some(recent) if stamped => Some(recent.since(since, &name)),
@@ -210,7 +213,7 @@ impl Hub {
         let membership = Membership {
             hub: self.clone(),
             id,
-            rx,
+            cursor,
             evicted,
             reason,
             welcome: Some(Box::new(Welcome { recent, newest })),
@@ -337,8 +340,8 @@ impl Hub {
         leases: Leases,
     ) -> u64 {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        // A queue nobody reads, closed at once: the session has no connection.
-        let (tx, _) = mpsc::channel(1);
+        let mut room = self.room();
+        // A place in the ring nobody reads: the session has no connection.
         let member = Member {
             name: session.name.clone(),
             profile: Profile {
@@ -351,13 +354,12 @@ impl Hub {
             stamped: session.stamped && self.inner.history.is_some(),
             resume: Some(Box::new(key)),
             held: true,
-            tx,
+            reader: room.ring.reader(),
             evicted: CancellationToken::new(),
             reason: Arc::new(OnceLock::new()),
             key: leases.name.keys[0].clone(),
             leases,
         };
-        let mut room = self.room();
         room.backplane.joined(&member.key, &member.info(id));
         room.insert(id, member);
         room.held.insert(key, id);

@@ -5,9 +5,9 @@
 use std::sync::{Arc, OnceLock};
 
 use clichat_proto::HistoryEntry;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::ring::Cursor;
 use super::{Hub, Payload};
 use crate::auth::TokenKey;
 
@@ -114,7 +114,8 @@ pub(super) struct Welcome {
 pub struct Membership {
     pub(super) hub: Hub,
     pub(super) id: u64,
-    pub(super) rx: mpsc::Receiver<Payload>,
+    /// Its place in the room's ring of frames.
+    pub(super) cursor: Cursor,
     pub(super) evicted: CancellationToken,
     pub(super) reason: Arc<OnceLock<String>>,
     /// What the join (or resume) found, for the frames after `id`: boxed, since it is read
@@ -148,10 +149,31 @@ impl Membership {
         self.id
     }
 
-    /// The next frame queued for this connection; `None` once the hub removed it as a slow
-    /// consumer and the queue is empty.
+    /// Completes when frames for this connection may be waiting ([`Membership::read`] may
+    /// still find none, if they were its own): `true`, or `false` once the hub removed it from
+    /// the room.
+    pub async fn ready(&self) -> bool {
+        self.cursor.ready().await
+    }
+
+    /// Hands up to `max` of the frames waiting for this connection to `each`, oldest first,
+    /// each as its whole WebSocket frame (header, then text), and says how many there were.
+    /// `each` runs under the room's ring lock: it should copy the bytes and return.
+    pub fn read(&self, max: usize, each: impl FnMut([&[u8]; 2])) -> usize {
+        self.cursor.read(max, each)
+    }
+
+    /// The next frame for this connection, as its text; `None` once the hub removed it from
+    /// the room.
     pub async fn recv(&mut self) -> Option<Payload> {
-        self.rx.recv().await
+        loop {
+            if !self.ready().await {
+                return None;
+            }
+            if let Some(payload) = self.try_recv() {
+                return Some(payload);
+            }
+        }
     }
 
     /// Completes when the hub removes this connection: as a slow consumer (the session should
@@ -161,15 +183,24 @@ impl Membership {
         self.evicted.clone()
     }
 
+    /// [`Membership::evicted`], borrowed.
+    pub fn evicted_token(&self) -> &CancellationToken {
+        &self.evicted
+    }
+
     /// Why the hub removed this connection, as a refusal to send it; `None` for a slow
     /// consumer (or while it is still in the room).
     pub fn removal_reason(&self) -> Option<&str> {
         self.reason.get().map(String::as_str)
     }
 
-    /// A frame already queued, without waiting; used to batch writes.
+    /// The next frame already waiting for this connection, without waiting.
     pub fn try_recv(&mut self) -> Option<Payload> {
-        self.rx.try_recv().ok()
+        let mut text = None;
+        self.cursor.read(1, |[_, body]| {
+            text = Some(String::from_utf8_lossy(body).into_owned());
+        });
+        text.map(Payload::from)
     }
 }
 

@@ -3,7 +3,8 @@
 //! Sessions ask the hub for a username, a token hold, a token page and a place in the room; each
 //! comes back as a lease that gives it back when dropped (`leases`), so every way a connection
 //! can end releases what it held. Fan-out lives here too (`room`): a broadcast is serialized
-//! and framed once ([`Payload`]) and the same bytes are queued for every receiver.
+//! and framed once ([`Payload`]) and pushed once into the room's ring (`ring`), which every
+//! receiver reads from its own cursor.
 //!
 //! What must hold beyond this process (names and tokens taken on other nodes, pages opened
 //! through another node, frames for other nodes' members) the hub asks of its [`Backplane`]:
@@ -27,6 +28,7 @@ mod local;
 mod lookup;
 mod member;
 mod payload;
+mod ring;
 mod room;
 
 use std::collections::{HashMap, HashSet};
@@ -35,7 +37,6 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use clichat_proto::{HistoryEntry, ServerFrame};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use backplane::{Backplane, Event, Holdings, NodeRequest, NodeStatus, Unavailable};
@@ -50,6 +51,7 @@ use crate::config::HistoryConfig;
 use crate::history_db::now_ms;
 use crate::names;
 use history::Recent;
+use ring::Cursor;
 use room::{Dropped, Member, Room};
 
 /// Shared state of one server: a cheap-to-clone handle.
@@ -69,7 +71,6 @@ struct Inner {
     /// announced (that would be N² deliveries for nobody).
     closing: AtomicBool,
     one_user_per_token: bool,
-    queue_len: usize,
     /// How much history is kept and shown; `None`: history is off.
     history: Option<HistoryConfig>,
     backplane: Arc<dyn Backplane>,
@@ -135,7 +136,7 @@ pub struct HubStats {
     pub pending_pages: usize,
     /// Sessions held for a resume (counted among the members).
     pub held_sessions: usize,
-    /// Frames queued for receivers by broadcasts since the start.
+    /// Frames delivered to receivers (pushed to the room's ring for them) since the start.
     pub deliveries: u64,
     /// Members dropped as slow consumers since the start.
     pub queue_drops: u64,
@@ -162,11 +163,10 @@ impl Hub {
         Hub {
             inner: Arc::new(Inner {
                 login: Mutex::default(),
-                room: Mutex::new(Room::new(Arc::clone(&backplane), recent)),
+                room: Mutex::new(Room::new(Arc::clone(&backplane), recent, queue_len)),
                 next_id: AtomicU64::new(0),
                 closing: AtomicBool::new(false),
                 one_user_per_token,
-                queue_len,
                 history,
                 backplane,
             }),
@@ -321,7 +321,7 @@ impl Hub {
     }
 
     /// Adds an authenticated connection called `name` to the room and tells everyone else
-    /// (`["join", name]`). Frames for it arrive on [`Membership::recv`]. The room keeps
+    /// (`["join", name]`). Frames for it are read with [`Membership::ready`] and [`Membership::read`]. The room keeps
     /// `leases` while the connection is in it; leaving (dropping the membership, or being
     /// dropped as a slow consumer) releases them first and then announces
     /// `["disconnect", name]`, so that whoever hears of the departure may take the name and
@@ -334,7 +334,7 @@ impl Hub {
     ///
     /// With `history` (and history on), the member's messages carry their number and time, and
     /// [`Membership::take_history`] holds the room's recent messages as of the join: every
-    /// message after them reaches the member's queue, none before.
+    /// message after them reaches the member, none before.
     ///
     /// # Errors
     /// The leases are released and [`JoinRefused::Conflict`] returned if another node was given
@@ -349,26 +349,14 @@ impl Hub {
         admit: impl FnOnce() -> Result<(), String>,
     ) -> Result<Membership, JoinRefused> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(self.inner.queue_len);
         let evicted = CancellationToken::new();
         let reason = Arc::new(OnceLock::new());
-        let member = Member {
-            name: name.to_owned(),
-            key: leases.name.keys[0].clone(),
-            profile,
-            stamped: history && self.inner.history.is_some(),
-            resume: None,
-            held: false,
-            tx,
-            leases,
-            evicted: evicted.clone(),
-            reason: Arc::clone(&reason),
-        };
+        let stamped = history && self.inner.history.is_some();
         let payload = Payload::from(ServerFrame::Join(name.to_owned()).encode());
         // Under the room lock, which `release_lost` holds too: a login is either refused here
         // or in the room when that looks.
         let mut room = self.room();
-        if self.login().lost(&member.leases) {
+        if self.login().lost(&leases) {
             drop(room);
             return Err(JoinRefused::Conflict);
         }
@@ -376,6 +364,21 @@ impl Hub {
             drop(room);
             return Err(JoinRefused::Refused(reason));
         }
+        // Under the room lock too: the member reads every frame pushed after the join.
+        let reader = room.ring.reader();
+        let cursor = Cursor::new(Arc::clone(&room.ring), Arc::clone(&reader), id, stamped);
+        let member = Member {
+            name: name.to_owned(),
+            key: leases.name.keys[0].clone(),
+            profile,
+            stamped,
+            resume: None,
+            held: false,
+            reader,
+            leases,
+            evicted: evicted.clone(),
+            reason: Arc::clone(&reason),
+        };
         room.backplane.joined(&member.key, &member.info(id));
         let recent = match &room.recent {
             Some(recent) if member.stamped => Some((recent.on_join(), true)),
@@ -393,7 +396,7 @@ impl Hub {
         Ok(Membership {
             hub: self.clone(),
             id,
-            rx,
+            cursor,
             evicted,
             reason,
             welcome: Some(Box::new(leases::Welcome { recent, newest })),
@@ -666,7 +669,8 @@ mod tests {
         .unwrap();
         assert!(a.try_recv().is_none());
         assert_eq!(b.recv().await.unwrap(), r#"["message","a","1"]"#);
-        // b reads nothing more: its queue of 2 fills, and the third frame evicts it.
+        // b reads nothing more: the ring of 2 fills, and the third frame evicts it. a, whose
+        // own messages they are, never lags.
         for i in 0..3 {
             hub.broadcast(
                 a.id(),
@@ -685,9 +689,10 @@ mod tests {
             "the evicted member's name is free"
         );
         assert!(b.evicted().is_cancelled(), "the session is told");
-        assert!(b.recv().await.is_some());
-        assert!(b.recv().await.is_some());
-        assert!(b.recv().await.is_none(), "an evicted member's queue ends");
+        assert!(
+            b.recv().await.is_none(),
+            "an evicted member reads nothing more"
+        );
         drop(b);
         assert!(a.try_recv().is_none(), "the eviction was announced once");
     }

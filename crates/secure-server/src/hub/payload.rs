@@ -10,8 +10,7 @@ use tungstenite::protocol::frame::coding::{Data, OpCode};
 /// text are the same bytes for every receiver, and a session copies them to its socket as they
 /// are. Cloning is a reference-count increment.
 ///
-/// One pointer wide, so that each receiver's queue (blocks of 32 slots, which a queue keeps once
-/// a burst has grown it) stays small.
+/// One pointer wide, so that the room's ring of frames stays small.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Payload(Arc<Framed>);
 

@@ -1,20 +1,21 @@
 //! The room: who is in it, and fan-out to them.
 //!
-//! A frame is queued for every member but its sender under one lock, and, when one of this
-//! node's members caused it, handed to the backplane in the same critical section, so that every
-//! node sees the room's frames in one order. A member whose queue is full is a slow consumer: it
-//! is removed at once and its departure announced like any other.
+//! A frame is pushed once into the room's ring (`ring`), for every member but its sender, under
+//! one lock, and, when one of this node's members caused it, handed to the backplane in the
+//! same critical section, so that every node sees the room's frames in one order. A member that
+//! falls a whole ring behind is a slow consumer: it is removed at once and its departure
+//! announced like any other.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use clichat_proto::{HistoryEntry, ServerFrame};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::backplane::{Backplane, Departure};
 use super::history::Recent;
+use super::ring::{Reader, Ring};
 use super::{Leases, Payload, Profile};
 use crate::auth::TokenKey;
 
@@ -23,7 +24,9 @@ pub(super) struct Room {
     pub(super) members: HashMap<u64, Member>,
     /// Where what this node's members cause is also sent (the other nodes, if any).
     pub(super) backplane: Arc<dyn Backplane>,
-    /// Frames queued for receivers, ever (counted under the lock the fan-out holds anyway).
+    /// The frames for the members, each pushed once.
+    pub(super) ring: Arc<Ring>,
+    /// Frames delivered to receivers, ever (counted under the lock the fan-out holds anyway).
     pub(super) deliveries: u64,
     /// Members dropped as slow consumers, ever.
     pub(super) queue_drops: u64,
@@ -51,9 +54,10 @@ pub(super) struct Member {
     /// did not ask for one pay a pointer.
     pub(super) resume: Option<Box<TokenKey>>,
     /// Whether its connection is lost and the session held for a resume: frames for it go
-    /// nowhere (its queue is closed) until then.
+    /// nowhere (nobody reads its place in the ring) until then.
     pub(super) held: bool,
-    pub(super) tx: mpsc::Sender<Payload>,
+    /// Its place in the ring.
+    pub(super) reader: Arc<Reader>,
     /// Released when the member leaves the room, before its departure is announced.
     pub(super) leases: Leases,
     /// Cancelled when the hub removes the member (slow consumer, kick, ban, revocation).
@@ -102,10 +106,16 @@ impl Member {
 }
 
 impl Room {
-    pub(super) fn new(backplane: Arc<dyn Backplane>, recent: Option<Recent>) -> Room {
+    /// An empty room whose members may each fall `queue_len` frames behind.
+    pub(super) fn new(
+        backplane: Arc<dyn Backplane>,
+        recent: Option<Recent>,
+        queue_len: usize,
+    ) -> Room {
         Room {
             members: HashMap::new(),
             backplane,
+            ring: Ring::new(queue_len),
             deliveries: 0,
             queue_drops: 0,
             announce_up_to: None,
@@ -124,6 +134,7 @@ impl Room {
     /// Takes a member out of the room.
     pub(super) fn take(&mut self, id: u64) -> Option<Member> {
         let member = self.members.remove(&id)?;
+        member.reader.close();
         self.stamped -= usize::from(member.stamped);
         if let (true, Some(key)) = (member.held, member.resume.as_deref()) {
             self.held.remove(key);
@@ -157,8 +168,8 @@ impl Room {
         self.drop_slow(slow)
     }
 
-    /// Queues `payload` for every member but `except`, and, when it is this node's to
-    /// `publish`, for the other nodes. A member whose queue is full is a slow consumer: it is
+    /// Delivers `payload` to every member but `except`, and, when it is this node's to
+    /// `publish`, to the other nodes. A member a whole ring behind is a slow consumer: it is
     /// removed from the room at once (its leases released, its session told through its
     /// eviction token) and its departure is announced like any other.
     pub(super) fn fan_out(&mut self, except: u64, payload: Payload, publish: bool) -> Dropped {
@@ -230,8 +241,9 @@ impl Room {
         Some((left.name, dropped))
     }
 
-    /// Queues `payload` for every member but `except`, or `stamped` for those that asked for
-    /// history when there is one.
+    /// Pushes `payload` into the ring for every member but `except` (`stamped` for those that
+    /// asked for history, when there is one), and wakes the members waiting for frames. A
+    /// member the push leaves a whole ring behind goes to `slow`; held members read nothing.
     fn deliver(
         &mut self,
         except: u64,
@@ -239,20 +251,18 @@ impl Room {
         stamped: Option<&Payload>,
         slow: &mut Vec<u64>,
     ) {
+        let sender = self.members.get(&except).map(|member| &*member.reader);
+        let oldest = self.ring.push(except, sender, payload, stamped);
         let mut delivered = 0;
         for (&id, member) in &self.members {
-            if id == except {
+            if id == except || member.held {
                 continue;
             }
-            let payload = match stamped {
-                Some(stamped) if member.stamped => stamped,
-                _ => payload,
-            };
-            match member.tx.try_send(payload.clone()) {
-                Ok(()) => delivered += 1,
-                Err(mpsc::error::TrySendError::Full(_)) => slow.push(id),
-                // Closed: the session is ending and its Membership drop will remove it.
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            if Ring::lagging(&member.reader, oldest) {
+                slow.push(id);
+            } else {
+                member.reader.wake();
+                delivered += 1;
             }
         }
         self.deliveries += delivered;

@@ -2,25 +2,24 @@
 //! pings, eviction, shutdown}: messages checked and broadcast, moderation handed on, everything
 //! else ignored; room frames written in batches, one flush for many.
 
-use std::convert::Infallible;
-use std::sync::Arc;
-use std::time::Duration;
-
 use clichat_proto::{ClientFrame, ResumeToken, ServerFrame, refusal};
 use futures_util::{SinkExt, StreamExt};
-use tokio::time::timeout;
+use std::convert::Infallible;
+use std::sync::Arc;
+use tokio::time::{Duration, Instant, timeout};
 use tracing::{debug, info};
 use tungstenite::Message;
 
+use super::gather::Gather;
 use super::login::{Entry, LoggedIn};
 use super::{
     Exit, Frame, LOG_TARGET, RESTARTING, SHUTTING_DOWN, Session, classify, close_code, refuse,
 };
-use crate::hub::{JoinRefused, Membership, Payload, Profile};
+use crate::hub::{JoinRefused, Membership, Profile};
 use crate::limits::{MessageBudget, MessageVerdict};
 use crate::rules::MessageRefusal;
 
-/// The most queued frames written before one flush.
+/// The most frames of the room written before one flush.
 const MAX_BATCH: usize = 256;
 
 impl Session {
@@ -121,7 +120,8 @@ impl Session {
                 .await?;
         }
         if self.caps.presence {
-            self.send_members().await?;
+            let members = self.members().await;
+            self.send(&members).await?;
         }
         if self.caps.resume {
             self.send_session(member).await?;
@@ -141,24 +141,51 @@ impl Session {
         let evicted = member.evicted();
         let evicted = evicted.cancelled();
         tokio::pin!(evicted);
-        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let mut ping = tokio::time::interval_at(Instant::now() + every, every);
         // A ping went out and nothing has come back since.
         let mut unanswered = false;
+        let mut gather = Gather::default();
+        let tick = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(tick);
         loop {
             // Unbiased: a busy room must not starve this client's own input, nor the reverse.
             tokio::select! {
                 () = &mut shutdown => return Err(SHUTTING_DOWN),
                 () = &mut evicted => return Err(Exit::Removed),
-                out = member.recv() => {
-                    let payload = out.ok_or(Exit::Removed)?;
-                    self.write_batch(payload, member, write_timeout).await?;
+                ready = member.ready(), if gather.accepts() => {
+                    if !ready {
+                        return Err(Exit::Removed);
+                    }
+                    match gather.arrived(Instant::now()) {
+                        Some(due) => tick.as_mut().reset(due),
+                        None => {
+                            // Let the rest of the server run first: frames pushed meanwhile
+                            // leave in the same write. In a quiet room this returns at once.
+                            tokio::task::yield_now().await;
+                            let frames = self.write_batch(member, write_timeout).await?;
+                            gather.wrote(frames, MAX_BATCH, Instant::now());
+                        }
+                    }
+                }
+                () = &mut tick, if !gather.accepts() => {
+                    gather.due_now();
+                    let frames = self.write_batch(member, write_timeout).await?;
+                    gather.wrote(frames, MAX_BATCH, Instant::now());
                 }
                 msg = self.ws.next() => {
                     unanswered = false;
                     self.spend(&msg)?;
                     if let Some(Frame::Text(text)) = classify(msg)? {
                         // Boxed: a rare path, kept out of the state every idle connection holds.
-                        Box::pin(self.chat_frame(id, name, profile, &text, &budget)).await?;
+                        let answer =
+                            Box::pin(self.chat_frame(id, name, profile, &text, &budget)).await?;
+                        if let Some(answer) = answer {
+                            // The room's frames that came before the answer leave before it.
+                            gather.due_now();
+                            let frames = self.write_batch(member, write_timeout).await?;
+                            gather.wrote(frames, MAX_BATCH, Instant::now());
+                            self.send(&answer).await?;
+                        }
                     }
                 }
                 _ = ping.tick() => {
@@ -175,7 +202,7 @@ impl Session {
 
     /// Handles one text frame from a logged-in client: a `msg` with its own id is checked and
     /// broadcast; moderation frames are carried out if the role allows; everything else is
-    /// ignored.
+    /// ignored. Returns the frame to answer with, if any.
     async fn chat_frame(
         &mut self,
         id: u64,
@@ -183,7 +210,7 @@ impl Session {
         profile: &Profile,
         text: &str,
         budget: &MessageBudget,
-    ) -> Result<(), Exit> {
+    ) -> Result<Option<ServerFrame>, Exit> {
         let text = match ClientFrame::decode(text) {
             Ok(ClientFrame::Msg {
                 id: Some(from),
@@ -197,39 +224,32 @@ impl Session {
             ) => {
                 // The role in force now: a reload may have demoted (or promoted) the token.
                 let role = self.server.role_of(profile);
-                let answer = Self::moderate(Arc::clone(&self.server), name, role, frame).await;
-                return match answer {
-                    Some(frame) => self.send(&frame).await,
-                    None => Ok(()),
-                };
+                return Ok(Self::moderate(Arc::clone(&self.server), name, role, frame).await);
             }
             Ok(ClientFrame::Members) if self.caps.presence => {
                 // A list of the whole room costs more than a message: it is charged as one.
                 return match budget.spend() {
-                    MessageVerdict::Send => self.send_members().await,
+                    MessageVerdict::Send => Ok(Some(self.members().await)),
                     MessageVerdict::SlowDown => {
-                        let slow_down = ServerFrame::Refusal(refusal::SLOW_DOWN.to_owned());
-                        self.send(&slow_down).await
+                        Ok(Some(ServerFrame::Refusal(refusal::SLOW_DOWN.to_owned())))
                     }
                     MessageVerdict::Flood => Err(refuse(refusal::FLOOD)),
                 };
             }
             Ok(other) => {
                 debug!(target: LOG_TARGET, id, kind = other.kind(), "ignored frame");
-                return Ok(());
+                return Ok(None);
             }
             Err(error) => {
                 debug!(target: LOG_TARGET, id, ?error, "ignored malformed frame");
-                return Ok(());
+                return Ok(None);
             }
         };
         match budget.spend() {
             MessageVerdict::Send => {}
             MessageVerdict::SlowDown => {
                 debug!(target: LOG_TARGET, peer = %self.peer, id, "message over the rate");
-                return self
-                    .send(&ServerFrame::Refusal(refusal::SLOW_DOWN.to_owned()))
-                    .await;
+                return Ok(Some(ServerFrame::Refusal(refusal::SLOW_DOWN.to_owned())));
             }
             MessageVerdict::Flood => return Err(refuse(refusal::FLOOD)),
         }
@@ -241,13 +261,13 @@ impl Session {
                 if sent.is_err() {
                     // Delivered to nobody, and the sender is told so: never lost silently.
                     let not_sent = ServerFrame::Refusal(refusal::MESSAGE_NOT_SENT.to_owned());
-                    return self.send(&not_sent).await;
+                    return Ok(Some(not_sent));
                 }
-                Ok(())
+                Ok(None)
             }
             Err(MessageRefusal::TooLong(reason)) => {
                 info!(target: LOG_TARGET, peer = %self.peer, id, ?reason, "refused message");
-                self.send(&ServerFrame::Refusal(reason)).await
+                Ok(Some(ServerFrame::Refusal(reason)))
             }
             Err(MessageRefusal::Close(reason)) => Err(refuse(reason)),
         }
@@ -267,9 +287,9 @@ impl Session {
         self.send(&session).await
     }
 
-    /// Sends `["members", [...]]`: everyone in the room now, on every node (this node's only,
-    /// while the other nodes cannot be asked).
-    async fn send_members(&mut self) -> Result<(), Exit> {
+    /// `["members", [...]]`: everyone in the room now, on every node (this node's only, while
+    /// the other nodes cannot be asked).
+    async fn members(&mut self) -> ServerFrame {
         let names = match self.server.hub.who().await {
             Ok(names) => names,
             Err(_) => self
@@ -280,31 +300,26 @@ impl Session {
                 .map(|m| m.name)
                 .collect(),
         };
-        self.send(&ServerFrame::Members(names)).await
+        ServerFrame::Members(names)
     }
 
-    /// Writes `first` and whatever else is already queued, then flushes once. Gives up at once
-    /// if the hub drops this connection as a slow consumer meanwhile.
+    /// Writes the frames waiting for this connection (at most [`MAX_BATCH`]), then flushes
+    /// once, and says how many frames it wrote. Gives up at once if the hub drops this
+    /// connection as a slow consumer meanwhile.
     ///
-    /// Room frames are framed once for every receiver, so they are copied into the socket's
-    /// write buffer as they are, behind whatever tungstenite has written there (it buffers
-    /// nothing itself once a flush has completed), and leave with the flush.
+    /// Room frames are framed once for every receiver, so they are copied from the room's ring
+    /// into the socket's write buffer as they are, behind whatever tungstenite has written
+    /// there (it buffers nothing itself once a flush has completed), and leave with the flush.
     async fn write_batch(
         &mut self,
-        first: Payload,
-        member: &mut Membership,
+        member: &Membership,
         write_timeout: Duration,
-    ) -> Result<(), Exit> {
-        // Let the rest of the server run first: in a busy room more frames arrive meanwhile
-        // and leave in the same write (one system call for many frames); in a quiet one this
-        // returns at once.
-        tokio::task::yield_now().await;
-        let evicted = member.evicted();
+    ) -> Result<usize, Exit> {
         let socket = self.ws.get_mut();
-        socket.stage(&first.wire());
-        for _ in 1..MAX_BATCH {
-            let Some(next) = member.try_recv() else { break };
-            socket.stage(&next.wire());
+        let frames = member.read(MAX_BATCH, |wire| socket.stage(&wire));
+        if frames == 0 {
+            // Only the member's own messages were new.
+            return Ok(0);
         }
         let write = self.ws.flush();
         // A write that completes at once (the usual case) arms no timer and does not register
@@ -315,11 +330,11 @@ impl Session {
             std::task::Poll::Pending => tokio::select! {
                 biased;
                 result = timeout(write_timeout, write) => result,
-                () = evicted.cancelled() => return Err(Exit::Removed),
+                () = member.evicted_token().cancelled() => return Err(Exit::Removed),
             },
         };
         match result {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => Ok(frames),
             Ok(Err(error)) => {
                 debug!(target: LOG_TARGET, peer = %self.peer, %error, "write failed");
                 Err(Exit::Gone)

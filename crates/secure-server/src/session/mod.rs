@@ -13,10 +13,13 @@
 //!   token page) or `botauth`.
 //! - `chat`: joining the room (with history and members for those that asked), then relaying
 //!   the room to the client and the client's messages to the room, in batches.
+//! - `gather`: when the room's frames are written (at once on a quiet socket, once a tick while
+//!   they stream).
 //! - `moderation`: `kick`, `ban`, `unban` and `who`, by role.
 
 mod caps;
 mod chat;
+mod gather;
 mod login;
 mod moderation;
 
