@@ -1,7 +1,8 @@
 //! The worker: the one task that owns a node's Redis connections. It connects (and reconnects
-//! with backoff), then, while connected, writes the link's ops in batches, reads the room
-//! stream and renews the node's registration, all at once; what fails ends the spell, and the
-//! next one starts with a sync ([`super::sync`]).
+//! with backoff, asking the sentinels each time which Redis is the master, if it has them),
+//! then, while connected, writes the link's ops in batches, reads the room stream and renews
+//! the node's registration, all at once; what fails ends the spell, and the next one starts
+//! with a sync ([`super::sync`]).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use super::connect::Target;
 use super::link::{Link, Op, Write};
 use super::pipeline::{BATCH, heartbeat, ms, write_batch};
 use super::scripts::Scripts;
@@ -27,11 +29,15 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Waits between reconnection attempts: doubling from the first to the last.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
+/// The longest wait between attempts with sentinels: asking them is cheap, and a node should
+/// find a newly promoted master soon.
+const SENTINEL_BACKOFF_MAX: Duration = Duration::from_millis(250);
 
 /// The task that owns the node's Redis connections.
 pub(super) struct Worker {
     pub(super) link: Arc<Link>,
-    pub(super) url: String,
+    /// Where the Redis is.
+    pub(super) target: Target,
     pub(super) ttl: Duration,
     pub(super) ops: OpQueue,
     /// Where what the other nodes cause goes, for the hub.
@@ -84,7 +90,12 @@ pub(super) enum Ended {
 impl Worker {
     /// Connects, serves, and reconnects with backoff, until the node leaves the cluster.
     pub(super) async fn run(mut self) {
-        info!(node = %self.link.node, "cluster node starting");
+        info!(node = %self.link.node, redis = %self.target.describe(), "cluster node starting");
+        let longest = if self.target.is_sentinel() {
+            SENTINEL_BACKOFF_MAX
+        } else {
+            BACKOFF.1
+        };
         let mut backoff = BACKOFF.0;
         let unreachable = crate::limits::LogThrottle::default();
         loop {
@@ -111,12 +122,26 @@ impl Worker {
             if self.wait(backoff).await.is_err() {
                 return;
             }
-            backoff = (backoff * 2).min(BACKOFF.1);
+            backoff = (backoff * 2).min(longest);
         }
     }
 
-    async fn connect(&self) -> redis::RedisResult<(MultiplexedConnection, MultiplexedConnection)> {
-        let client = redis::Client::open(self.url.as_str())?;
+    /// Connects to the Redis that is the master now (the URL's, or the one the sentinels name).
+    /// With sentinels, a failed attempt has the next one ask another sentinel first.
+    async fn connect(
+        &mut self,
+    ) -> redis::RedisResult<(MultiplexedConnection, MultiplexedConnection)> {
+        let connected = self.connect_once().await;
+        if connected.is_err() {
+            self.target.failed();
+        }
+        connected
+    }
+
+    async fn connect_once(
+        &mut self,
+    ) -> redis::RedisResult<(MultiplexedConnection, MultiplexedConnection)> {
+        let client = self.target.master().await?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(CONNECT_TIMEOUT)
             .set_response_timeout(RESPONSE_TIMEOUT);
