@@ -1,10 +1,13 @@
 //! Where the cluster's Redis is: one Redis at a URL (TLS for `rediss://`), or the master a set
 //! of Redis Sentinels names, asked again at every connection so that a node follows a failover.
+//! Either way the Redis connected to must say it is a master (`ROLE`): a replica, or a master
+//! that a failover demoted, is not written to.
 
 use std::time::Duration;
 
+use redis::aio::MultiplexedConnection;
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
-use redis::{ConnectionAddr, TlsCertificates, TlsMode};
+use redis::{AsyncConnectionConfig, ConnectionAddr, TlsCertificates, TlsMode};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
@@ -43,6 +46,10 @@ pub(super) struct Sentinels {
     client: SentinelClient,
     /// Which sentinel is asked first ([`Target::failed`] moves on).
     first: usize,
+    /// The master the sentinels named last (`HOST:PORT`).
+    named: Option<String>,
+    /// A connection to a sentinel, to ask whether it still names that master.
+    watch: Option<MultiplexedConnection>,
 }
 
 impl Target {
@@ -96,6 +103,8 @@ impl Target {
             spec,
             client,
             first: 0,
+            named: None,
+            watch: None,
         })))
     }
 
@@ -107,7 +116,30 @@ impl Target {
             Target::Sentinel(sentinels) => {
                 let asked =
                     tokio::time::timeout(ASK_TIMEOUT, sentinels.client.async_get_client()).await;
-                asked.unwrap_or_else(|_| Err(too_slow()))
+                let client = asked.unwrap_or_else(|_| Err(too_slow()))?;
+                sentinels.named = Some(client.get_connection_info().addr.to_string());
+                Ok(client)
+            }
+        }
+    }
+
+    /// Whether the sentinels still name the master they named last: a master can be replaced
+    /// while it still answers (a failover asked for, or one that a partition hid from the
+    /// sentinels), and a node must not go on writing to it. `true` without sentinels, and when
+    /// they cannot be asked within `within`: that is no reason to leave a master that answers.
+    pub(super) async fn still_named(&mut self, within: Duration) -> bool {
+        let Target::Sentinel(sentinels) = self else {
+            return true;
+        };
+        let asked = tokio::time::timeout(within, sentinels.ask()).await;
+        match asked.unwrap_or_else(|_| Err(too_slow())) {
+            Ok(Some((host, port))) => {
+                sentinels.named.as_deref() == Some(format!("{host}:{port}").as_str())
+            }
+            Ok(None) => true,
+            Err(_) => {
+                sentinels.watch = None;
+                true
             }
         }
     }
@@ -195,6 +227,28 @@ impl Spec {
 }
 
 impl Sentinels {
+    /// Which master a sentinel names now (`SENTINEL get-master-addr-by-name`).
+    async fn ask(&mut self) -> redis::RedisResult<Option<(String, u16)>> {
+        let watch = match &mut self.watch {
+            Some(watch) => watch,
+            None => {
+                let sentinel = self.client.async_get_sentinel_client().await?;
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(ASK_TIMEOUT)
+                    .set_response_timeout(ASK_TIMEOUT);
+                let connection = sentinel
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await?;
+                self.watch.insert(connection)
+            }
+        };
+        redis::cmd("SENTINEL")
+            .arg("get-master-addr-by-name")
+            .arg(&self.spec.master)
+            .query_async(watch)
+            .await
+    }
+
     /// The next attempt starts with the next sentinel.
     fn ask_another_first(&mut self) {
         if self.spec.addrs.len() < 2 {
@@ -203,6 +257,7 @@ impl Sentinels {
         self.first = (self.first + 1) % self.spec.addrs.len();
         if let Ok(client) = self.spec.build(self.first) {
             self.client = client;
+            self.watch = None;
         }
     }
 }
@@ -227,6 +282,15 @@ fn too_slow() -> redis::RedisError {
     redis::RedisError::from((
         redis::ErrorKind::IoError,
         "the sentinels did not answer in time",
+    ))
+}
+
+/// The error a Redis that is not a master answers with: the link is restarted, and with
+/// sentinels the next connection asks them again.
+pub(super) fn not_a_master() -> redis::RedisError {
+    redis::RedisError::from((
+        redis::ErrorKind::ReadOnly,
+        "this Redis is not a master (a replica, or a master demoted by a failover)",
     ))
 }
 

@@ -14,7 +14,9 @@
 //!   disconnects, atomically.
 //!
 //! The Redis is one URL, or the master a set of Redis Sentinels names ([`connect`]); a node
-//! asks them again each time it connects, so that it follows a failover.
+//! asks them again each time it connects, so that it follows a failover. With replicas it
+//! counts nothing as written or read before one has it ([`replicas`]), so that a failover
+//! loses nothing a node acknowledged or delivered.
 //!
 //! One task per node owns the Redis connections ([`worker`]). The hub talks to it through a
 //! queue of ops ([`link`]), which it writes in order, many to a pipeline ([`pipeline`]): a node's releases reach Redis before
@@ -29,6 +31,7 @@
 mod connect;
 mod link;
 mod pipeline;
+mod replicas;
 mod scripts;
 mod stream;
 mod sync;
@@ -180,8 +183,9 @@ fn prepare(
         events,
         inflight: Vec::new(),
         backlog: VecDeque::new(),
-        last_id: None,
+        cursor: None,
         history: None,
+        replicas: replicas::Replicas::default(),
     };
     Ok((link, worker, events_rx))
 }

@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
@@ -17,8 +17,9 @@ use tracing::{info, warn};
 use super::connect::Target;
 use super::link::{Link, Op, Write};
 use super::pipeline::{BATCH, heartbeat, ms, write_batch};
+use super::replicas::Replicas;
 use super::scripts::Scripts;
-use super::stream::{READ_BLOCK_MS, latest_id, read_forever, recent};
+use super::stream::{Cursor, READ_BLOCK_MS, latest_id, read_forever, recent, recover};
 use crate::config::HistoryConfig;
 use crate::hub::{Event, Unavailable};
 
@@ -47,10 +48,13 @@ pub(super) struct Worker {
     pub(super) inflight: Vec<Op>,
     /// Writes made while Redis was unreachable, oldest first.
     pub(super) backlog: VecDeque<Write>,
-    /// The last stream entry this node has read: where to read on from after a reconnect.
-    pub(super) last_id: Option<String>,
+    /// Where this node is in the room stream: where to read on from after a reconnect. `None`
+    /// until the first connection.
+    pub(super) cursor: Option<Cursor>,
     /// How much history the room keeps (`None`: off).
     pub(super) history: Option<HistoryConfig>,
+    /// Whether writes and reads wait for a replica (see [`super::replicas`]).
+    pub(super) replicas: Replicas,
 }
 
 /// The worker's end of the op queue, which keeps [`Link`]'s count of queued ops.
@@ -126,8 +130,9 @@ impl Worker {
         }
     }
 
-    /// Connects to the Redis that is the master now (the URL's, or the one the sentinels name).
-    /// With sentinels, a failed attempt has the next one ask another sentinel first.
+    /// Connects to the Redis that is the master now (the URL's, or the one the sentinels name),
+    /// once it has said it is one. With sentinels, a failed attempt has the next one ask
+    /// another sentinel first.
     async fn connect(
         &mut self,
     ) -> redis::RedisResult<(MultiplexedConnection, MultiplexedConnection)> {
@@ -145,9 +150,13 @@ impl Worker {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(CONNECT_TIMEOUT)
             .set_response_timeout(RESPONSE_TIMEOUT);
-        let writer = client
+        let mut writer = client
             .get_multiplexed_async_connection_with_config(&config)
             .await?;
+        // A master, whose replicas (if it has any) this node then waits for.
+        self.replicas
+            .connected(client.get_connection_info().addr.to_string());
+        self.replicas.check(&mut writer).await?;
         // The reader blocks in XREAD: its own connection, with room for the wait.
         let reader_config = config.set_response_timeout(RESPONSE_TIMEOUT + ms(READ_BLOCK_MS));
         let reader = client
@@ -220,9 +229,18 @@ impl Worker {
                 .query_async::<String>(&mut writer)
                 .await?;
         }
+        // Back from an outage (which the other nodes may have shared, as in a failover): it
+        // reaps nobody for a TTL, so that they have the time to come back too.
+        let rejoined = self.cursor.is_some();
+        if let Some(cursor) = &mut self.cursor {
+            recover(&mut writer, cursor).await?;
+        }
         self.sync(&mut writer).await?;
-        if self.last_id.is_none() {
-            self.last_id = Some(latest_id(&mut writer).await?);
+        if self.cursor.is_none() {
+            self.cursor = Some(Cursor {
+                id: latest_id(&mut writer).await?,
+                seq: 0,
+            });
             // Before anyone can log in here: the room's history so far. What is added after the
             // stream position just read comes from the stream too, and is kept once.
             if let Some(history) = self.history {
@@ -239,10 +257,14 @@ impl Worker {
             ops,
             inflight,
             backlog,
-            last_id,
+            cursor,
             events,
+            replicas,
+            target,
             ..
         } = self;
+        let replicas: &Replicas = replicas;
+        let reap_from = Instant::now() + if rejoined { ttl } else { Duration::ZERO };
         let mut beat_conn = writer.clone();
         let writing = async {
             loop {
@@ -258,7 +280,8 @@ impl Worker {
                         Err(_) => break,
                     }
                 }
-                if let Some(ended) = write_batch(&mut writer, &node, inflight, backlog).await? {
+                let written = write_batch(&mut writer, &node, inflight, backlog, replicas);
+                if let Some(ended) = written.await? {
                     return Ok(ended);
                 }
             }
@@ -266,15 +289,17 @@ impl Worker {
         let reading = read_forever(
             &mut reader,
             &node,
-            last_id.as_mut().expect("set above"),
+            cursor.as_mut().expect("set above"),
             events,
+            replicas,
         );
         let beating = async {
             let mut every = tokio::time::interval(ttl / 5);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 every.tick().await;
-                match heartbeat(&mut beat_conn, &node, ttl).await {
+                let reap = Instant::now() >= reap_from;
+                match heartbeat(&mut beat_conn, &node, ttl, reap).await {
                     Ok(0) => {
                         // Our deadline passed (a long stall, or Redis lost its data):
                         // reconnect and reconcile from scratch.
@@ -283,7 +308,18 @@ impl Worker {
                             "this node's registration lapsed",
                         )));
                     }
-                    Ok(_) => {}
+                    Ok(_) => {
+                        // Still the master? And does a replica keep up (again)?
+                        replicas.check(&mut beat_conn).await?;
+                        // Within a beat's time: a sentinel that hangs must not hold up the
+                        // heartbeats.
+                        if !target.still_named(ttl / 5).await {
+                            return Err(redis::RedisError::from((
+                                redis::ErrorKind::ClientError,
+                                "the sentinels name another master now",
+                            )));
+                        }
+                    }
                     Err(error) => return Err(error),
                 }
             }
