@@ -28,14 +28,17 @@ const TAKEN_BEFORE: usize = 20;
 const TAKEN_AFTER: usize = 20;
 
 fn node_config(replicated: &Replicated, node: &str) -> Value {
-    config_json(json!({
-        "cluster": {
-            "sentinels": replicated.sentinel_addrs(),
-            "master": MASTER_NAME,
-            "node_id": node,
-            "node_ttl_secs": NODE_TTL_SECS,
-        },
-    }))
+    let mut cluster = json!({
+        "sentinels": replicated.sentinel_addrs(),
+        "master": MASTER_NAME,
+        "node_id": node,
+        "node_ttl_secs": NODE_TTL_SECS,
+    });
+    if let Some(tls) = &replicated.tls {
+        cluster["tls"] = json!(true);
+        cluster["ca_file"] = json!(tls.ca);
+    }
+    config_json(json!({"cluster": cluster}))
 }
 
 /// A node on the sentinels' master, once its link is up.
@@ -250,15 +253,19 @@ enum Failure {
 /// both senders have had [`TAKEN_BEFORE`] messages taken; the chat goes on until both have had
 /// [`TAKEN_AFTER`] taken since the sentinels named the new master. Then every delivery is
 /// checked. Returns the senders, for what else a test checks.
-async fn chat_through(failure: Failure) -> Option<(Chatter, Chatter)> {
+async fn chat_through(failure: Failure, tls: bool) -> Option<(Chatter, Chatter)> {
     let setup = match failure {
-        Failure::Kill => Setup::default(),
+        Failure::Kill => Setup {
+            tls,
+            ..Setup::default()
+        },
         // A handover leaves the old master running: refusing writes once it has lost its
         // replicas keeps it from taking any between the promotion and its demotion; a second
         // replica gives the new master one at once.
         Failure::Handover => Setup {
             more_replicas: 1,
             min_replicas_to_write: true,
+            tls,
             ..Setup::default()
         },
     };
@@ -270,7 +277,7 @@ async fn chat_through(failure: Failure) -> Option<(Chatter, Chatter)> {
     let mut w1 = Chatter::login(&n1, "w1", TOKENS[2]).await;
     let mut w2 = Chatter::login(&n2, "w2", TOKENS[3]).await;
     let old_master = replicated.master.port;
-    let mut sentinel = connect(replicated.sentinels[0].port).await;
+    let mut sentinel = replicated.connect(replicated.sentinels[0].port).await;
 
     let mut pace = tokio::time::interval(PACE);
     let mut failed_at = None;
@@ -352,7 +359,7 @@ async fn chat_through(failure: Failure) -> Option<(Chatter, Chatter)> {
 
 #[tokio::test]
 async fn nodes_follow_the_sentinels_when_the_master_is_killed() {
-    let Some((a, b)) = chat_through(Failure::Kill).await else {
+    let Some((a, b)) = chat_through(Failure::Kill, false).await else {
         return;
     };
     // With no master, messages are refused rather than lost.
@@ -363,7 +370,14 @@ async fn nodes_follow_the_sentinels_when_the_master_is_killed() {
 
 #[tokio::test]
 async fn nodes_leave_a_demoted_master_for_the_promoted_replica() {
-    chat_through(Failure::Handover).await;
+    chat_through(Failure::Handover, false).await;
+}
+
+/// `"tls": true` with sentinels: the nodes speak TLS to the sentinels and to every Redis,
+/// trusting `ca_file`, and follow a failover as without TLS.
+#[tokio::test]
+async fn nodes_follow_the_sentinels_over_tls() {
+    chat_through(Failure::Kill, true).await;
 }
 
 /// The replica misses the master's newest writes (its replication link is held), and the
@@ -439,29 +453,13 @@ async fn nodes_speak_tls_to_redis_trusting_their_own_ca() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&key, &ca, &ca_key)
-        .unwrap();
-    let write = |name: &str, pem: String| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, pem).unwrap();
-        path.to_str().unwrap().to_owned()
-    };
-    let ca_file = write("ca.pem", ca.pem());
-    let cert_file = write("redis.pem", cert.pem());
-    let key_file = write("redis.key", key.serialize_pem());
-    let redis = common::sentinel::tls_redis(dir.path(), &cert_file, &key_file, &ca_file).await;
+    let tls = common::sentinel::TlsFiles::new();
+    let redis = common::sentinel::tls_redis(dir.path(), &tls).await;
 
     let tls_node = async |name: &str| {
         let cluster = json!({
             "redis": format!("rediss://127.0.0.1:{}/", redis.port),
-            "ca_file": ca_file,
+            "ca_file": tls.ca,
             "node_id": name,
             "node_ttl_secs": NODE_TTL_SECS,
         });
@@ -480,4 +478,21 @@ async fn nodes_speak_tls_to_redis_trusting_their_own_ca() {
     check_deliveries(&mut [&mut a, &mut b]).await;
     n1.stop().await;
     n2.stop().await;
+
+    // A node that trusts another CA does not take Redis's certificate: it says so, and stays
+    // out of the cluster.
+    let other = common::sentinel::TlsFiles::new();
+    let cluster = json!({
+        "redis": format!("rediss://127.0.0.1:{}/", redis.port),
+        "ca_file": other.ca,
+        "node_id": "n3",
+    });
+    let path = dir.path().join("secureconfig.json");
+    common::write_config(&path, &config_json(json!({"cluster": cluster})));
+    let mut n3 = common::process::start(&path, "info").await;
+    let line = n3.log_line("cannot reach the cluster's Redis").await;
+    assert!(line.contains("certificate"), "{line}");
+    let status = common::status::report(&format!("http://{}/_status", n3.addr)).await;
+    assert_eq!(status["cluster"]["link"], "down");
+    n3.stop().await;
 }

@@ -39,6 +39,8 @@ pub struct Replicated {
     pub sentinels: Vec<Process>,
     /// Where the replica replicates through, if it does through a relay.
     pub hold: Option<Hold>,
+    /// The CA and certificate every process speaks TLS with, if they do.
+    pub tls: Option<TlsFiles>,
     /// The Redis servers' folders, and the sentinels' config files (they rewrite them).
     _dir: tempfile::TempDir,
 }
@@ -52,6 +54,9 @@ pub struct Setup {
     pub held: bool,
     /// `min-replicas-to-write 1`: a master without a replica refuses writes (`NOREPLICAS`).
     pub min_replicas_to_write: bool,
+    /// Every Redis and sentinel speaks TLS only, with a certificate from a CA of its own
+    /// ([`Replicated::tls`]), and replicates and watches over TLS.
+    pub tls: bool,
 }
 
 impl Replicated {
@@ -78,7 +83,8 @@ impl Replicated {
             &[]
         };
         let dir = tempfile::tempdir().unwrap();
-        let master = redis_server(dir.path(), guard).await;
+        let tls = setup.tls.then(TlsFiles::new);
+        let master = redis_server(dir.path(), guard, tls.as_ref()).await;
         let hold = if setup.held {
             Some(Hold::start(master.port).await)
         } else {
@@ -93,9 +99,9 @@ impl Replicated {
             let upstream = upstream.to_string();
             let mut args = vec!["--replicaof", "127.0.0.1", &upstream];
             args.extend_from_slice(guard);
-            replicas.push(redis_server(dir.path(), &args).await);
+            replicas.push(redis_server(dir.path(), &args, tls.as_ref()).await);
         }
-        let mut conn = connect(master.port).await;
+        let mut conn = connect_to(master.port, tls.as_ref()).await;
         eventually("the replicas in sync with the master", async || {
             let role: redis::Role = redis::cmd("ROLE").query_async(&mut conn).await.unwrap();
             match role {
@@ -112,8 +118,16 @@ impl Replicated {
         for index in 0..3 {
             let port = free_port();
             let path = dir.path().join(format!("sentinel-{index}.conf"));
+            let listen = match &tls {
+                None => format!("port {port}\n"),
+                Some(tls) => format!(
+                    "port 0\ntls-port {port}\ntls-cert-file {}\ntls-key-file {}\n\
+                     tls-ca-cert-file {}\ntls-auth-clients no\ntls-replication yes\n",
+                    tls.cert, tls.key, tls.ca
+                ),
+            };
             let config = format!(
-                "port {port}\nbind 127.0.0.1\n\
+                "{listen}bind 127.0.0.1\n\
                  sentinel monitor {MASTER_NAME} 127.0.0.1 {} 2\n\
                  sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}\n\
                  sentinel failover-timeout {MASTER_NAME} {FAILOVER_TIMEOUT_MS}\n",
@@ -133,10 +147,11 @@ impl Replicated {
             replicas,
             sentinels,
             hold,
+            tls,
             _dir: dir,
         };
         for sentinel in &replicated.sentinels {
-            let mut conn = connect(sentinel.port).await;
+            let mut conn = replicated.connect(sentinel.port).await;
             let what = format!("sentinel {} sees two others and the replica", sentinel.port);
             eventually(what, async || {
                 let quorum: redis::RedisResult<String> = redis::cmd("SENTINEL")
@@ -160,6 +175,11 @@ impl Replicated {
             .await;
         }
         replicated
+    }
+
+    /// A connection to the Redis (or sentinel) on `port`, over TLS if they speak it.
+    pub async fn connect(&self, port: u16) -> MultiplexedConnection {
+        connect_to(port, self.tls.as_ref()).await
     }
 
     /// The sentinels' addresses, for `cluster.sentinels`.
@@ -195,7 +215,7 @@ impl Replicated {
     pub async fn wait_new_master(&self) -> u16 {
         let mut named = Vec::new();
         for sentinel in &self.sentinels {
-            let mut conn = connect(sentinel.port).await;
+            let mut conn = self.connect(sentinel.port).await;
             let what = format!("sentinel {} naming a replica the master", sentinel.port);
             named.push(
                 eventually(what, async || {
@@ -217,8 +237,69 @@ impl Replicated {
 
 /// A connection to the Redis (or sentinel) on `port`.
 pub async fn connect(port: u16) -> MultiplexedConnection {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
+    connect_to(port, None).await
+}
+
+/// A connection to the Redis (or sentinel) on `port`, over TLS trusting `tls`'s CA if given.
+async fn connect_to(port: u16, tls: Option<&TlsFiles>) -> MultiplexedConnection {
+    let client = match tls {
+        None => redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap(),
+        Some(tls) => redis::Client::build_with_tls(
+            format!("rediss://127.0.0.1:{port}/"),
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(tls.ca_pem.clone()),
+            },
+        )
+        .unwrap(),
+    };
     client.get_multiplexed_async_connection().await.unwrap()
+}
+
+/// A CA of its own, and a certificate for 127.0.0.1 it signed, as PEM files in a folder of
+/// their own.
+pub struct TlsFiles {
+    pub ca: String,
+    pub cert: String,
+    pub key: String,
+    ca_pem: Vec<u8>,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsFiles {
+    pub fn new() -> TlsFiles {
+        let dir = tempfile::tempdir().unwrap();
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let named = |names: Vec<String>, common_name: &str| {
+            let mut params = rcgen::CertificateParams::new(names).unwrap();
+            // Names of their own: OpenSSL (Redis's replicas) takes a certificate whose
+            // subject is its issuer's for a self-signed one.
+            params.distinguished_name = rcgen::DistinguishedName::new();
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, common_name);
+            params
+        };
+        let mut ca_params = named(Vec::new(), "clichat test CA");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = named(vec!["127.0.0.1".to_owned()], "127.0.0.1")
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        let write = |name: &str, pem: String| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, pem).unwrap();
+            path.to_str().unwrap().to_owned()
+        };
+        TlsFiles {
+            ca: write("ca.pem", ca.pem()),
+            cert: write("redis.pem", cert.pem()),
+            key: write("redis.key", key.serialize_pem()),
+            ca_pem: ca.pem().into_bytes(),
+            _dir: dir,
+        }
+    }
 }
 
 fn free_port() -> u16 {
@@ -229,64 +310,58 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// `redis-server` speaking TLS only, on a free port, with the certificate and key at these
-/// paths (PEM), and without asking clients for certificates; once it accepts connections.
-pub async fn tls_redis(dir: &std::path::Path, cert: &str, key: &str, ca: &str) -> Process {
-    let port = free_port();
-    let args: Vec<String> = [
-        "--dir",
-        dir.to_str().unwrap(),
-        "--port",
-        "0",
-        "--tls-port",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--tls-cert-file",
-        cert,
-        "--tls-key-file",
-        key,
-        "--tls-ca-cert-file",
-        ca,
-        "--tls-auth-clients",
-        "no",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-    ]
-    .iter()
-    .map(|arg| (*arg).to_owned())
-    .collect();
-    let child = spawn("redis-server", &args, "Ready to accept connections").await;
-    Process { port, child }
+/// A single `redis-server` speaking TLS only, with `tls`'s certificate, on a free port, working
+/// in `dir`; once it accepts connections.
+pub async fn tls_redis(dir: &std::path::Path, tls: &TlsFiles) -> Process {
+    redis_server(dir, &[], Some(tls)).await
 }
 
 /// `redis-server` on a free port, with no persistence and no delay before a replica's sync,
 /// and `extra` arguments; once it accepts connections. It works in a folder of its own, which
 /// it is given: a replica writes the master's data there when it syncs, and a Redis started
-/// where such a file is would load it.
-async fn redis_server(dir: &std::path::Path, extra: &[&str]) -> Process {
+/// where such a file is would load it. With `tls`, it speaks TLS only (and replicates over
+/// TLS), asking clients for no certificate.
+async fn redis_server(dir: &std::path::Path, extra: &[&str], tls: Option<&TlsFiles>) -> Process {
     let port = free_port();
     let dir = dir.join(format!("redis-{port}"));
     std::fs::create_dir(&dir).unwrap();
-    let mut args: Vec<String> = [
-        "--dir",
-        dir.to_str().unwrap(),
-        "--port",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--repl-diskless-sync-delay",
-        "0",
-    ]
-    .iter()
-    .map(|arg| (*arg).to_owned())
-    .collect();
+    let port_text = port.to_string();
+    let listen: Vec<&str> = match tls {
+        None => vec!["--port", &port_text],
+        Some(tls) => vec![
+            "--port",
+            "0",
+            "--tls-port",
+            &port_text,
+            "--tls-cert-file",
+            &tls.cert,
+            "--tls-key-file",
+            &tls.key,
+            "--tls-ca-cert-file",
+            &tls.ca,
+            "--tls-auth-clients",
+            "no",
+            "--tls-replication",
+            "yes",
+        ],
+    };
+    let mut args: Vec<String> = listen.iter().map(|arg| (*arg).to_owned()).collect();
+    args.extend(
+        [
+            "--dir",
+            dir.to_str().unwrap(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--repl-diskless-sync-delay",
+            "0",
+        ]
+        .iter()
+        .map(|arg| (*arg).to_owned()),
+    );
     args.extend(extra.iter().map(|arg| (*arg).to_owned()));
     let child = spawn("redis-server", &args, "Ready to accept connections").await;
     Process { port, child }
