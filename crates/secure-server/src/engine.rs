@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::config::Config;
-use crate::history_db::{HistoryDb, HistoryDbError};
+use crate::history_db::HistoryDb;
 use crate::{cluster, hub};
 
 /// The room's engine, and what it brings.
@@ -23,10 +23,10 @@ pub(crate) struct Engine {
 /// keeps its history in the file beside it; without a file, in memory only.
 ///
 /// # Errors
-/// The history file cannot be opened.
-pub(crate) fn start(config: &Config, config_file: Option<&Path>) -> Result<Engine, HistoryDbError> {
+/// The history file cannot be opened; a cluster's CA file cannot be read.
+pub(crate) fn start(config: &Config, config_file: Option<&Path>) -> Result<Engine, crate::Error> {
     if let Some(cluster) = &config.cluster {
-        let (redis, events) = cluster::start(cluster, config.history);
+        let (redis, events) = cluster::start(cluster, config.history)?;
         return Ok(Engine {
             backplane: redis,
             events: Some(events),

@@ -125,7 +125,7 @@ pub enum Error {
     /// The ban list beside the config file cannot be read.
     #[error(transparent)]
     Bans(#[from] bans::BansError),
-    /// The TLS certificate or key cannot be used.
+    /// The TLS certificate or key, or the cluster's CA file (`cluster.ca_file`), cannot be used.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     /// The history file beside the config file cannot be used.

@@ -106,6 +106,19 @@ pub fn mask(token: &str) -> String {
     format!("{head}…")
 }
 
+/// A Redis URL with any password in it replaced by `****`, for logs and `check`: the rest (the
+/// scheme, user, host, port and database) is what an owner needs to see.
+pub fn url_without_password(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme + 3 => {
+            let user_info = &url[scheme + 3..at];
+            let user = user_info.split(':').next().unwrap_or_default();
+            format!("{}{user}:****{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +145,19 @@ mod tests {
         let t = generate_generic_token();
         assert!(t.len() >= 32);
         assert!(t.bytes().all(|c| c.is_ascii_alphanumeric()));
+    }
+
+    #[test]
+    fn passwords_leave_urls() {
+        assert_eq!(
+            url_without_password("redis://:hunter2@10.0.0.1:6379/0"),
+            "redis://:****@10.0.0.1:6379/0"
+        );
+        assert_eq!(
+            url_without_password("rediss://user:pw@h/1"),
+            "rediss://user:****@h/1"
+        );
+        assert_eq!(url_without_password("redis://h:6379"), "redis://h:6379");
     }
 
     #[test]

@@ -125,6 +125,47 @@ async fn check_shows_the_settings_in_force_with_secrets_masked_or_names_the_erro
     assert!(stderr.contains("missing.json"), "{stderr}");
 }
 
+/// With Redis Sentinel, `check` shows the sentinels, the master's name and where the CA file
+/// is found (beside the config), never the passwords; and names the key that is missing.
+#[tokio::test]
+async fn check_shows_the_sentinels_and_masks_their_passwords() {
+    let (_dir, path) = config_file(json!({
+        "cluster": {
+            "sentinels": ["10.0.0.1:26379", "10.0.0.2:26379", "10.0.0.3:26379"],
+            "master": "clichat",
+            "password": "redis-password",
+            "sentinel_password": "sentinel-password",
+            "tls": true,
+            "ca_file": "redis-ca.pem",
+        },
+    }));
+    let (code, stdout, stderr) = check(&path).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let settings: Value = serde_json::from_str(&stdout).unwrap();
+    let cluster = &settings["cluster"];
+    assert_eq!(
+        cluster["sentinels"],
+        json!(["10.0.0.1:26379", "10.0.0.2:26379", "10.0.0.3:26379"])
+    );
+    assert_eq!(cluster["master"], "clichat");
+    assert_eq!(cluster["password"], "<set>");
+    assert_eq!(cluster["sentinel_password"], "<set>");
+    assert_eq!(cluster["tls"], true);
+    let beside = path.with_file_name("redis-ca.pem");
+    assert_eq!(cluster["ca_file"], beside.to_str().unwrap());
+    for secret in ["redis-password", "sentinel-password"] {
+        assert!(!stdout.contains(secret), "{secret} shown:\n{stdout}");
+    }
+
+    common::write_config(
+        &path,
+        &json!({"cluster": {"sentinels": ["10.0.0.1:26379"], "node_id": "n1"}}),
+    );
+    let (code, _, stderr) = check(&path).await;
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("cluster.master"), "{stderr}");
+}
+
 /// The systemd unit in `contrib/` is one systemd takes as it is: `systemd-analyze verify`
 /// (with the binary this build made standing in for the installed one) finds nothing to say.
 /// Needs systemd (Debian's `systemd` package; `.ci/run` installs it).

@@ -13,6 +13,11 @@
 //!   next heartbeat of any other node, which releases what it held and announces its members'
 //!   disconnects, atomically.
 //!
+//! The Redis is one URL, or the master a set of Redis Sentinels names ([`connect`]); a node
+//! asks them again each time it connects, so that it follows a failover. With replicas it
+//! counts nothing as written or read before one has it ([`replicas`]), so that a failover
+//! loses nothing a node acknowledged or delivered.
+//!
 //! One task per node owns the Redis connections ([`worker`]). The hub talks to it through a
 //! queue of ops ([`link`]), which it writes in order, many to a pipeline ([`pipeline`]): a node's releases reach Redis before
 //! the disconnect that announces them, and its messages reach the stream in the order their
@@ -23,8 +28,10 @@
 //! ([`stream`]). What the other nodes cause reaches the hub as events; the Lua scripts that make
 //! claims and reaping atomic are in `lua/` ([`scripts`]).
 
+mod connect;
 mod link;
 mod pipeline;
+mod replicas;
 mod scripts;
 mod stream;
 mod sync;
@@ -127,11 +134,14 @@ pub(crate) struct Redis {
 /// Starts this node's backplane: returns it at once, with the events the other nodes cause,
 /// and connects (and keeps reconnecting) in the background. Must be called within a Tokio
 /// runtime.
+///
+/// # Errors
+/// The CA file (`ca_file`) cannot be read or holds no certificate.
 pub(crate) fn start(
     config: &ClusterConfig,
     history: Option<HistoryConfig>,
-) -> (Arc<Redis>, mpsc::Receiver<Event>) {
-    let (link, mut worker, events) = prepare(config);
+) -> Result<(Arc<Redis>, mpsc::Receiver<Event>), crate::tls::TlsError> {
+    let (link, mut worker, events) = prepare(config)?;
     worker.history = history;
     link.set_worker(tokio::spawn(worker.run()).abort_handle());
     let started = std::time::SystemTime::now()
@@ -143,11 +153,14 @@ pub(crate) fn start(
         history,
         said: std::sync::atomic::AtomicU64::new(u64::try_from(started).unwrap_or(u64::MAX)),
     };
-    (Arc::new(redis), events)
+    Ok((Arc::new(redis), events))
 }
 
 /// The link and its worker, not started.
-fn prepare(config: &ClusterConfig) -> (Arc<Link>, Worker, mpsc::Receiver<Event>) {
+fn prepare(
+    config: &ClusterConfig,
+) -> Result<(Arc<Link>, Worker, mpsc::Receiver<Event>), crate::tls::TlsError> {
+    let target = connect::Target::new(config)?;
     let node = config.node_id.clone().unwrap_or_else(|| {
         let suffix: u32 = rand::random();
         format!("node-{suffix:08x}")
@@ -164,16 +177,17 @@ fn prepare(config: &ClusterConfig) -> (Arc<Link>, Worker, mpsc::Receiver<Event>)
     });
     let worker = Worker {
         link: Arc::clone(&link),
-        url: config.redis.clone(),
+        target,
         ttl: config.node_ttl(),
         ops: OpQueue { rx, queued },
         events,
         inflight: Vec::new(),
         backlog: VecDeque::new(),
-        last_id: None,
+        cursor: None,
         history: None,
+        replicas: replicas::Replicas::default(),
     };
-    (link, worker, events_rx)
+    Ok((link, worker, events_rx))
 }
 
 impl Backplane for Redis {
@@ -358,12 +372,11 @@ mod tests {
     #[tokio::test]
     async fn messages_are_refused_while_the_op_queue_is_full() {
         let config = ClusterConfig {
-            redis: "redis://127.0.0.1:1/".to_owned(),
             node_id: Some("n1".to_owned()),
-            node_ttl_secs: 10,
+            ..ClusterConfig::on_redis("redis://127.0.0.1:1/")
         };
         // The worker is not run: nothing takes the ops but the test.
-        let (link, mut worker, _events) = prepare(&config);
+        let (link, mut worker, _events) = prepare(&config).unwrap();
         link.up.store(true, Ordering::Release);
         assert!(link.accepts_messages());
         for _ in 0..MAX_QUEUED_OPS {

@@ -9,6 +9,7 @@ use redis::aio::MultiplexedConnection;
 use tracing::{info, warn};
 
 use super::link::{Call, Op, Write};
+use super::replicas::Replicas;
 use super::scripts::{Script, Scripts};
 use super::worker::Ended;
 use crate::hub::Unavailable;
@@ -40,12 +41,16 @@ pub(super) fn node_key(node: &str, what: &str) -> String {
     format!("{PREFIX}node:{node}:{what}")
 }
 
+/// Renews this node's registration, reaping the nodes past their deadline if `reap`: 0 if
+/// this node's own deadline had passed.
 pub(super) async fn heartbeat(
     conn: &mut MultiplexedConnection,
     node: &str,
     ttl: Duration,
+    reap: bool,
 ) -> redis::RedisResult<i64> {
     reaping(&Scripts::get().heartbeat, node, ttl)
+        .arg(u8::from(reap))
         .query_async(conn)
         .await
 }
@@ -276,18 +281,24 @@ fn add_claim(pipe: &mut redis::Pipeline, scripts: &Scripts, node: &str, what: &s
         .arg(item);
 }
 
-/// Writes one batch as one pipeline and answers its calls, emptying `batch`.
+/// Writes one batch as one pipeline and answers its calls, emptying `batch`. While the node
+/// waits for replicas, the pipeline ends with `WAIT`: its answers come once a replica has the
+/// batch.
 ///
-/// If the connection breaks, the batch's writes go to `backlog` (in order, to be written after
-/// reconnecting: Redis may have run some, so those few may be written twice) and its calls
-/// fail. If Redis answers an error (a bug, or a Redis that cannot write: out of memory, read
-/// only), it did run the rest of the pipeline: the writes are not repeated, the calls fail, and
-/// the link is restarted, so that a Redis that keeps failing keeps the node refusing.
+/// If the connection breaks, no replica acknowledges in time, or the Redis turns out not to be
+/// the master (read-only, a replica that has lost its own, not enough replicas), the batch's
+/// writes go to `backlog` (in order,
+/// to be written after reconnecting: Redis may have run some, so those few may be written
+/// twice) and its calls fail. If Redis answers another error (a bug, or a Redis that cannot
+/// write: out of memory), it did run the rest of the pipeline: the writes are not repeated, the
+/// calls fail, and the link is restarted, so that a Redis that keeps failing keeps the node
+/// refusing.
 pub(super) async fn write_batch(
     conn: &mut MultiplexedConnection,
     node: &str,
     batch: &mut Vec<Op>,
     backlog: &mut VecDeque<Write>,
+    replicas: &Replicas,
 ) -> redis::RedisResult<Option<Ended>> {
     let mut pipe = redis::pipe();
     for op in batch.iter() {
@@ -302,7 +313,14 @@ pub(super) async fn write_batch(
             }
         }
     }
-    let replies: redis::RedisResult<Vec<Value>> = pipe.query_async(conn).await;
+    let waited = replicas.add_wait(&mut pipe);
+    let mut replies: redis::RedisResult<Vec<Value>> = pipe.query_async(conn).await;
+    if let (Ok(answers), true) = (&mut replies, waited) {
+        let acknowledged = answers.pop().map(|answer| redis::from_redis_value(&answer));
+        if let Err(error) = replicas.acknowledged(acknowledged.and_then(Result::ok).unwrap_or(0)) {
+            replies = Err(error);
+        }
+    }
     let (mut replies, failed) = match replies {
         Ok(replies) => (replies.into_iter(), None),
         Err(error) => (Vec::new().into_iter(), Some(error)),
@@ -335,11 +353,22 @@ pub(super) async fn write_batch(
     }
 }
 
-/// Whether `error` means the connection is gone (rather than Redis answering an error).
+/// Whether `error` means the connection is gone, or that its Redis is no master to write to
+/// (rather than Redis answering an error after running the rest of the pipeline): a replica,
+/// or a master demoted by a failover, refuses every write (`READONLY`); a replica that lost its
+/// master may refuse everything (`MASTERDOWN`); one still loading its data too (`LOADING`); a
+/// master without enough replicas refuses writes (`NOREPLICAS`).
 fn is_link_failure(error: &redis::RedisError) -> bool {
     error.is_io_error()
         || error.is_connection_dropped()
         || error.is_connection_refusal()
         || error.is_timeout()
         || error.is_unrecoverable_error()
+        || matches!(
+            error.kind(),
+            redis::ErrorKind::ReadOnly
+                | redis::ErrorKind::MasterDown
+                | redis::ErrorKind::BusyLoadingError
+        )
+        || error.code() == Some("NOREPLICAS")
 }

@@ -21,6 +21,7 @@ pub(super) struct Scripts {
     pub(super) find: Script,
     pub(super) say: Script,
     pub(super) take_held: Script,
+    pub(super) raise_seq: Script,
 }
 
 impl Scripts {
@@ -50,12 +51,13 @@ impl Scripts {
                 find: make(include_str!("lua/find.lua")),
                 say: make(include_str!("lua/say.lua")),
                 take_held: make(include_str!("lua/take_held.lua")),
+                raise_seq: make(include_str!("lua/raise_seq.lua")),
             }
         });
         &SCRIPTS
     }
 
-    pub(super) fn all(&self) -> [&Script; 12] {
+    pub(super) fn all(&self) -> [&Script; 13] {
         [
             &self.claim,
             &self.release,
@@ -69,6 +71,7 @@ impl Scripts {
             &self.find,
             &self.say,
             &self.take_held,
+            &self.raise_seq,
         ]
     }
 }

@@ -1,12 +1,15 @@
-//! Reading the room stream: what the other nodes wrote, in order, handed to the hub as events.
+//! Reading the room stream: what the other nodes wrote, in order, handed to the hub as events;
+//! and where a node reads on from after a reconnect ([`Cursor`], [`recover`]).
 
 use clichat_proto::{HistoryEntry, Stamp};
 use redis::Value;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc;
-use tracing::debug;
+use tracing::{debug, warn};
 
-use super::pipeline::key;
+use super::pipeline::{key, node_key};
+use super::replicas::Replicas;
+use super::scripts::Scripts;
 use super::worker::Ended;
 use crate::hub::{Event, NodeRequest, Payload};
 
@@ -15,8 +18,64 @@ const READ_COUNT: u32 = 1024;
 /// How long one read of the stream waits for news, in milliseconds.
 pub(super) const READ_BLOCK_MS: u32 = 1000;
 
+/// How long a node's read position (`clichat:node:<id>:read`, written while it waits for
+/// replicas) outlives its last read, in seconds.
+const READ_MARK_SECS: u32 = 86_400;
+
 /// Nobody reads the events any more: the server is gone.
 struct Gone;
+
+/// Where a node is in the room stream: the last entry it delivered, and the highest message
+/// number among what it delivered.
+#[derive(Debug, Clone)]
+pub(super) struct Cursor {
+    pub(super) id: String,
+    pub(super) seq: u64,
+}
+
+/// A stream entry id (`MS-SEQ`) as numbers, to compare; `None` if it is not one.
+fn parse_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
+/// After a reconnect: makes the Redis now behind `conn` agree with what this node delivered
+/// before, should it have lost its newest writes (restarted without its data, or failed over
+/// to a replica that had not caught up while nothing waited for one; see
+/// [`super::replicas`]). The message counter is raised to the highest number delivered, so
+/// that no number is handed out twice; and a read position past the end of the stream moves
+/// back to its end, so that what is written next is not skipped.
+pub(super) async fn recover(
+    conn: &mut MultiplexedConnection,
+    cursor: &mut Cursor,
+) -> redis::RedisResult<()> {
+    let counter: u64 = redis::cmd("EVALSHA")
+        .arg(Scripts::get().raise_seq.hash)
+        .arg(1)
+        .arg(key("seq"))
+        .arg(cursor.seq)
+        .query_async(conn)
+        .await?;
+    if counter < cursor.seq {
+        warn!(
+            counter,
+            delivered = cursor.seq,
+            "Redis has lost messages already delivered (restarted without its data, or failed \
+             over to a replica that had not caught up); numbers go on after the highest delivered"
+        );
+    }
+    let newest = latest_id(conn).await?;
+    if parse_id(&cursor.id) > parse_id(&newest) {
+        warn!(
+            read = %cursor.id,
+            newest = %newest,
+            "the room stream ends before where this node had read (Redis has lost its newest \
+             writes); reading on from its end"
+        );
+        cursor.id = newest;
+    }
+    Ok(())
+}
 
 /// The newest entry of the room stream, or `0-0`: where a starting node begins to read.
 pub(super) async fn latest_id(conn: &mut MultiplexedConnection) -> redis::RedisResult<String> {
@@ -44,23 +103,29 @@ pub(super) async fn latest_id(conn: &mut MultiplexedConnection) -> redis::RedisR
 pub(super) async fn read_forever(
     conn: &mut MultiplexedConnection,
     node: &str,
-    last_id: &mut String,
+    cursor: &mut Cursor,
     events: &mpsc::Sender<Event>,
+    replicas: &Replicas,
 ) -> redis::RedisResult<Ended> {
     loop {
-        if read_stream(conn, node, last_id, events).await?.is_err() {
+        if read_stream(conn, node, cursor, events, replicas)
+            .await?
+            .is_err()
+        {
             return Ok(Ended::Dropped);
         }
     }
 }
 
-/// Reads what is new in the room stream and hands what other nodes wrote to the hub; the inner
-/// `Err` when nobody reads the events any more.
+/// Reads what is new in the room stream and hands what other nodes wrote to the hub, once a
+/// replica has it if the node waits for replicas; the inner `Err` when nobody reads the
+/// events any more.
 async fn read_stream(
     conn: &mut MultiplexedConnection,
     node: &str,
-    last_id: &mut String,
+    cursor: &mut Cursor,
     events: &mpsc::Sender<Event>,
+    replicas: &Replicas,
 ) -> redis::RedisResult<Result<(), Gone>> {
     let reply: Value = redis::cmd("XREAD")
         .arg("COUNT")
@@ -69,13 +134,14 @@ async fn read_stream(
         .arg(READ_BLOCK_MS)
         .arg("STREAMS")
         .arg(key("room"))
-        .arg(last_id.as_str())
+        .arg(cursor.id.as_str())
         .query_async(conn)
         .await?;
     // [[stream, [[id, [field, value, ...]], ...]]], or nil when nothing came.
     let Value::Array(streams) = reply else {
         return Ok(Ok(()));
     };
+    let mut read = Vec::new();
     for stream in streams {
         let Value::Array(mut parts) = stream else {
             continue;
@@ -91,14 +157,36 @@ async fn read_stream(
                 continue;
             };
             if let Ok(id) = redis::from_redis_value::<String>(&id) {
-                *last_id = id;
-            }
-            if let Some(event) = event_of(node, fields) {
-                if events.send(event).await.is_err() {
-                    return Ok(Err(Gone));
-                }
+                read.push((id, event_of(node, fields)));
             }
         }
+    }
+    if let Some((newest, _)) = read.last() {
+        // A write of this connection's own after what it read: a replica that has it has
+        // everything before it.
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(node_key(node, "read"))
+            .arg(newest)
+            .arg("EX")
+            .arg(READ_MARK_SECS)
+            .ignore();
+        if replicas.add_wait(&mut pipe) {
+            let (acknowledged,): (i64,) = pipe.query_async(conn).await?;
+            // None: read again after reconnecting, perhaps from another master.
+            replicas.acknowledged(acknowledged)?;
+        }
+    }
+    for (id, event) in read {
+        if let Some(event) = event {
+            if let Event::Said { entry, .. } = &event {
+                cursor.seq = cursor.seq.max(entry.stamp.seq);
+            }
+            if events.send(event).await.is_err() {
+                return Ok(Err(Gone));
+            }
+        }
+        cursor.id = id;
     }
     Ok(Ok(()))
 }
@@ -211,5 +299,18 @@ fn event_of(node: &str, fields: Vec<Value>) -> Option<Event> {
             }
         },
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_ids_compare_as_numbers() {
+        assert_eq!(parse_id("0-0"), Some((0, 0)));
+        assert!(parse_id("1700000000000-10") > parse_id("1700000000000-9"));
+        assert!(parse_id("1700000000001-0") > parse_id("999999999999-5"));
+        assert_eq!(parse_id("garbage"), None);
     }
 }

@@ -191,7 +191,14 @@ impl Worker {
             let count = self.backlog.len().min(BATCH);
             let mut chunk: Vec<Op> = self.backlog.drain(..count).map(Op::Write).collect();
             let mut again = VecDeque::new();
-            if let Err(error) = write_batch(conn, &self.link.node, &mut chunk, &mut again).await {
+            let written = write_batch(
+                conn,
+                &self.link.node,
+                &mut chunk,
+                &mut again,
+                &self.replicas,
+            );
+            if let Err(error) = written.await {
                 again.append(&mut self.backlog);
                 self.backlog = again;
                 return Err(error);

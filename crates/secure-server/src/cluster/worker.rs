@@ -1,22 +1,25 @@
 //! The worker: the one task that owns a node's Redis connections. It connects (and reconnects
-//! with backoff), then, while connected, writes the link's ops in batches, reads the room
-//! stream and renews the node's registration, all at once; what fails ends the spell, and the
-//! next one starts with a sync ([`super::sync`]).
+//! with backoff, asking the sentinels each time which Redis is the master, if it has them),
+//! then, while connected, writes the link's ops in batches, reads the room stream and renews
+//! the node's registration, all at once; what fails ends the spell, and the next one starts
+//! with a sync ([`super::sync`]).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use super::connect::Target;
 use super::link::{Link, Op, Write};
 use super::pipeline::{BATCH, heartbeat, ms, write_batch};
+use super::replicas::Replicas;
 use super::scripts::Scripts;
-use super::stream::{READ_BLOCK_MS, latest_id, read_forever, recent};
+use super::stream::{Cursor, READ_BLOCK_MS, latest_id, read_forever, recent, recover};
 use crate::config::HistoryConfig;
 use crate::hub::{Event, Unavailable};
 
@@ -27,11 +30,15 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Waits between reconnection attempts: doubling from the first to the last.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
+/// The longest wait between attempts with sentinels: asking them is cheap, and a node should
+/// find a newly promoted master soon.
+const SENTINEL_BACKOFF_MAX: Duration = Duration::from_millis(250);
 
 /// The task that owns the node's Redis connections.
 pub(super) struct Worker {
     pub(super) link: Arc<Link>,
-    pub(super) url: String,
+    /// Where the Redis is.
+    pub(super) target: Target,
     pub(super) ttl: Duration,
     pub(super) ops: OpQueue,
     /// Where what the other nodes cause goes, for the hub.
@@ -41,10 +48,13 @@ pub(super) struct Worker {
     pub(super) inflight: Vec<Op>,
     /// Writes made while Redis was unreachable, oldest first.
     pub(super) backlog: VecDeque<Write>,
-    /// The last stream entry this node has read: where to read on from after a reconnect.
-    pub(super) last_id: Option<String>,
+    /// Where this node is in the room stream: where to read on from after a reconnect. `None`
+    /// until the first connection.
+    pub(super) cursor: Option<Cursor>,
     /// How much history the room keeps (`None`: off).
     pub(super) history: Option<HistoryConfig>,
+    /// Whether writes and reads wait for a replica (see [`super::replicas`]).
+    pub(super) replicas: Replicas,
 }
 
 /// The worker's end of the op queue, which keeps [`Link`]'s count of queued ops.
@@ -84,7 +94,12 @@ pub(super) enum Ended {
 impl Worker {
     /// Connects, serves, and reconnects with backoff, until the node leaves the cluster.
     pub(super) async fn run(mut self) {
-        info!(node = %self.link.node, "cluster node starting");
+        info!(node = %self.link.node, redis = %self.target.describe(), "cluster node starting");
+        let longest = if self.target.is_sentinel() {
+            SENTINEL_BACKOFF_MAX
+        } else {
+            BACKOFF.1
+        };
         let mut backoff = BACKOFF.0;
         let unreachable = crate::limits::LogThrottle::default();
         loop {
@@ -111,18 +126,37 @@ impl Worker {
             if self.wait(backoff).await.is_err() {
                 return;
             }
-            backoff = (backoff * 2).min(BACKOFF.1);
+            backoff = (backoff * 2).min(longest);
         }
     }
 
-    async fn connect(&self) -> redis::RedisResult<(MultiplexedConnection, MultiplexedConnection)> {
-        let client = redis::Client::open(self.url.as_str())?;
+    /// Connects to the Redis that is the master now (the URL's, or the one the sentinels name),
+    /// once it has said it is one. With sentinels, a failed attempt has the next one ask
+    /// another sentinel first.
+    async fn connect(
+        &mut self,
+    ) -> redis::RedisResult<(MultiplexedConnection, MultiplexedConnection)> {
+        let connected = self.connect_once().await;
+        if connected.is_err() {
+            self.target.failed();
+        }
+        connected
+    }
+
+    async fn connect_once(
+        &mut self,
+    ) -> redis::RedisResult<(MultiplexedConnection, MultiplexedConnection)> {
+        let client = self.target.master().await?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(CONNECT_TIMEOUT)
             .set_response_timeout(RESPONSE_TIMEOUT);
-        let writer = client
+        let mut writer = client
             .get_multiplexed_async_connection_with_config(&config)
             .await?;
+        // A master, whose replicas (if it has any) this node then waits for.
+        self.replicas
+            .connected(client.get_connection_info().addr.to_string());
+        self.replicas.check(&mut writer).await?;
         // The reader blocks in XREAD: its own connection, with room for the wait.
         let reader_config = config.set_response_timeout(RESPONSE_TIMEOUT + ms(READ_BLOCK_MS));
         let reader = client
@@ -195,9 +229,18 @@ impl Worker {
                 .query_async::<String>(&mut writer)
                 .await?;
         }
+        // Back from an outage (which the other nodes may have shared, as in a failover): it
+        // reaps nobody for a TTL, so that they have the time to come back too.
+        let rejoined = self.cursor.is_some();
+        if let Some(cursor) = &mut self.cursor {
+            recover(&mut writer, cursor).await?;
+        }
         self.sync(&mut writer).await?;
-        if self.last_id.is_none() {
-            self.last_id = Some(latest_id(&mut writer).await?);
+        if self.cursor.is_none() {
+            self.cursor = Some(Cursor {
+                id: latest_id(&mut writer).await?,
+                seq: 0,
+            });
             // Before anyone can log in here: the room's history so far. What is added after the
             // stream position just read comes from the stream too, and is kept once.
             if let Some(history) = self.history {
@@ -214,10 +257,14 @@ impl Worker {
             ops,
             inflight,
             backlog,
-            last_id,
+            cursor,
             events,
+            replicas,
+            target,
             ..
         } = self;
+        let replicas: &Replicas = replicas;
+        let reap_from = Instant::now() + if rejoined { ttl } else { Duration::ZERO };
         let mut beat_conn = writer.clone();
         let writing = async {
             loop {
@@ -233,7 +280,8 @@ impl Worker {
                         Err(_) => break,
                     }
                 }
-                if let Some(ended) = write_batch(&mut writer, &node, inflight, backlog).await? {
+                let written = write_batch(&mut writer, &node, inflight, backlog, replicas);
+                if let Some(ended) = written.await? {
                     return Ok(ended);
                 }
             }
@@ -241,15 +289,17 @@ impl Worker {
         let reading = read_forever(
             &mut reader,
             &node,
-            last_id.as_mut().expect("set above"),
+            cursor.as_mut().expect("set above"),
             events,
+            replicas,
         );
         let beating = async {
             let mut every = tokio::time::interval(ttl / 5);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 every.tick().await;
-                match heartbeat(&mut beat_conn, &node, ttl).await {
+                let reap = Instant::now() >= reap_from;
+                match heartbeat(&mut beat_conn, &node, ttl, reap).await {
                     Ok(0) => {
                         // Our deadline passed (a long stall, or Redis lost its data):
                         // reconnect and reconcile from scratch.
@@ -258,7 +308,18 @@ impl Worker {
                             "this node's registration lapsed",
                         )));
                     }
-                    Ok(_) => {}
+                    Ok(_) => {
+                        // Still the master? And does a replica keep up (again)?
+                        replicas.check(&mut beat_conn).await?;
+                        // Within a beat's time: a sentinel that hangs must not hold up the
+                        // heartbeats.
+                        if !target.still_named(ttl / 5).await {
+                            return Err(redis::RedisError::from((
+                                redis::ErrorKind::ClientError,
+                                "the sentinels name another master now",
+                            )));
+                        }
+                    }
                     Err(error) => return Err(error),
                 }
             }

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::Config;
+use crate::config::{ClusterConfig, Config};
 use crate::secrets;
 
 /// Why a configuration could not be loaded.
@@ -85,9 +85,14 @@ impl Config {
         config.validate(path)?;
         // TLS files are found beside the config, as an owner expects.
         let mut config = config;
-        if let (Some(tls), Some(dir)) = (&mut config.tls, path.parent()) {
-            tls.cert = dir.join(&tls.cert);
-            tls.key = dir.join(&tls.key);
+        if let Some(dir) = path.parent() {
+            if let Some(tls) = &mut config.tls {
+                tls.cert = dir.join(&tls.cert);
+                tls.key = dir.join(&tls.key);
+            }
+            if let Some(ca_file) = config.cluster.as_mut().and_then(|c| c.ca_file.as_mut()) {
+                *ca_file = dir.join(&*ca_file);
+            }
         }
         Ok(config)
     }
@@ -318,36 +323,11 @@ impl Config {
                 &format!("{origin:?} is not an origin: http(s)://host[:port], nothing after"),
             );
         }
-        if let Some(cluster) = &self.cluster {
-            if let Err(error) = redis::Client::open(cluster.redis.as_str()) {
-                // The error may quote the URL, and with it a password: say what kind it is.
-                let message = format!(
-                    "must be redis://[:PASSWORD@]HOST[:PORT][/DB] ({})",
-                    error.category()
-                );
-                return fail("cluster.redis", &message);
-            }
-            if cluster
-                .node_id
-                .as_deref()
-                .is_some_and(|id| !valid_node_id(id))
-            {
-                return fail(
-                    "cluster.node_id",
-                    "must be 1 to 64 letters, digits, '.', '_' or '-'",
-                );
-            }
+        if let Some((key, message)) = self.cluster.as_ref().and_then(ClusterConfig::problem) {
+            return fail(key, &message);
         }
         Ok(())
     }
-}
-
-/// Whether `id` may name a cluster node: it becomes part of Redis keys.
-pub fn valid_node_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// The dotted key path of a deserialization error, with the token in `tokens.<token>` or
@@ -493,6 +473,45 @@ mod tests {
     }
 
     #[test]
+    fn sentinel_config_loads_its_ca_beside_the_file_and_never_shows_a_password() {
+        let text = r#"{"cluster": {"sentinels": ["10.0.0.1:26379", "[::1]:26380"],
+            "master": "clichat", "password": "hunter2", "sentinel_password": "s3cret",
+            "db": 3, "tls": true, "ca_file": "ca.pem"}}"#;
+        let config = Config::parse(text, Path::new("/etc/clichat/secureconfig.json")).unwrap();
+        let cluster = config.cluster.as_ref().unwrap();
+        assert_eq!(
+            cluster.sentinel_addrs(),
+            [("10.0.0.1".to_owned(), 26379), ("::1".to_owned(), 26380)]
+        );
+        assert_eq!(cluster.master.as_deref(), Some("clichat"));
+        assert!(cluster.uses_tls());
+        assert_eq!(
+            cluster.ca_file.as_deref(),
+            Some(Path::new("/etc/clichat/ca.pem"))
+        );
+        let shown = format!("{config:?}");
+        assert!(
+            shown.contains("clichat") && shown.contains("26380"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("s3cret"),
+            "{shown}"
+        );
+        let url = r#"{"cluster": {"redis": "rediss://:hunter2@db:6380/1", "ca_file": "/ca.pem"}}"#;
+        let config = parse(url).unwrap();
+        assert!(config.cluster.as_ref().unwrap().uses_tls());
+        assert!(!format!("{config:?}").contains("hunter2"));
+        // A URL put among the sentinels by mistake is not quoted back.
+        let bad = r#"{"cluster": {"sentinels": ["redis://:hunter2@s:1"], "master": "m"}}"#;
+        let err = parse(bad).unwrap_err().to_string();
+        assert!(
+            err.contains("cluster.sentinels") && !err.contains("hunter2"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn validation_names_the_key() {
         for (text, key) in [
             (r#"{"max_username_length": 0}"#, "max_username_length"),
@@ -511,6 +530,43 @@ mod tests {
                 "cluster.node_ttl_secs",
             ),
             (r#"{"cluster": {"node_id": "n1"}}"#, "cluster"),
+            (
+                r#"{"cluster": {"redis": "redis://x", "sentinels": ["s:1"], "master": "m"}}"#,
+                "cluster.sentinels",
+            ),
+            (r#"{"cluster": {"sentinels": ["s:1"]}}"#, "cluster.master"),
+            (
+                r#"{"cluster": {"sentinels": [], "master": "m"}}"#,
+                "cluster.sentinels",
+            ),
+            (
+                r#"{"cluster": {"sentinels": ["s:1", "s"], "master": "m"}}"#,
+                "cluster.sentinels",
+            ),
+            (
+                r#"{"cluster": {"sentinels": ["s:1"], "master": "a b"}}"#,
+                "cluster.master",
+            ),
+            (
+                r#"{"cluster": {"redis": "redis://x", "master": "m"}}"#,
+                "cluster.master",
+            ),
+            (
+                r#"{"cluster": {"redis": "redis://x", "password": "p"}}"#,
+                "cluster.password",
+            ),
+            (
+                r#"{"cluster": {"redis": "redis://x", "tls": true}}"#,
+                "cluster.tls",
+            ),
+            (
+                r#"{"cluster": {"redis": "redis://x", "ca_file": "ca.pem"}}"#,
+                "cluster.ca_file",
+            ),
+            (
+                r#"{"cluster": {"sentinels": ["s:1"], "master": "m", "ca_file": "ca.pem"}}"#,
+                "cluster.ca_file",
+            ),
             (
                 r#"{"cluster": {"redis": "redis://x", "ttl": 3}}"#,
                 "cluster.ttl",

@@ -6,19 +6,21 @@
 //!
 //! Its parts:
 //! - `schema`: [`Config`] and its parts, every key with its default.
+//! - `cluster`: the `cluster` object ([`ClusterConfig`]) and how its keys fit together.
 //! - `load`: reading, parsing and validating a file ([`Config::load`]), and [`ConfigError`].
 //! - `create`: the first run's file, with the defaults and a new token ([`load_or_create`]).
 //! - [`edit`]: changing the file in place, atomically, as the owner's `tokens` commands and
 //!   the owner API do.
 
+mod cluster;
 mod create;
 pub mod edit;
 mod load;
 mod schema;
 
+pub use cluster::{ClusterConfig, valid_node_id};
 pub use create::{Created, load_or_create};
-pub use load::{ConfigError, valid_node_id};
+pub use load::ConfigError;
 pub use schema::{
-    BotEntry, BotSpec, ClusterConfig, Config, HistoryConfig, Limits, MetricsConfig, Role, TlsFiles,
-    TokenEntry,
+    BotEntry, BotSpec, Config, HistoryConfig, Limits, MetricsConfig, Role, TlsFiles, TokenEntry,
 };

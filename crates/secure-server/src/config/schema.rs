@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::ClusterConfig;
 use crate::proxy::Cidr;
 
 /// The server's configuration, as read from `secureconfig.json`.
@@ -80,9 +81,10 @@ pub struct Config {
     /// addresses (default: loopback only), or to anyone with `Authorization: Bearer KEY`.
     /// Default `null`: no metrics (404).
     pub metrics: Option<MetricsConfig>,
-    /// `{"redis": "redis://HOST:PORT/DB", "node_id": NAME}`: run as one node of a cluster that
-    /// shares one room through Redis (see `docs/CLUSTER.md`). Default `null`: a single server
-    /// with its room in memory.
+    /// `{"redis": "redis://HOST:PORT/DB", "node_id": NAME}` (or `{"sentinels": [...], "master":
+    /// NAME, ...}`): run as one node of a cluster that shares one room through Redis (see
+    /// [`ClusterConfig`] and `docs/CLUSTER.md`). Default `null`: a single server with its room in
+    /// memory.
     pub cluster: Option<ClusterConfig>,
     /// Reverse proxies in front of the server: addresses (`"127.0.0.1"`) or CIDR ranges
     /// (`"10.0.0.0/8"`). A request from one of them is taken to be from the client its
@@ -127,33 +129,6 @@ impl HistoryConfig {
     /// How old a kept message may be.
     pub fn max_age(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.max_age_hours.saturating_mul(3600))
-    }
-}
-
-/// The `cluster` object: where the cluster's Redis is, and who this node is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClusterConfig {
-    /// The Redis every node of the cluster uses: `redis://[:PASSWORD@]HOST[:PORT][/DB]`.
-    pub redis: String,
-    /// This node's name, unique in the cluster: letters, digits, `.`, `_` and `-`, at most 64.
-    /// Default: `node-` and 8 random hex digits, new at every start.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node_id: Option<String>,
-    /// Seconds after its last heartbeat that a silent node is declared dead, its users' names
-    /// and tokens released and their disconnects announced. Default `10`.
-    #[serde(default = "ClusterConfig::default_node_ttl_secs")]
-    pub node_ttl_secs: u64,
-}
-
-impl ClusterConfig {
-    fn default_node_ttl_secs() -> u64 {
-        10
-    }
-
-    /// How long a node may go without a heartbeat before the others declare it dead.
-    pub fn node_ttl(&self) -> Duration {
-        Duration::from_secs(self.node_ttl_secs)
     }
 }
 
@@ -334,13 +309,8 @@ impl std::fmt::Debug for Config {
                     .as_ref()
                     .map(|m| (&m.allow_from, m.key.as_ref().map(|_| "<key>"))),
             )
-            .field(
-                "cluster",
-                // The Redis URL may hold a password.
-                &cluster
-                    .as_ref()
-                    .map(|c| (c.node_id.as_deref(), c.node_ttl_secs)),
-            )
+            // Its own Debug shows no password.
+            .field("cluster", cluster)
             .field("trusted_proxies", trusted_proxies)
             .field("allowed_origins", allowed_origins)
             .field("history", history)

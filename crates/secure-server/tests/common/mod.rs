@@ -11,6 +11,7 @@
 
 pub mod process;
 pub mod redis;
+pub mod sentinel;
 pub mod status;
 
 use std::net::SocketAddr;

@@ -1,11 +1,11 @@
 //! `secure-server check`: validates a config file as the server would load it, and prints the
 //! settings in force (the file, `--port` and `--bind`, and every default) as JSON, with every
 //! secret masked: tokens are shown by their fingerprint (the first 16 hex digits of their
-//! SHA-256, as `tokens list` shows them), keys and passwords only as set. Exit status 0 when the server would start on it, 1 (and the error, naming the file
+//! SHA-256, as `tokens list` shows them), keys and passwords only as set (a Redis URL's password as `****`). Exit status 0 when the server would start on it, 1 (and the error, naming the file
 //! and the key or line) when it would not.
 
 use secure_server::config::Config;
-use secure_server::secrets::fingerprint;
+use secure_server::secrets::{fingerprint, url_without_password};
 use serde_json::{Map, Value};
 
 use super::output::print;
@@ -54,43 +54,18 @@ fn masked(config: &Config) -> Value {
     };
     rekey(&mut value["tokens"]);
     rekey(&mut value["bots"]);
-    for pointer in ["/admin_key", "/metrics/key"] {
+    for pointer in [
+        "/admin_key",
+        "/metrics/key",
+        "/cluster/password",
+        "/cluster/sentinel_password",
+    ] {
         if let Some(key) = value.pointer_mut(pointer).filter(|key| key.is_string()) {
             *key = Value::from("<set>");
         }
     }
     if let Some(url) = value["cluster"]["redis"].as_str() {
-        value["cluster"]["redis"] = Value::from(without_password(url));
+        value["cluster"]["redis"] = Value::from(url_without_password(url));
     }
     value
-}
-
-/// A Redis URL with any password in it replaced by `****`.
-fn without_password(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme + 3 => {
-            let user_info = &url[scheme + 3..at];
-            let user = user_info.split(':').next().unwrap_or_default();
-            format!("{}{user}:****{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_leave_urls() {
-        assert_eq!(
-            without_password("redis://:hunter2@10.0.0.1:6379/0"),
-            "redis://:****@10.0.0.1:6379/0"
-        );
-        assert_eq!(
-            without_password("rediss://user:pw@h/1"),
-            "rediss://user:****@h/1"
-        );
-        assert_eq!(without_password("redis://h:6379"), "redis://h:6379");
-    }
 }
