@@ -3,7 +3,7 @@
 //!
 //! A session drains a batch of queued room frames and flushes once. The frames were framed once
 //! for all receivers, so the session copies them straight into this buffer
-//! ([`Coalesced::stage`]); tungstenite writes its own frames (logins, refusals, pings and
+//! ([`Coalesced::staging`]); tungstenite writes its own frames (logins, refusals, pings and
 //! pongs, closes) through it at once, keeping no buffer of its own. The batch leaves in one
 //! `write` system call. Unlike `tokio::io::BufWriter`, whose buffer is allocated up front and
 //! kept, an idle connection here holds no buffer at all, which is what lets one process hold
@@ -72,16 +72,10 @@ impl<S> Coalesced<S> {
         self
     }
 
-    /// Adds bytes to what the next flush writes, without writing anything now. The caller
-    /// bounds how much it adds before flushing.
-    pub(crate) fn stage(&mut self, bytes: &[&[u8]]) {
-        if self.pending.capacity() == 0 {
-            // One allocation for a batch, instead of one for each doubling.
-            self.pending.reserve(WRITE_CHUNK);
-        }
-        for part in bytes {
-            self.pending.extend_from_slice(part);
-        }
+    /// The bytes the next flush writes, to append to (the room's frames, copied as they are).
+    /// The caller bounds how much it adds before flushing.
+    pub(crate) fn staging(&mut self) -> &mut Vec<u8> {
+        &mut self.pending
     }
 }
 
@@ -243,7 +237,7 @@ mod tests {
     async fn staged_bytes_follow_written_ones_on_the_next_flush() {
         let mut io = socket(usize::MAX);
         io.write_all(b"[").await.unwrap();
-        io.stage(&[b"\x81\x02", b"hi"]);
+        io.staging().extend_from_slice(b"\x81\x02hi");
         io.write_all(b"]").await.unwrap();
         assert_eq!(io.inner.writes, 0);
         io.flush().await.unwrap();

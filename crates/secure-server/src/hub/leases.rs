@@ -156,11 +156,10 @@ impl Membership {
         self.cursor.ready().await
     }
 
-    /// Hands up to `max` of the frames waiting for this connection to `each`, oldest first,
+    /// Appends up to `max` of the frames waiting for this connection to `out`, oldest first,
     /// each as its whole WebSocket frame (header, then text), and says how many there were.
-    /// `each` runs under the room's ring lock: it should copy the bytes and return.
-    pub fn read(&self, max: usize, each: impl FnMut([&[u8]; 2])) -> usize {
-        self.cursor.read(max, each)
+    pub fn read(&self, max: usize, out: &mut Vec<u8>) -> usize {
+        self.cursor.read(max, out)
     }
 
     /// The next frame for this connection, as its text; `None` once the hub removed it from
@@ -196,11 +195,19 @@ impl Membership {
 
     /// The next frame already waiting for this connection, without waiting.
     pub fn try_recv(&mut self) -> Option<Payload> {
-        let mut text = None;
-        self.cursor.read(1, |[_, body]| {
-            text = Some(String::from_utf8_lossy(body).into_owned());
-        });
-        text.map(Payload::from)
+        let mut wire = Vec::new();
+        if self.cursor.read(1, &mut wire) == 0 {
+            return None;
+        }
+        // One unmasked frame: its header (2, 4 or 10 bytes, by the length code), then its text.
+        let head = match wire[1] & 0x7f {
+            126 => 4,
+            127 => 10,
+            _ => 2,
+        };
+        Some(Payload::from(
+            String::from_utf8_lossy(&wire[head..]).into_owned(),
+        ))
     }
 }
 

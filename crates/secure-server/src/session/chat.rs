@@ -316,7 +316,7 @@ impl Session {
         write_timeout: Duration,
     ) -> Result<usize, Exit> {
         let socket = self.ws.get_mut();
-        let frames = member.read(MAX_BATCH, |wire| socket.stage(&wire));
+        let frames = member.read(MAX_BATCH, socket.staging());
         if frames == 0 {
             // Only the member's own messages were new.
             return Ok(0);
