@@ -174,6 +174,30 @@ pub fn generate_config(count: usize, one_user_per_token: bool, limits: bool) -> 
     config
 }
 
+/// The configs of a cluster's `nodes` nodes on the Redis at `redis`, to be written beside `out`:
+/// `config` (the same tokens and bots) with `"cluster": {"redis": redis, "node_id": "nK"}`, at
+/// `out` with `-nK` before its extension (`node.json` → `node-n1.json`, `node-n2.json`, ...).
+pub fn cluster_configs(
+    config: &Value,
+    redis: &str,
+    nodes: usize,
+    out: &Path,
+) -> Vec<(std::path::PathBuf, Value)> {
+    (1..=nodes)
+        .map(|k| {
+            let node_id = format!("n{k}");
+            let mut node = config.clone();
+            node["cluster"] = json!({"redis": redis, "node_id": node_id});
+            let stem = out.file_stem().unwrap_or_default().to_string_lossy();
+            let name = match out.extension() {
+                Some(ext) => format!("{stem}-{node_id}.{}", ext.to_string_lossy()),
+                None => format!("{stem}-{node_id}"),
+            };
+            (out.with_file_name(name), node)
+        })
+        .collect()
+}
+
 /// Writes `config` to `path`, readable by its owner only; refuses to replace a file unless
 /// `force`.
 ///
@@ -260,6 +284,28 @@ mod tests {
             creds.get(LoginMode::Sauth2, 999, "u"),
             Credential::User { token, .. } if token == "t"
         ));
+    }
+
+    #[test]
+    fn cluster_nodes_get_the_same_credentials_and_their_own_ids() {
+        let config = generate_config(3, true, true);
+        let nodes = cluster_configs(
+            &config,
+            "redis://127.0.0.1:6390/0",
+            2,
+            Path::new("/tmp/run/node.json"),
+        );
+        let paths: Vec<_> = nodes.iter().map(|(p, _)| p.to_str().unwrap()).collect();
+        assert_eq!(paths, ["/tmp/run/node-n1.json", "/tmp/run/node-n2.json"]);
+        for (k, (_, node)) in nodes.iter().enumerate() {
+            assert_eq!(node["cluster"]["redis"], "redis://127.0.0.1:6390/0");
+            assert_eq!(node["cluster"]["node_id"], format!("n{}", k + 1));
+            assert_eq!(node["bots"], config["bots"]);
+            assert_eq!(node["tokens"], config["tokens"]);
+            assert_eq!(node["limits"], config["limits"]);
+        }
+        let bare = cluster_configs(&config, "redis://r", 1, Path::new("cfg"));
+        assert_eq!(bare[0].0, Path::new("cfg-n1"));
     }
 
     #[test]

@@ -287,6 +287,18 @@ struct ConfigArgs {
     /// join frames.
     #[arg(long, value_name = "N")]
     announce_presence_up_to: Option<usize>,
+    /// Write no generic tokens, only the N bots: for runs with `--login bot`, so that the
+    /// server's config holds no more credentials than the run uses.
+    #[arg(long)]
+    bots_only: bool,
+    /// Write the configs of a cluster's nodes on this Redis (`redis://HOST:PORT/DB`): one file
+    /// per node, the same tokens and bots in each, with `"cluster": {"redis": URL, "node_id":
+    /// "nK"}`. The files are --out with `-n1`, `-n2`, ... before its extension.
+    #[arg(long, value_name = "URL")]
+    cluster: Option<String>,
+    /// Nodes to write configs for, with --cluster.
+    #[arg(long, default_value_t = 3, requires = "cluster")]
+    nodes: usize,
 }
 
 #[derive(Debug, Args)]
@@ -364,24 +376,7 @@ fn main() -> ExitCode {
 /// Runs a command; `Ok(false)` when a scenario completed but found losses or failures.
 fn run(cli: Cli) -> anyhow::Result<bool> {
     if let Command::Config(args) = &cli.command {
-        let mut config = creds::generate_config(args.count, !args.no_1upt, !args.no_limits);
-        if let Some(limit) = args.announce_presence_up_to {
-            config["announce_presence_up_to"] = limit.into();
-        }
-        creds::write_config(&args.out, &config, args.force)?;
-        println!(
-            "wrote {}: {} generic tokens, {} bots (b0..b{}), 1UPT {}, {}",
-            args.out.display(),
-            args.count,
-            args.count,
-            args.count.saturating_sub(1),
-            if args.no_1upt { "off" } else { "on" },
-            if args.no_limits {
-                "no limits key"
-            } else {
-                "rate limits lifted for benchmarking"
-            }
-        );
+        write_configs(args)?;
         return Ok(true);
     }
     report::raise_open_files_limit();
@@ -456,6 +451,46 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             Command::Config(_) => unreachable!("handled above"),
         }
     })
+}
+
+/// The `config` command: one config, or one per node of a cluster.
+fn write_configs(args: &ConfigArgs) -> anyhow::Result<()> {
+    let mut config = creds::generate_config(args.count, !args.no_1upt, !args.no_limits);
+    if let Some(limit) = args.announce_presence_up_to {
+        config["announce_presence_up_to"] = limit.into();
+    }
+    if args.bots_only {
+        config["tokens"] = serde_json::json!({});
+    }
+    let files = match &args.cluster {
+        Some(redis) => {
+            anyhow::ensure!(args.nodes >= 1, "--nodes must be at least 1");
+            creds::cluster_configs(&config, redis, args.nodes, &args.out)
+        }
+        None => vec![(args.out.clone(), config)],
+    };
+    for (path, config) in &files {
+        creds::write_config(path, config, args.force)?;
+    }
+    let written: Vec<String> = files.iter().map(|(p, _)| p.display().to_string()).collect();
+    println!(
+        "wrote {}: {} generic tokens, {} bots (b0..b{}), 1UPT {}, {}{}",
+        written.join(", "),
+        if args.bots_only { 0 } else { args.count },
+        args.count,
+        args.count.saturating_sub(1),
+        if args.no_1upt { "off" } else { "on" },
+        if args.no_limits {
+            "no limits key"
+        } else {
+            "rate limits lifted for benchmarking"
+        },
+        match &args.cluster {
+            Some(redis) => format!(", nodes n1..n{} of the cluster on {redis}", args.nodes),
+            None => String::new(),
+        }
+    );
+    Ok(())
 }
 
 fn secs(seconds: f64) -> Duration {

@@ -91,6 +91,41 @@ async fn config_generator_can_bound_presence_announcements() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_generator_writes_a_clusters_node_configs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("node.json");
+    let output = tokio::process::Command::new(BENCH)
+        .args([
+            "config",
+            "4",
+            "--bots-only",
+            "--cluster",
+            "redis://127.0.0.1:6390/0",
+        ])
+        .args(["--nodes", "3", "--out"])
+        .arg(&out)
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let mut bots = Vec::new();
+    for k in 1..=3 {
+        let path = dir.path().join(format!("node-n{k}.json"));
+        let loaded = secure_server::Config::load(&path).unwrap();
+        assert!(loaded.tokens.is_empty(), "--bots-only");
+        assert_eq!(loaded.bots.len(), 4);
+        let file: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(file["cluster"]["node_id"], format!("n{k}"));
+        bots.push(file["bots"].clone());
+    }
+    assert!(
+        bots.windows(2).all(|w| w[0] == w[1]),
+        "the same bots on every node"
+    );
+    assert!(!out.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_generator_writes_a_config_the_server_loads() {
     let config = generate_config(7).await;
     let loaded = secure_server::Config::load(&config.path).unwrap();
