@@ -151,13 +151,19 @@ impl Report {
             .row("sender errors", counts_text(&self.sender_errors))
             .row("latency", self.latency.text())
             .row("cpu", self.cpu.text())
+            .row(
+                "machine",
+                self.cpu
+                    .machine
+                    .map_or_else(|| "?".to_owned(), |m| m.text()),
+            )
             .row("server per delivery", self.per_delivery_text())
             .row("server writes", self.writes_text())
             .row("result", if self.ok { "ok" } else { "FAILED" });
         t
     }
 
-    /// The server's CPU nanoseconds per delivery, when its pid was given.
+    /// The server's CPU nanoseconds per delivery, when its pids were given.
     fn per_delivery_text(&self) -> String {
         match self.cpu.server_cpu_s {
             Some(cpu_s) => format!(
@@ -298,7 +304,7 @@ pub async fn run(setup: &Setup, params: &Params) -> anyhow::Result<Report> {
     let setup_s = setup_started.elapsed().as_secs_f64();
 
     let writes_before = setup.target.socket_writes().await;
-    let cpu = CpuWindow::start(&[], setup.pid);
+    let cpu = CpuWindow::start(&[], &setup.watched);
     let start = Instant::now();
     let mut done = Vec::with_capacity(senders.len());
     for sender in senders {

@@ -21,13 +21,11 @@ use tokio::task::JoinHandle;
 use crate::Setup;
 use crate::login::login;
 use crate::pool::{self, Held};
-use crate::report::{Counts, CpuShare, CpuWindow, Run, Table, counts_text, cpu_time, rss_kib};
+use crate::report::{Counts, CpuShare, CpuWindow, Run, Table, counts_text, rss_kib_sum};
 
 /// Connections per worker process when `--workers` is not given: well under the 20,000 files
 /// one process may open.
 pub const PER_WORKER: usize = 10_000;
-/// While the server uses more than this share of a core, it is still busy (announcing joins).
-const BUSY_CPU: f64 = 0.10;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -313,7 +311,7 @@ pub async fn run(setup: &Setup, params: &Params, worker_args: &[String]) -> anyh
         .context("hold needs one credential more than --count, for the probe")?;
     let marker = format!("probe-{:016x}", rand::random::<u64>());
     let workers = params.workers.unwrap_or_else(|| count.div_ceil(PER_WORKER));
-    let rss_before = setup.pid.and_then(rss_kib);
+    let rss_before = rss_kib_sum(&setup.watched.servers);
 
     let started = Instant::now();
     let mut shares = Vec::new();
@@ -348,7 +346,7 @@ pub async fn run(setup: &Setup, params: &Params, worker_args: &[String]) -> anyh
         }
     }
     // The workers have only just started: their CPU so far is negligible.
-    let login_cpu = CpuWindow::start(&worker_pids, setup.pid);
+    let login_cpu = CpuWindow::start(&worker_pids, &setup.watched);
 
     let mut held = 0;
     let mut failures = Counts::new();
@@ -370,9 +368,9 @@ pub async fn run(setup: &Setup, params: &Params, worker_args: &[String]) -> anyh
     let login_cpu = login_cpu.finish();
 
     let settled = Instant::now();
-    settle(setup.pid, params.settle, params.settle_max).await;
+    setup.watched.settle(params.settle, params.settle_max).await;
     let settle_s = settled.elapsed().as_secs_f64();
-    let rss_held = setup.pid.and_then(rss_kib);
+    let rss_held = rss_kib_sum(&setup.watched.servers);
 
     // The probe: one more connection says something; everyone held must hear it.
     let probe_sent = Instant::now();
@@ -470,22 +468,5 @@ struct AbortOnDrop(JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-/// Waits `least`, then (when the server's pid is known) on while the server is still busy, up
-/// to `most` in all.
-async fn settle(pid: Option<u32>, least: Duration, most: Duration) {
-    let started = Instant::now();
-    tokio::time::sleep(least).await;
-    let Some(pid) = pid else { return };
-    let window = Duration::from_millis(500);
-    while started.elapsed() < most {
-        let Some(before) = cpu_time(pid) else { return };
-        tokio::time::sleep(window).await;
-        let Some(after) = cpu_time(pid) else { return };
-        if (after - before).as_secs_f64() / window.as_secs_f64() < BUSY_CPU {
-            return;
-        }
     }
 }

@@ -89,7 +89,7 @@ struct Common {
     /// The server: HOST, HOST:PORT (port 70 when left out) or ws://HOST:PORT/PATH. Plain ws only.
     /// Several, comma-separated, are the nodes of one cluster that share one room: connection i
     /// goes to node i mod n, and each SAUTH2 token page is fetched from its connection's node.
-    /// (--pid then reads one node's process only.)
+    /// (Give --pid every node's process id.)
     #[arg(
         long,
         short,
@@ -128,9 +128,16 @@ struct Common {
     /// history and every message its number; with `presence`, every login gets the member list.
     #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
     caps: Vec<String>,
-    /// The server's process id: its CPU use (and for `hold`, its memory) is reported.
-    #[arg(long)]
-    pid: Option<u32>,
+    /// The server's process id: its CPU use (and for `hold` and `fanout`, its memory) is
+    /// reported. Several, comma-separated (the nodes of a cluster), are summed, and each node's
+    /// CPU is shown too.
+    #[arg(long, value_delimiter = ',', value_name = "PID,...")]
+    pid: Vec<u32>,
+    /// Another process to report beside the server, e.g. the cluster's Redis: `redis=PID`. Its
+    /// CPU use over each measured window (and for `fanout`, its memory) is reported under the
+    /// label. May be repeated.
+    #[arg(long, value_name = "LABEL=PID", value_parser = report::parse_labeled_pid)]
+    also_pid: Vec<(String, u32)>,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -329,8 +336,8 @@ pub struct Setup {
     pub prefix: String,
     /// Logins in flight at once.
     pub concurrency: usize,
-    /// The server's pid, for CPU and memory readings.
-    pub pid: Option<u32>,
+    /// The server's processes, and others to report beside it.
+    pub watched: report::Watched,
 }
 
 impl Setup {
@@ -351,7 +358,10 @@ impl Setup {
             mode: common.login,
             prefix: common.name_prefix.clone(),
             concurrency: common.concurrency.max(1),
-            pid: common.pid,
+            watched: report::Watched {
+                servers: common.pid.clone(),
+                also: common.also_pid.clone(),
+            },
         })
     }
 
@@ -535,6 +545,35 @@ mod tests {
     fn one_server_by_default() {
         assert_eq!(common(&[]).server, ["127.0.0.1:70"]);
         assert_eq!(common(&["-s", "127.0.0.1:7070"]).server, ["127.0.0.1:7070"]);
+    }
+
+    #[test]
+    fn pids_of_every_node_and_labeled_others() {
+        let one = common(&["--pid", "17"]);
+        assert_eq!(one.pid, [17]);
+        assert!(one.also_pid.is_empty());
+        let cluster = common(&[
+            "--pid",
+            "11,12,13",
+            "--also-pid",
+            "redis=9",
+            "--also-pid",
+            "proxy=8",
+        ]);
+        assert_eq!(cluster.pid, [11, 12, 13]);
+        assert_eq!(
+            cluster.also_pid,
+            [("redis".to_owned(), 9), ("proxy".to_owned(), 8)]
+        );
+        assert!(common(&[]).pid.is_empty());
+        for bad in [
+            ["--also-pid", "9"],
+            ["--also-pid", "redis=x"],
+            ["--pid", "a"],
+        ] {
+            let args = ["clichat-bench", "fanout"].into_iter().chain(bad);
+            assert!(Cli::try_parse_from(args).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
