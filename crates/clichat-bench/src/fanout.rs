@@ -1,7 +1,7 @@
 //! `fanout`: R receivers and S senders in the one room; each sender sends at a set rate for a set
 //! time, and every other connection must get every message.
 //!
-//! A message's text is `SENDER:SEQ:NANOS`, `NANOS` being its send time since the run's epoch;
+//! A message's text is `SENDER:SEQ:NANOS`, `NANOS` being its send time on the run's [`Epoch`];
 //! receivers count `message` frames by their first bytes and decode one in `--sample-every` to
 //! time it. After the senders stop, the run waits (bounded) for deliveries still in flight, then
 //! compares what arrived with what was due: each message goes to every authenticated connection
@@ -11,8 +11,8 @@
 //! connections are spread over them round-robin, senders included; what is due stays the same,
 //! since every node delivers to the whole room.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
@@ -26,7 +26,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::Setup;
 use crate::login::{LoginError, login};
-use crate::pool::{self, ConnStats, CountSink, Ended, Sampler};
+use crate::pool::{self, ConnStats, CountSink, Ended, Epoch, Sampler};
 use crate::report::{Counts, CpuShare, CpuWindow, Latency, Run, Table, counts_text};
 
 /// Most messages a sender writes in one go when it has fallen behind its schedule.
@@ -205,7 +205,7 @@ struct SenderControl {
 struct Sending {
     index: usize,
     params: Params,
-    epoch: Instant,
+    epoch: Epoch,
     start: oneshot::Receiver<()>,
     done: oneshot::Sender<Sent>,
 }
@@ -222,11 +222,7 @@ pub async fn run(setup: &Setup, params: &Params) -> anyhow::Result<Report> {
     );
     setup.creds.check(setup.mode, n)?;
 
-    let sampler = Arc::new(Sampler {
-        epoch: Instant::now(),
-        every: params.sample_every.max(1),
-        histogram: Mutex::new(crate::report::micros_histogram()),
-    });
+    let sampler = Arc::new(Sampler::new(Epoch::now(), params.sample_every));
     let setup_started = Instant::now();
     let stats: Vec<Arc<ConnStats>> = (0..n).map(|_| Arc::default()).collect();
     let (logged_tx, mut logged_rx) = mpsc::unbounded_channel::<Result<(), LoginError>>();
@@ -369,7 +365,7 @@ pub async fn run(setup: &Setup, params: &Params) -> anyhow::Result<Report> {
     for error in sent.iter().filter_map(|s| s.error.clone()) {
         *sender_errors.entry(error).or_default() += 1;
     }
-    let latency = Latency::of(&sampler.histogram.lock().unwrap_or_else(|e| e.into_inner()));
+    let latency = Latency::of(&sampler.take());
     abort_all(&tasks);
 
     let lost = expected.saturating_sub(delivered_total);
@@ -468,7 +464,7 @@ async fn send_and_read(
         if queued < batch_end {
             let written = async {
                 while queued < batch_end {
-                    let nanos = epoch.elapsed().as_nanos();
+                    let nanos = epoch.nanos();
                     let frame = ClientFrame::Msg {
                         id: Some(id),
                         text: Some(format!("{index}:{queued}:{nanos}")),

@@ -135,7 +135,7 @@ pub async fn run(setup: &Setup, count: usize, settle: Duration) -> anyhow::Resul
     setup.creds.check(setup.mode, count)?;
     let cpu = CpuWindow::start(&[], &setup.watched);
     let start = Instant::now();
-    let mut held = Held::spawn(setup, 0..count, None);
+    let mut held = Held::spawn(setup, 0..count, None, None);
 
     let mut finished = Vec::with_capacity(count);
     let mut failures = Counts::new();

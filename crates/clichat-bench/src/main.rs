@@ -20,6 +20,8 @@
 //!   chosen local address, each step timed; the token page fetched as a person would.
 //! - [`creds`]: the config generator, and the tokens and bots of a config.
 //! - [`pool`]: connections that log in at a set concurrency and keep reading, with counters.
+//! - [`worker`]: shares of the connections held in worker processes (past one process's
+//!   open-file limit), driven over JSON lines.
 //! - [`fanout`], [`logins`], [`hold`], [`junk`], [`resume`]: the scenarios.
 //! - [`report`]: tables, latency summaries, CPU and memory from `/proc`.
 
@@ -32,6 +34,7 @@ mod logins;
 mod pool;
 mod report;
 mod resume;
+mod worker;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -78,9 +81,9 @@ enum Command {
     /// Write a secureconfig.json with N generic tokens and N bots (b0, b1, ...), 1UPT on, and
     /// the server's abuse limits lifted for benchmarking.
     Config(ConfigArgs),
-    /// One worker process of `hold` (started by `hold` itself).
+    /// One worker process of `hold` or `fanout` (started by them).
     #[command(hide = true)]
-    HoldWorker(WorkerArgs),
+    Worker(WorkerArgs),
 }
 
 /// Options every scenario shares.
@@ -318,9 +321,26 @@ struct WorkerArgs {
     /// Connections in this worker's share.
     #[arg(long)]
     count: usize,
-    /// The text the probe message carries.
+    /// The text the probe message carries, if the parent sends one.
     #[arg(long)]
-    marker: String,
+    marker: Option<String>,
+    /// The run's epoch, in nanoseconds since the Unix epoch: message send times count from it.
+    #[arg(long)]
+    epoch_ns: u64,
+    /// Time one message frame in this many; 0 times none.
+    #[arg(long, default_value_t = 0)]
+    sample_every: u64,
+}
+
+impl WorkerArgs {
+    fn spec(&self) -> worker::ShareSpec {
+        worker::ShareSpec {
+            range: self.offset..self.offset + self.count,
+            marker: self.marker.clone(),
+            epoch: pool::Epoch::from_unix_nanos(self.epoch_ns),
+            sample_every: self.sample_every,
+        }
+    }
 }
 
 /// What every scenario works with: where to connect and what to log in with.
@@ -453,9 +473,9 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 let report = resume::run(&setup, &params).await?;
                 output(&report, report.table(), args.common.json, report.ok)
             }
-            Command::HoldWorker(args) => {
+            Command::Worker(args) => {
                 let setup = Setup::new(&args.common).await?;
-                hold::worker_main(&setup, args.offset, args.count, &args.marker).await?;
+                worker::worker_main(&setup, &args.spec()).await?;
                 Ok(true)
             }
             Command::Config(_) => unreachable!("handled above"),
@@ -574,6 +594,43 @@ mod tests {
             let args = ["clichat-bench", "fanout"].into_iter().chain(bad);
             assert!(Cli::try_parse_from(args).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_worker_gets_the_runs_setup_and_its_share() {
+        let parent = common(&[
+            "-s",
+            "127.0.0.1:7001,127.0.0.1:7002",
+            "--login",
+            "bot",
+            "--caps",
+            "history",
+            "--pid",
+            "5",
+        ]);
+        let spec = worker::ShareSpec {
+            range: 3..10,
+            marker: None,
+            epoch: pool::Epoch::from_unix_nanos(1_234_567_890),
+            sample_every: 64,
+        };
+        let mut args = vec!["clichat-bench".to_owned(), "worker".to_owned()];
+        args.extend(parent.worker_args());
+        args.extend(spec.args());
+        let Command::Worker(worker) = Cli::try_parse_from(args).unwrap().command else {
+            panic!("not a worker")
+        };
+        assert_eq!(worker.common.server, parent.server);
+        assert_eq!(worker.common.login, LoginMode::Bot);
+        assert_eq!(worker.common.caps, ["history"]);
+        assert!(
+            worker.common.pid.is_empty(),
+            "workers do not measure the server"
+        );
+        let got = worker.spec();
+        assert_eq!(got.range, 3..10);
+        assert_eq!(got.epoch, spec.epoch);
+        assert_eq!((got.sample_every, got.marker), (64, None));
     }
 
     #[test]

@@ -106,6 +106,16 @@ pub fn record(histogram: &mut Histogram<u64>, duration: Duration) {
     histogram.saturating_record(micros.max(1));
 }
 
+/// A histogram's recorded values as `(value, count)` pairs, one per bucket that has any: how a
+/// worker process hands its latencies to the parent (as JSON). Each value is its bucket's
+/// highest equivalent value, so it lands in the same bucket again.
+pub fn histogram_counts(histogram: &Histogram<u64>) -> Vec<(u64, u64)> {
+    histogram
+        .iter_recorded()
+        .map(|v| (v.value_iterated_to(), v.count_at_value()))
+        .collect()
+}
+
 /// Percentiles of a latency histogram, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Latency {
