@@ -200,6 +200,20 @@ struct FanoutArgs {
     /// Time one message frame in this many (per receiver), so that timing costs little.
     #[arg(long, default_value_t = 64)]
     sample_every: u64,
+    /// After the steady sending (if any: `-d 0` skips it), the senders send N messages at once,
+    /// split between them, and the run reports the time until every connection has all of
+    /// them, and their latency.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    burst: u64,
+    /// Worker processes to split the receivers over (each process may open at most
+    /// `ulimit -Hn` files); 0 holds them in this process. The senders stay in this process.
+    /// Default: 0 up to 10,000 connections in all, else one per 10,000 receivers.
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Seconds to wait at most, after the logins, for the server to be idle (below 10% of a core
+    /// per --pid) before sending; the nodes' memory is read after it.
+    #[arg(long, default_value_t = 30.0)]
+    settle_max: f64,
 }
 
 #[derive(Debug, Args)]
@@ -425,8 +439,11 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                     duration: secs(args.duration),
                     drain: secs(args.drain),
                     sample_every: args.sample_every,
+                    burst: args.burst,
+                    workers: args.workers,
+                    settle_max: secs(args.settle_max),
                 };
-                let report = fanout::run(&setup, &params).await?;
+                let report = fanout::run(&setup, &params, &args.common.worker_args()).await?;
                 output(&report, report.table(), args.common.json, report.ok)
             }
             Command::Logins(args) => {
@@ -594,6 +611,41 @@ mod tests {
             let args = ["clichat-bench", "fanout"].into_iter().chain(bad);
             assert!(Cli::try_parse_from(args).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn fanout_burst_and_workers() {
+        let cli = Cli::try_parse_from([
+            "clichat-bench",
+            "fanout",
+            "-S",
+            "1",
+            "--rate",
+            "2",
+            "-d",
+            "60",
+            "--burst",
+            "20",
+            "--workers",
+            "10",
+        ])
+        .unwrap();
+        let Command::Fanout(args) = cli.command else {
+            panic!("not fanout")
+        };
+        assert_eq!((args.senders, args.burst, args.workers), (1, 20, Some(10)));
+        assert_eq!((args.rate, args.duration), (2.0, 60.0));
+        let Command::Fanout(args) = Cli::try_parse_from(["clichat-bench", "fanout"])
+            .unwrap()
+            .command
+        else {
+            panic!("not fanout")
+        };
+        assert_eq!(
+            (args.burst, args.workers),
+            (0, None),
+            "no burst, workers by size"
+        );
     }
 
     #[test]

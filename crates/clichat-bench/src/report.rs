@@ -107,13 +107,21 @@ pub fn record(histogram: &mut Histogram<u64>, duration: Duration) {
 }
 
 /// A histogram's recorded values as `(value, count)` pairs, one per bucket that has any: how a
-/// worker process hands its latencies to the parent (as JSON). Each value is its bucket's
-/// highest equivalent value, so it lands in the same bucket again.
+/// worker process hands its latencies to the parent (as JSON), which adds them up with
+/// [`add_counts`]. Each value is its bucket's highest equivalent value, so it lands in the same
+/// bucket again.
 pub fn histogram_counts(histogram: &Histogram<u64>) -> Vec<(u64, u64)> {
     histogram
         .iter_recorded()
         .map(|v| (v.value_iterated_to(), v.count_at_value()))
         .collect()
+}
+
+/// Adds [`histogram_counts`] (of another process) to `histogram`.
+pub fn add_counts(histogram: &mut Histogram<u64>, counts: &[(u64, u64)]) {
+    for &(value, count) in counts {
+        histogram.saturating_record_n(value, count);
+    }
 }
 
 /// Percentiles of a latency histogram, in milliseconds.
@@ -535,6 +543,37 @@ mod tests {
         assert!((latency.p99_ms - 99.0).abs() < 0.1, "{latency:?}");
         assert!((latency.max_ms - 100.0).abs() < 0.1, "{latency:?}");
         assert_eq!(Latency::of(&micros_histogram()).samples, 0);
+    }
+
+    #[test]
+    fn histograms_merge_across_processes() {
+        // Two workers' latencies, carried as pairs and added up, give the percentiles of all.
+        let (mut a, mut b, mut all) = (micros_histogram(), micros_histogram(), micros_histogram());
+        for ms in 1..=60 {
+            record(&mut a, Duration::from_millis(ms));
+            record(&mut all, Duration::from_millis(ms));
+        }
+        for ms in 61..=100 {
+            record(&mut b, Duration::from_millis(ms));
+            record(&mut b, Duration::from_millis(ms));
+            record(&mut all, Duration::from_millis(ms));
+            record(&mut all, Duration::from_millis(ms));
+        }
+        let wire = serde_json::to_string(&histogram_counts(&b)).unwrap();
+        let mut merged = micros_histogram();
+        add_counts(&mut merged, &histogram_counts(&a));
+        add_counts(
+            &mut merged,
+            &serde_json::from_str::<Vec<(u64, u64)>>(&wire).unwrap(),
+        );
+        assert_eq!(merged.len(), 140);
+        let (m, e) = (Latency::of(&merged), Latency::of(&all));
+        assert_eq!(
+            (m.p50_ms, m.p90_ms, m.p99_ms, m.max_ms),
+            (e.p50_ms, e.p90_ms, e.p99_ms, e.max_ms)
+        );
+        assert!((m.p50_ms - 65.0).abs() < 0.1, "{m:?}");
+        assert!(histogram_counts(&micros_histogram()).is_empty());
     }
 
     #[test]

@@ -475,6 +475,16 @@ pub fn split(range: Range<usize>, parts: usize) -> Vec<Range<usize>> {
         .collect()
 }
 
+/// Worker processes for `receivers` connections when `--workers` is not given: one per
+/// [`PER_WORKER`]; none (this process) while the whole run fits in one, as it always did.
+pub fn default_workers(receivers: usize, all: usize) -> usize {
+    if all <= PER_WORKER {
+        0
+    } else {
+        receivers.div_ceil(PER_WORKER)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -492,6 +502,14 @@ mod tests {
         assert_eq!(parts.first().unwrap().start, 1);
         assert_eq!(parts.last().unwrap().end, 100_001);
         assert!(parts.windows(2).all(|w| w[0].end == w[1].start));
+    }
+
+    #[test]
+    fn workers_by_default_only_past_one_process() {
+        assert_eq!(default_workers(1000, 1010), 0);
+        assert_eq!(default_workers(10_000, 10_000), 0);
+        assert_eq!(default_workers(99_999, 100_000), 10);
+        assert_eq!(default_workers(20_001, 20_002), 3);
     }
 
     #[test]

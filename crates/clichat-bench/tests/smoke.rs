@@ -197,6 +197,99 @@ async fn fanout_delivers_everything_with_sauth2_logins() {
     server.stop().await;
 }
 
+/// Receivers in worker processes, senders here: a steady phase and a burst, the latencies of
+/// every process merged, the server's process given twice (as a cluster's nodes would be) and
+/// once more as an `--also-pid`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_over_worker_processes_with_a_burst() {
+    let config = generate_config(12).await;
+    let server = start_server(&config.path).await;
+    let pid = std::process::id().to_string();
+    let (code, report) = run(
+        "fanout",
+        server.addr,
+        &config.path,
+        &[
+            "--login",
+            "bot",
+            "-r",
+            "9",
+            "-S",
+            "2",
+            "--rate",
+            "20",
+            "-d",
+            "1",
+            "--burst",
+            "15",
+            "--workers",
+            "2",
+            "--sample-every",
+            "1",
+            "--pid",
+            &format!("{pid},{pid}"),
+            "--also-pid",
+            &format!("itself={pid}"),
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["workers"], 2);
+    let sent = report["sent"].as_u64().unwrap();
+    assert!(sent > 0, "{report}");
+    assert_eq!(report["expected"].as_u64().unwrap(), sent * 10);
+    assert_eq!(report["delivered"], report["expected"], "{report}");
+    assert_eq!(report["complete_connections"], 11, "{report}");
+    // Every delivery was timed, in whichever process it arrived.
+    assert_eq!(
+        report["latency"]["samples"], report["delivered"],
+        "{report}"
+    );
+    let burst = &report["burst"];
+    assert_eq!(burst["sent"], 15, "{report}");
+    assert_eq!(burst["expected"], 150);
+    assert_eq!(burst["delivered"], 150, "{report}");
+    assert_eq!(burst["lost"], 0);
+    assert_eq!(burst["complete_connections"], 11, "{report}");
+    assert_eq!(burst["latency"]["samples"], 150, "{report}");
+    assert!(burst["time_to_all_s"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(burst["time_to_all_s"].as_f64().unwrap() < 10.0, "{report}");
+    assert_eq!(report["cpu"]["servers_pct"].as_array().unwrap().len(), 2);
+    assert!(report["cpu"]["also_pct"]["itself"].is_number(), "{report}");
+    assert_eq!(report["cpu"]["bench_processes"], 3, "{report}");
+    let memory = &report["memory"];
+    assert_eq!(memory["members"], 11);
+    assert!(memory["server_in_kib"].as_u64().unwrap() > 0, "{report}");
+    assert!(memory["per_member_kib"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(
+        memory["also_end_kib"]["itself"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+    server.stop().await;
+}
+
+/// `-d 0 --burst N`: only the burst, everyone in this process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_burst_only() {
+    let config = generate_config(6).await;
+    let server = start_server(&config.path).await;
+    let (code, report) = run(
+        "fanout",
+        server.addr,
+        &config.path,
+        &[
+            "--login", "bot", "-r", "5", "-S", "1", "-d", "0", "--burst", "20",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["workers"], 0);
+    assert_eq!(report["sent"], 0);
+    assert_eq!(report["burst"]["delivered"], 100, "{report}");
+    assert_eq!(report["burst"]["complete_connections"], 6, "{report}");
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fanout_with_bots() {
     let config = generate_config(6).await;
