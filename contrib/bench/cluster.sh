@@ -48,9 +48,11 @@ done
 
 WORK=$(mktemp -d /tmp/clichat-cluster.XXXXXX)
 PIDS=()
+SAMPLERS=()
 REDIS_PID=
 cleanup() {
     local pid
+    for pid in "${SAMPLERS[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do
         for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -110,6 +112,14 @@ echo "nodes: ${SERVERS[*]} (pids ${PIDS[*]}); redis pid $REDIS_PID"
 echo "redis before: $(redis_info memory 'used_memory|used_memory_rss')"
 echo "redis cpu before: $(redis_info cpu 'used_cpu_sys|used_cpu_user')"
 
+# Beside the run, every 5 s: the machine (vmstat) and Redis (memory, clients, operations).
+vmstat -n 5 >"$WORK/vmstat.log" &
+SAMPLERS=($!)
+while sleep 5; do
+    echo "$(date -u +%T) $(redis_info memory 'used_memory|used_memory_rss')$(redis_info stats instantaneous_ops_per_sec)"
+done >"$WORK/redis-samples.log" 2>/dev/null &
+SAMPLERS+=($!)
+
 SERVER_LIST=$(IFS=,; echo "${SERVERS[*]}")
 PID_LIST=$(IFS=,; echo "${PIDS[*]}")
 set +e
@@ -121,6 +131,13 @@ set +e
 )
 status=$?
 set -e
+kill "${SAMPLERS[@]}" 2>/dev/null || true
+wait "${SAMPLERS[@]}" 2>/dev/null || true
+
+echo "machine every 5 s during the run (vmstat):"
+cat "$WORK/vmstat.log"
+echo "redis every 5 s during the run:"
+cat "$WORK/redis-samples.log"
 
 echo "redis after: $(redis_info memory 'used_memory|used_memory_rss|used_memory_peak')"
 echo "redis cpu after: $(redis_info cpu 'used_cpu_sys|used_cpu_user')"
