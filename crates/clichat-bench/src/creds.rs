@@ -155,8 +155,8 @@ pub fn bench_limits() -> Value {
 }
 
 /// A `secureconfig.json` with `count` generic tokens and `count` bots named `b0`, `b1`, ...,
-/// and (when `limits`) the [`bench_limits`]. Tokens are random (32 hex digits): the file holds
-/// secrets, like any server config.
+/// `/metrics` served to loopback, and (when `limits`) the [`bench_limits`]. Tokens are random
+/// (32 hex digits): the file holds secrets, like any server config.
 pub fn generate_config(count: usize, one_user_per_token: bool, limits: bool) -> Value {
     let token = || format!("{:032x}", rand::random::<u128>());
     let tokens: serde_json::Map<String, Value> = (0..count).map(|_| (token(), json!({}))).collect();
@@ -167,6 +167,9 @@ pub fn generate_config(count: usize, one_user_per_token: bool, limits: bool) -> 
         "1UPT": one_user_per_token,
         "tokens": tokens,
         "bots": bots,
+        // The bench reads the server's socket writes here (cheap, unlike a cluster node's
+        // `/_status`); loopback only, as `/_status` is.
+        "metrics": {"allow_from": ["127.0.0.1", "::1"]},
     });
     if limits {
         config["limits"] = bench_limits();
@@ -234,6 +237,7 @@ mod tests {
         let config = generate_config(12, true, true);
         assert_eq!(config["1UPT"], true);
         assert_eq!(config["limits"]["messages_per_second"], 1_000_000);
+        assert_eq!(config["metrics"]["allow_from"][0], "127.0.0.1");
         assert!(generate_config(1, true, false).get("limits").is_none());
         assert_eq!(config["tokens"].as_object().unwrap().len(), 12);
         let bots = config["bots"].as_object().unwrap();

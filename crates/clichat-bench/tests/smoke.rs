@@ -194,6 +194,8 @@ async fn fanout_delivers_everything_with_sauth2_logins() {
     assert_eq!(report["latency"]["samples"], report["delivered"]);
     assert!(report["latency"]["p99_ms"].as_f64().unwrap() > 0.0);
     assert!(report["cpu"]["server_pct"].is_number());
+    // Read off the server's /metrics, which the generated config opens to loopback.
+    assert!(report["server_writes"].as_u64().unwrap() > 0, "{report}");
     server.stop().await;
 }
 
