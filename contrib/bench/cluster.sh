@@ -113,7 +113,7 @@ echo "redis before: $(redis_info memory 'used_memory|used_memory_rss')"
 echo "redis cpu before: $(redis_info cpu 'used_cpu_sys|used_cpu_user')"
 
 # Beside the run, every 5 s: the machine (vmstat) and Redis (memory, clients, operations).
-vmstat -n 5 >"$WORK/vmstat.log" &
+vmstat -n -t 5 >"$WORK/vmstat.log" &
 SAMPLERS=($!)
 while sleep 5; do
     echo "$(date -u +%T) $(redis_info memory 'used_memory|used_memory_rss')$(redis_info stats instantaneous_ops_per_sec)"
