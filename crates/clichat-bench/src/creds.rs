@@ -155,8 +155,8 @@ pub fn bench_limits() -> Value {
 }
 
 /// A `secureconfig.json` with `count` generic tokens and `count` bots named `b0`, `b1`, ...,
-/// and (when `limits`) the [`bench_limits`]. Tokens are random (32 hex digits): the file holds
-/// secrets, like any server config.
+/// `/metrics` served to loopback, and (when `limits`) the [`bench_limits`]. Tokens are random
+/// (32 hex digits): the file holds secrets, like any server config.
 pub fn generate_config(count: usize, one_user_per_token: bool, limits: bool) -> Value {
     let token = || format!("{:032x}", rand::random::<u128>());
     let tokens: serde_json::Map<String, Value> = (0..count).map(|_| (token(), json!({}))).collect();
@@ -167,11 +167,38 @@ pub fn generate_config(count: usize, one_user_per_token: bool, limits: bool) -> 
         "1UPT": one_user_per_token,
         "tokens": tokens,
         "bots": bots,
+        // The bench reads the server's socket writes here (cheap, unlike a cluster node's
+        // `/_status`); loopback only, as `/_status` is.
+        "metrics": {"allow_from": ["127.0.0.1", "::1"]},
     });
     if limits {
         config["limits"] = bench_limits();
     }
     config
+}
+
+/// The configs of a cluster's `nodes` nodes on the Redis at `redis`, to be written beside `out`:
+/// `config` (the same tokens and bots) with `"cluster": {"redis": redis, "node_id": "nK"}`, at
+/// `out` with `-nK` before its extension (`node.json` → `node-n1.json`, `node-n2.json`, ...).
+pub fn cluster_configs(
+    config: &Value,
+    redis: &str,
+    nodes: usize,
+    out: &Path,
+) -> Vec<(std::path::PathBuf, Value)> {
+    (1..=nodes)
+        .map(|k| {
+            let node_id = format!("n{k}");
+            let mut node = config.clone();
+            node["cluster"] = json!({"redis": redis, "node_id": node_id});
+            let stem = out.file_stem().unwrap_or_default().to_string_lossy();
+            let name = match out.extension() {
+                Some(ext) => format!("{stem}-{node_id}.{}", ext.to_string_lossy()),
+                None => format!("{stem}-{node_id}"),
+            };
+            (out.with_file_name(name), node)
+        })
+        .collect()
 }
 
 /// Writes `config` to `path`, readable by its owner only; refuses to replace a file unless
@@ -210,6 +237,7 @@ mod tests {
         let config = generate_config(12, true, true);
         assert_eq!(config["1UPT"], true);
         assert_eq!(config["limits"]["messages_per_second"], 1_000_000);
+        assert_eq!(config["metrics"]["allow_from"][0], "127.0.0.1");
         assert!(generate_config(1, true, false).get("limits").is_none());
         assert_eq!(config["tokens"].as_object().unwrap().len(), 12);
         let bots = config["bots"].as_object().unwrap();
@@ -260,6 +288,28 @@ mod tests {
             creds.get(LoginMode::Sauth2, 999, "u"),
             Credential::User { token, .. } if token == "t"
         ));
+    }
+
+    #[test]
+    fn cluster_nodes_get_the_same_credentials_and_their_own_ids() {
+        let config = generate_config(3, true, true);
+        let nodes = cluster_configs(
+            &config,
+            "redis://127.0.0.1:6390/0",
+            2,
+            Path::new("/tmp/run/node.json"),
+        );
+        let paths: Vec<_> = nodes.iter().map(|(p, _)| p.to_str().unwrap()).collect();
+        assert_eq!(paths, ["/tmp/run/node-n1.json", "/tmp/run/node-n2.json"]);
+        for (k, (_, node)) in nodes.iter().enumerate() {
+            assert_eq!(node["cluster"]["redis"], "redis://127.0.0.1:6390/0");
+            assert_eq!(node["cluster"]["node_id"], format!("n{}", k + 1));
+            assert_eq!(node["bots"], config["bots"]);
+            assert_eq!(node["tokens"], config["tokens"]);
+            assert_eq!(node["limits"], config["limits"]);
+        }
+        let bare = cluster_configs(&config, "redis://r", 1, Path::new("cfg"));
+        assert_eq!(bare[0].0, Path::new("cfg-n1"));
     }
 
     #[test]

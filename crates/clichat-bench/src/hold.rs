@@ -2,32 +2,20 @@
 //! check that one message from an extra connection still reaches every one of them.
 //!
 //! One process may open at most `ulimit -Hn` files (20,000 on the benchmark machines), so the
-//! connections are split over worker processes (this binary again, as the hidden `hold-worker`
-//! subcommand). The parent talks to each worker over its stdin and stdout, one line at a time:
-//! the worker prints a [`WorkerLine::Ready`] JSON line once its share is logged in, answers
-//! `check MILLIS` with a [`WorkerLine::Checked`] line, and exits on `exit` or end of input.
+//! connections are split over worker processes ([`crate::worker`]); each notes the probe's
+//! arrival on its connections and answers [`Request::Probe`].
 
-use std::process::Stdio;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use serde::Serialize;
 use tokio::task::JoinHandle;
 
 use crate::Setup;
 use crate::login::login;
-use crate::pool::{self, Held};
-use crate::report::{Counts, CpuShare, CpuWindow, Run, Table, counts_text, cpu_time, rss_kib};
-
-/// Connections per worker process when `--workers` is not given: well under the 20,000 files
-/// one process may open.
-pub const PER_WORKER: usize = 10_000;
-/// While the server uses more than this share of a core, it is still busy (announcing joins).
-const BUSY_CPU: f64 = 0.10;
+use crate::pool::Epoch;
+use crate::report::{Counts, CpuShare, CpuWindow, Run, Table, counts_text, rss_kib_sum};
+use crate::worker::{PER_WORKER, Reply, Request, ShareSpec, Shares, add};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -44,165 +32,6 @@ pub struct Params {
     pub settle_max: Duration,
     /// The longest wait for the probe message to reach everyone.
     pub probe_timeout: Duration,
-}
-
-/// A worker's reports to its parent, one JSON line each.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "event", rename_all = "lowercase")]
-pub enum WorkerLine {
-    /// Every login of the worker's share has finished.
-    Ready {
-        /// Connections logged in.
-        held: usize,
-        /// Failed logins by reason.
-        failures: Counts,
-    },
-    /// The answer to `check`.
-    Checked {
-        /// Connections that got the probe message.
-        received: usize,
-        /// Connections still open.
-        open: usize,
-        /// Connections the server closed, by how.
-        closed: Counts,
-    },
-}
-
-/// One share of the connections, held in this process.
-pub struct Worker {
-    held: Held,
-}
-
-impl Worker {
-    /// Logs in connections `offset..offset + count`, all watching for `marker`, and returns once
-    /// every login has finished.
-    pub async fn start(
-        setup: &Setup,
-        offset: usize,
-        count: usize,
-        marker: &str,
-    ) -> (Worker, WorkerLine) {
-        let marker: Arc<[u8]> = Arc::from(marker.as_bytes());
-        let mut held = Held::spawn(setup, offset..offset + count, Some(marker));
-        let mut failures = Counts::new();
-        let mut logged_in = 0;
-        for _ in 0..count {
-            let Some(done) = held.results.recv().await else {
-                break;
-            };
-            match done.result {
-                Ok(_) => logged_in += 1,
-                Err(error) => *failures.entry(error.reason()).or_default() += 1,
-            }
-        }
-        let ready = WorkerLine::Ready {
-            held: logged_in,
-            failures,
-        };
-        (Worker { held }, ready)
-    }
-
-    /// Waits until every open connection has seen the probe, or `timeout`.
-    pub async fn check(&self, timeout: Duration) -> WorkerLine {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let stats = &self.held.stats;
-            let received = stats
-                .iter()
-                .filter(|s| s.marker_seen.load(Ordering::Relaxed))
-                .count();
-            let open = self.held.open();
-            let waiting = stats
-                .iter()
-                .any(|s| s.is_open() && !s.marker_seen.load(Ordering::Relaxed));
-            if !waiting || Instant::now() >= deadline {
-                return WorkerLine::Checked {
-                    received,
-                    open,
-                    closed: pool::endings(stats),
-                };
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-}
-
-/// The hidden `hold-worker` subcommand: holds one share, driven over stdin and stdout.
-///
-/// # Errors
-/// When stdin or stdout fail, or a command is malformed.
-pub async fn worker_main(
-    setup: &Setup,
-    offset: usize,
-    count: usize,
-    marker: &str,
-) -> anyhow::Result<()> {
-    let (worker, ready) = Worker::start(setup, offset, count, marker).await;
-    print_line(&ready)?;
-    let mut commands = BufReader::new(tokio::io::stdin()).lines();
-    while let Some(command) = commands.next_line().await? {
-        if let Some(millis) = command.strip_prefix("check ") {
-            let timeout = Duration::from_millis(millis.trim().parse().context("check MILLIS")?);
-            print_line(&worker.check(timeout).await)?;
-        } else if command.trim() == "exit" {
-            break;
-        }
-    }
-    Ok(())
-}
-
-fn print_line(line: &WorkerLine) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{}", serde_json::to_string(line)?)?;
-    stdout.flush()?;
-    Ok(())
-}
-
-/// A share of the connections: a worker process, or held here.
-enum Share {
-    Process(Box<WorkerProcess>),
-    Local(Worker, Option<WorkerLine>),
-}
-
-/// A worker process and its pipes.
-struct WorkerProcess {
-    child: Child,
-    stdin: ChildStdin,
-    lines: Lines<BufReader<ChildStdout>>,
-}
-
-impl Share {
-    async fn next_line(&mut self) -> anyhow::Result<WorkerLine> {
-        match self {
-            Share::Process(process) => {
-                let line = process
-                    .lines
-                    .next_line()
-                    .await?
-                    .context("a worker process exited early (its errors are above)")?;
-                serde_json::from_str(&line).with_context(|| format!("worker said {line:?}"))
-            }
-            Share::Local(_, line) => line.take().context("no line from the local worker"),
-        }
-    }
-
-    async fn command(&mut self, command: &str) -> anyhow::Result<()> {
-        match self {
-            Share::Process(process) => {
-                let line = format!("{command}\n");
-                process.stdin.write_all(line.as_bytes()).await?;
-                process.stdin.flush().await?;
-            }
-            Share::Local(worker, line) => {
-                if let Some(millis) = command.strip_prefix("check ") {
-                    let timeout = Duration::from_millis(millis.parse()?);
-                    *line = Some(worker.check(timeout).await);
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
 /// The result of a `hold` run.
@@ -313,66 +142,26 @@ pub async fn run(setup: &Setup, params: &Params, worker_args: &[String]) -> anyh
         .context("hold needs one credential more than --count, for the probe")?;
     let marker = format!("probe-{:016x}", rand::random::<u64>());
     let workers = params.workers.unwrap_or_else(|| count.div_ceil(PER_WORKER));
-    let rss_before = setup.pid.and_then(rss_kib);
+    let rss_before = rss_kib_sum(&setup.watched.servers);
 
     let started = Instant::now();
-    let mut shares = Vec::new();
-    let mut worker_pids = Vec::new();
-    if workers == 0 {
-        let (worker, ready) = Worker::start(setup, 0, count, &marker).await;
-        shares.push(Share::Local(worker, Some(ready)));
-    } else {
-        let exe = std::env::current_exe().context("cannot find this program to start workers")?;
-        for w in 0..workers {
-            let (offset, end) = (w * count / workers, (w + 1) * count / workers);
-            let mut child = Command::new(&exe)
-                .arg("hold-worker")
-                .args(worker_args)
-                .args(["--offset", &offset.to_string()])
-                .args(["--count", &(end - offset).to_string()])
-                .args(["--marker", &marker])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .kill_on_drop(true)
-                .spawn()
-                .context("cannot start a worker process")?;
-            worker_pids.extend(child.id());
-            let stdin = child.stdin.take().context("worker stdin")?;
-            let stdout = child.stdout.take().context("worker stdout")?;
-            shares.push(Share::Process(Box::new(WorkerProcess {
-                child,
-                stdin,
-                lines: BufReader::new(stdout).lines(),
-            })));
-        }
-    }
+    let spec = ShareSpec {
+        range: 0..count,
+        marker: Some(marker.clone()),
+        epoch: Epoch::now(),
+        sample_every: 0,
+    };
+    let mut shares = Shares::start(setup, &spec, workers, worker_args)?;
     // The workers have only just started: their CPU so far is negligible.
-    let login_cpu = CpuWindow::start(&worker_pids, setup.pid);
-
-    let mut held = 0;
-    let mut failures = Counts::new();
-    for share in &mut shares {
-        match share.next_line().await? {
-            WorkerLine::Ready {
-                held: h,
-                failures: f,
-            } => {
-                held += h;
-                for (reason, n) in f {
-                    *failures.entry(reason).or_default() += n;
-                }
-            }
-            other => anyhow::bail!("worker said {other:?} before it was ready"),
-        }
-    }
+    let login_cpu = CpuWindow::start(shares.pids(), &setup.watched);
+    let (held, failures) = shares.ready().await?;
     let login_s = started.elapsed().as_secs_f64();
     let login_cpu = login_cpu.finish();
 
     let settled = Instant::now();
-    settle(setup.pid, params.settle, params.settle_max).await;
+    setup.watched.settle(params.settle, params.settle_max).await;
     let settle_s = settled.elapsed().as_secs_f64();
-    let rss_held = setup.pid.and_then(rss_kib);
+    let rss_held = rss_kib_sum(&setup.watched.servers);
 
     // The probe: one more connection says something; everyone held must hear it.
     let probe_sent = Instant::now();
@@ -399,41 +188,26 @@ pub async fn run(setup: &Setup, params: &Params, worker_args: &[String]) -> anyh
     } else {
         params.probe_timeout
     };
-    let check = format!("check {}", timeout.as_millis());
-    for share in &mut shares {
-        share.command(&check).await?;
-    }
+    let probe = Request::Probe {
+        timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+    };
     let (mut probe_received, mut open_at_end, mut closed) = (0, 0, Counts::new());
-    for share in &mut shares {
-        match share.next_line().await? {
-            WorkerLine::Checked {
+    for reply in shares.ask(&probe).await? {
+        match reply {
+            Reply::Probed {
                 received,
                 open,
                 closed: c,
             } => {
                 probe_received += received;
                 open_at_end += open;
-                for (how, n) in c {
-                    *closed.entry(how).or_default() += n;
-                }
+                add(&mut closed, c);
             }
-            other => anyhow::bail!("worker said {other:?} instead of its check"),
+            other => anyhow::bail!("a worker said {other:?} instead of its check"),
         }
     }
     let probe_s = probe_sent.elapsed().as_secs_f64();
-
-    for share in &mut shares {
-        if let Share::Process(process) = share {
-            let _ = process.stdin.write_all(b"exit\n").await;
-            let child = &mut process.child;
-            if tokio::time::timeout(Duration::from_secs(10), child.wait())
-                .await
-                .is_err()
-            {
-                let _ = child.start_kill();
-            }
-        }
-    }
+    shares.exit().await;
 
     let bytes_per_connection = rss_before
         .zip(rss_held)
@@ -470,22 +244,5 @@ struct AbortOnDrop(JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-/// Waits `least`, then (when the server's pid is known) on while the server is still busy, up
-/// to `most` in all.
-async fn settle(pid: Option<u32>, least: Duration, most: Duration) {
-    let started = Instant::now();
-    tokio::time::sleep(least).await;
-    let Some(pid) = pid else { return };
-    let window = Duration::from_millis(500);
-    while started.elapsed() < most {
-        let Some(before) = cpu_time(pid) else { return };
-        tokio::time::sleep(window).await;
-        let Some(after) = cpu_time(pid) else { return };
-        if (after - before).as_secs_f64() / window.as_secs_f64() < BUSY_CPU {
-            return;
-        }
     }
 }

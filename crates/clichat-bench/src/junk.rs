@@ -99,7 +99,7 @@ pub async fn run(setup: &Arc<Setup>, params: &Params) -> anyhow::Result<Report> 
     let tally = Arc::new(Tally::default());
     let deadline = Instant::now() + params.duration;
     let text = junk_text(params.size);
-    let cpu = CpuWindow::start(&[], setup.pid);
+    let cpu = CpuWindow::start(&[], &setup.watched);
     let started = Instant::now();
     let tasks: Vec<_> = (0..params.connections)
         .map(|index| {

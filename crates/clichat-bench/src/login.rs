@@ -99,17 +99,37 @@ impl Target {
     }
 
     /// The writes the server has made to client sockets since it started, summed over its
-    /// nodes (each node's `/_status`, served to loopback only); `None` when a node does not say
-    /// (another server, or not on this machine).
+    /// nodes: each node's `/metrics` (`clichat_socket_writes_total`; `clichat-bench config`
+    /// opens it to loopback), else its `/_status` (served to loopback only). `None` when a node
+    /// says neither (another server, or not on this machine).
+    ///
+    /// `/metrics` first, because a cluster node's `/_status` also lists the tokens in use on
+    /// every node, which it reads from Redis: every member record of the cluster, each time.
     pub async fn socket_writes(&self) -> Option<u64> {
         let mut total = 0;
         for node in &self.nodes {
-            let url = format!("http://{}/_status", node.address.authority());
-            let body = self.http.get(url).send().await.ok()?.bytes().await.ok()?;
-            let status: serde_json::Value = serde_json::from_slice(&body).ok()?;
-            total += status.get("socket_writes")?.as_u64()?;
+            let base = format!("http://{}", node.address.authority());
+            total += match self.get(&format!("{base}/metrics")).await {
+                Some(text) if metric_value(&text, "clichat_socket_writes_total").is_some() => {
+                    metric_value(&text, "clichat_socket_writes_total")?
+                }
+                _ => {
+                    let body = self.get(&format!("{base}/_status")).await?;
+                    let status: serde_json::Value = serde_json::from_str(&body).ok()?;
+                    status.get("socket_writes")?.as_u64()?
+                }
+            };
         }
         Some(total)
+    }
+
+    /// The body of a successful GET, if any.
+    async fn get(&self, url: &str) -> Option<String> {
+        let response = self.http.get(url).send().await.ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        response.text().await.ok()
     }
 
     /// The local address for connection number `index`.
@@ -121,6 +141,15 @@ impl Target {
     pub fn sources(&self) -> &[IpAddr] {
         &self.sources
     }
+}
+
+/// The value of the sample `name` (no labels) in Prometheus or OpenMetrics text.
+pub fn metric_value(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|line| {
+        let value = line.strip_prefix(name)?.strip_prefix(' ')?;
+        let value: f64 = value.split_whitespace().next()?.parse().ok()?;
+        (value >= 0.0).then_some(value as u64)
+    })
 }
 
 /// Parses one node's address and resolves it.
@@ -420,6 +449,26 @@ mod tests {
         assert!((0..5).all(|i| single.node(i).socket.port() == 7070));
         let no_nodes: [&str; 0] = [];
         assert!(Target::new(&no_nodes, None, timeout).await.is_err());
+    }
+
+    #[test]
+    fn socket_writes_read_off_the_metrics_text() {
+        let text = "# HELP clichat_socket_writes Writes made to client sockets\n\
+                    # TYPE clichat_socket_writes counter\n\
+                    clichat_socket_writes_total 1234\n\
+                    clichat_socket_writes_total_extra 9\n\
+                    clichat_deliveries_total 5e3\n# EOF\n";
+        assert_eq!(
+            metric_value(text, "clichat_socket_writes_total"),
+            Some(1234)
+        );
+        assert_eq!(metric_value(text, "clichat_deliveries_total"), Some(5000));
+        assert_eq!(
+            metric_value(text, "clichat_socket_writes"),
+            None,
+            "the family, not a sample"
+        );
+        assert_eq!(metric_value(text, "clichat_missing_total"), None);
     }
 
     #[test]

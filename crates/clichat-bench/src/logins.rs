@@ -133,9 +133,9 @@ impl Report {
 pub async fn run(setup: &Setup, count: usize, settle: Duration) -> anyhow::Result<Report> {
     anyhow::ensure!(count >= 1, "nothing to do: --count is 0");
     setup.creds.check(setup.mode, count)?;
-    let cpu = CpuWindow::start(&[], setup.pid);
+    let cpu = CpuWindow::start(&[], &setup.watched);
     let start = Instant::now();
-    let mut held = Held::spawn(setup, 0..count, None);
+    let mut held = Held::spawn(setup, 0..count, None, None);
 
     let mut finished = Vec::with_capacity(count);
     let mut failures = Counts::new();

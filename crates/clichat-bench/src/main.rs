@@ -20,6 +20,8 @@
 //!   chosen local address, each step timed; the token page fetched as a person would.
 //! - [`creds`]: the config generator, and the tokens and bots of a config.
 //! - [`pool`]: connections that log in at a set concurrency and keep reading, with counters.
+//! - [`worker`]: shares of the connections held in worker processes (past one process's
+//!   open-file limit), driven over JSON lines.
 //! - [`fanout`], [`logins`], [`hold`], [`junk`], [`resume`]: the scenarios.
 //! - [`report`]: tables, latency summaries, CPU and memory from `/proc`.
 
@@ -32,6 +34,7 @@ mod logins;
 mod pool;
 mod report;
 mod resume;
+mod worker;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -78,9 +81,9 @@ enum Command {
     /// Write a secureconfig.json with N generic tokens and N bots (b0, b1, ...), 1UPT on, and
     /// the server's abuse limits lifted for benchmarking.
     Config(ConfigArgs),
-    /// One worker process of `hold` (started by `hold` itself).
+    /// One worker process of `hold` or `fanout` (started by them).
     #[command(hide = true)]
-    HoldWorker(WorkerArgs),
+    Worker(WorkerArgs),
 }
 
 /// Options every scenario shares.
@@ -89,7 +92,7 @@ struct Common {
     /// The server: HOST, HOST:PORT (port 70 when left out) or ws://HOST:PORT/PATH. Plain ws only.
     /// Several, comma-separated, are the nodes of one cluster that share one room: connection i
     /// goes to node i mod n, and each SAUTH2 token page is fetched from its connection's node.
-    /// (--pid then reads one node's process only.)
+    /// (Give --pid every node's process id.)
     #[arg(
         long,
         short,
@@ -128,9 +131,16 @@ struct Common {
     /// history and every message its number; with `presence`, every login gets the member list.
     #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
     caps: Vec<String>,
-    /// The server's process id: its CPU use (and for `hold`, its memory) is reported.
-    #[arg(long)]
-    pid: Option<u32>,
+    /// The server's process id: its CPU use (and for `hold` and `fanout`, its memory) is
+    /// reported. Several, comma-separated (the nodes of a cluster), are summed, and each node's
+    /// CPU is shown too.
+    #[arg(long, value_delimiter = ',', value_name = "PID,...")]
+    pid: Vec<u32>,
+    /// Another process to report beside the server, e.g. the cluster's Redis: `redis=PID`. Its
+    /// CPU use over each measured window (and for `fanout`, its memory) is reported under the
+    /// label. May be repeated.
+    #[arg(long, value_name = "LABEL=PID", value_parser = report::parse_labeled_pid)]
+    also_pid: Vec<(String, u32)>,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -190,6 +200,20 @@ struct FanoutArgs {
     /// Time one message frame in this many (per receiver), so that timing costs little.
     #[arg(long, default_value_t = 64)]
     sample_every: u64,
+    /// After the steady sending (if any: `-d 0` skips it), the senders send N messages at once,
+    /// split between them, and the run reports the time until every connection has all of
+    /// them, and their latency.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    burst: u64,
+    /// Worker processes to split the receivers over (each process may open at most
+    /// `ulimit -Hn` files); 0 holds them in this process. The senders stay in this process.
+    /// Default: 0 up to 10,000 connections in all, else one per 10,000 receivers.
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Seconds to wait at most, after the logins, for the server to be idle (below 10% of a core
+    /// per --pid) before sending; the nodes' memory is read after it.
+    #[arg(long, default_value_t = 30.0)]
+    settle_max: f64,
 }
 
 #[derive(Debug, Args)]
@@ -287,6 +311,18 @@ struct ConfigArgs {
     /// join frames.
     #[arg(long, value_name = "N")]
     announce_presence_up_to: Option<usize>,
+    /// Write no generic tokens, only the N bots: for runs with `--login bot`, so that the
+    /// server's config holds no more credentials than the run uses.
+    #[arg(long)]
+    bots_only: bool,
+    /// Write the configs of a cluster's nodes on this Redis (`redis://HOST:PORT/DB`): one file
+    /// per node, the same tokens and bots in each, with `"cluster": {"redis": URL, "node_id":
+    /// "nK"}`. The files are --out with `-n1`, `-n2`, ... before its extension.
+    #[arg(long, value_name = "URL")]
+    cluster: Option<String>,
+    /// Nodes to write configs for, with --cluster.
+    #[arg(long, default_value_t = 3, requires = "cluster")]
+    nodes: usize,
 }
 
 #[derive(Debug, Args)]
@@ -299,9 +335,26 @@ struct WorkerArgs {
     /// Connections in this worker's share.
     #[arg(long)]
     count: usize,
-    /// The text the probe message carries.
+    /// The text the probe message carries, if the parent sends one.
     #[arg(long)]
-    marker: String,
+    marker: Option<String>,
+    /// The run's epoch, in nanoseconds since the Unix epoch: message send times count from it.
+    #[arg(long)]
+    epoch_ns: u64,
+    /// Time one message frame in this many; 0 times none.
+    #[arg(long, default_value_t = 0)]
+    sample_every: u64,
+}
+
+impl WorkerArgs {
+    fn spec(&self) -> worker::ShareSpec {
+        worker::ShareSpec {
+            range: self.offset..self.offset + self.count,
+            marker: self.marker.clone(),
+            epoch: pool::Epoch::from_unix_nanos(self.epoch_ns),
+            sample_every: self.sample_every,
+        }
+    }
 }
 
 /// What every scenario works with: where to connect and what to log in with.
@@ -317,8 +370,8 @@ pub struct Setup {
     pub prefix: String,
     /// Logins in flight at once.
     pub concurrency: usize,
-    /// The server's pid, for CPU and memory readings.
-    pub pid: Option<u32>,
+    /// The server's processes, and others to report beside it.
+    pub watched: report::Watched,
 }
 
 impl Setup {
@@ -339,7 +392,10 @@ impl Setup {
             mode: common.login,
             prefix: common.name_prefix.clone(),
             concurrency: common.concurrency.max(1),
-            pid: common.pid,
+            watched: report::Watched {
+                servers: common.pid.clone(),
+                also: common.also_pid.clone(),
+            },
         })
     }
 
@@ -364,24 +420,7 @@ fn main() -> ExitCode {
 /// Runs a command; `Ok(false)` when a scenario completed but found losses or failures.
 fn run(cli: Cli) -> anyhow::Result<bool> {
     if let Command::Config(args) = &cli.command {
-        let mut config = creds::generate_config(args.count, !args.no_1upt, !args.no_limits);
-        if let Some(limit) = args.announce_presence_up_to {
-            config["announce_presence_up_to"] = limit.into();
-        }
-        creds::write_config(&args.out, &config, args.force)?;
-        println!(
-            "wrote {}: {} generic tokens, {} bots (b0..b{}), 1UPT {}, {}",
-            args.out.display(),
-            args.count,
-            args.count,
-            args.count.saturating_sub(1),
-            if args.no_1upt { "off" } else { "on" },
-            if args.no_limits {
-                "no limits key"
-            } else {
-                "rate limits lifted for benchmarking"
-            }
-        );
+        write_configs(args)?;
         return Ok(true);
     }
     report::raise_open_files_limit();
@@ -400,8 +439,11 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                     duration: secs(args.duration),
                     drain: secs(args.drain),
                     sample_every: args.sample_every,
+                    burst: args.burst,
+                    workers: args.workers,
+                    settle_max: secs(args.settle_max),
                 };
-                let report = fanout::run(&setup, &params).await?;
+                let report = fanout::run(&setup, &params, &args.common.worker_args()).await?;
                 output(&report, report.table(), args.common.json, report.ok)
             }
             Command::Logins(args) => {
@@ -448,14 +490,54 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 let report = resume::run(&setup, &params).await?;
                 output(&report, report.table(), args.common.json, report.ok)
             }
-            Command::HoldWorker(args) => {
+            Command::Worker(args) => {
                 let setup = Setup::new(&args.common).await?;
-                hold::worker_main(&setup, args.offset, args.count, &args.marker).await?;
+                worker::worker_main(&setup, &args.spec()).await?;
                 Ok(true)
             }
             Command::Config(_) => unreachable!("handled above"),
         }
     })
+}
+
+/// The `config` command: one config, or one per node of a cluster.
+fn write_configs(args: &ConfigArgs) -> anyhow::Result<()> {
+    let mut config = creds::generate_config(args.count, !args.no_1upt, !args.no_limits);
+    if let Some(limit) = args.announce_presence_up_to {
+        config["announce_presence_up_to"] = limit.into();
+    }
+    if args.bots_only {
+        config["tokens"] = serde_json::json!({});
+    }
+    let files = match &args.cluster {
+        Some(redis) => {
+            anyhow::ensure!(args.nodes >= 1, "--nodes must be at least 1");
+            creds::cluster_configs(&config, redis, args.nodes, &args.out)
+        }
+        None => vec![(args.out.clone(), config)],
+    };
+    for (path, config) in &files {
+        creds::write_config(path, config, args.force)?;
+    }
+    let written: Vec<String> = files.iter().map(|(p, _)| p.display().to_string()).collect();
+    println!(
+        "wrote {}: {} generic tokens, {} bots (b0..b{}), 1UPT {}, {}{}",
+        written.join(", "),
+        if args.bots_only { 0 } else { args.count },
+        args.count,
+        args.count.saturating_sub(1),
+        if args.no_1upt { "off" } else { "on" },
+        if args.no_limits {
+            "no limits key"
+        } else {
+            "rate limits lifted for benchmarking"
+        },
+        match &args.cluster {
+            Some(redis) => format!(", nodes n1..n{} of the cluster on {redis}", args.nodes),
+            None => String::new(),
+        }
+    );
+    Ok(())
 }
 
 fn secs(seconds: f64) -> Duration {
@@ -500,6 +582,107 @@ mod tests {
     fn one_server_by_default() {
         assert_eq!(common(&[]).server, ["127.0.0.1:70"]);
         assert_eq!(common(&["-s", "127.0.0.1:7070"]).server, ["127.0.0.1:7070"]);
+    }
+
+    #[test]
+    fn pids_of_every_node_and_labeled_others() {
+        let one = common(&["--pid", "17"]);
+        assert_eq!(one.pid, [17]);
+        assert!(one.also_pid.is_empty());
+        let cluster = common(&[
+            "--pid",
+            "11,12,13",
+            "--also-pid",
+            "redis=9",
+            "--also-pid",
+            "proxy=8",
+        ]);
+        assert_eq!(cluster.pid, [11, 12, 13]);
+        assert_eq!(
+            cluster.also_pid,
+            [("redis".to_owned(), 9), ("proxy".to_owned(), 8)]
+        );
+        assert!(common(&[]).pid.is_empty());
+        for bad in [
+            ["--also-pid", "9"],
+            ["--also-pid", "redis=x"],
+            ["--pid", "a"],
+        ] {
+            let args = ["clichat-bench", "fanout"].into_iter().chain(bad);
+            assert!(Cli::try_parse_from(args).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn fanout_burst_and_workers() {
+        let cli = Cli::try_parse_from([
+            "clichat-bench",
+            "fanout",
+            "-S",
+            "1",
+            "--rate",
+            "2",
+            "-d",
+            "60",
+            "--burst",
+            "20",
+            "--workers",
+            "10",
+        ])
+        .unwrap();
+        let Command::Fanout(args) = cli.command else {
+            panic!("not fanout")
+        };
+        assert_eq!((args.senders, args.burst, args.workers), (1, 20, Some(10)));
+        assert_eq!((args.rate, args.duration), (2.0, 60.0));
+        let Command::Fanout(args) = Cli::try_parse_from(["clichat-bench", "fanout"])
+            .unwrap()
+            .command
+        else {
+            panic!("not fanout")
+        };
+        assert_eq!(
+            (args.burst, args.workers),
+            (0, None),
+            "no burst, workers by size"
+        );
+    }
+
+    #[test]
+    fn a_worker_gets_the_runs_setup_and_its_share() {
+        let parent = common(&[
+            "-s",
+            "127.0.0.1:7001,127.0.0.1:7002",
+            "--login",
+            "bot",
+            "--caps",
+            "history",
+            "--pid",
+            "5",
+        ]);
+        let spec = worker::ShareSpec {
+            range: 3..10,
+            marker: None,
+            epoch: pool::Epoch::from_unix_nanos(1_234_567_890),
+            sample_every: 64,
+        };
+        let mut args = vec!["clichat-bench".to_owned(), "worker".to_owned()];
+        args.extend(parent.worker_args());
+        args.extend(spec.args());
+        let Command::Worker(worker) = Cli::try_parse_from(args).unwrap().command else {
+            panic!("not a worker")
+        };
+        assert_eq!(worker.common.server, parent.server);
+        assert_eq!(worker.common.login, LoginMode::Bot);
+        assert_eq!(worker.common.caps, ["history"]);
+        assert!(
+            worker.common.pid.is_empty(),
+            "workers do not measure the server"
+        );
+        let got = worker.spec();
+        assert_eq!(got.range, 3..10);
+        assert_eq!(got.epoch, spec.epoch);
+        assert_eq!((got.sample_every, got.marker), (64, None));
     }
 
     #[test]

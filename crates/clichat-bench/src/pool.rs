@@ -14,7 +14,7 @@
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clichat_client::WebSocket;
 use clichat_proto::ServerFrame;
@@ -132,12 +132,44 @@ pub fn endings(stats: &[Arc<ConnStats>]) -> Counts {
     counts
 }
 
+/// The clock fan-out messages carry their send time on: nanoseconds since a shared moment, read
+/// off the system's real-time clock, so that the bench's processes (all on one machine) agree
+/// on it. A worker process is handed the moment as [`Epoch::unix_nanos`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Epoch(SystemTime);
+
+impl Epoch {
+    /// Now.
+    pub fn now() -> Epoch {
+        Epoch(SystemTime::now())
+    }
+
+    /// The moment `nanos` after the Unix epoch.
+    pub fn from_unix_nanos(nanos: u64) -> Epoch {
+        Epoch(UNIX_EPOCH + Duration::from_nanos(nanos))
+    }
+
+    /// This moment, in nanoseconds since the Unix epoch.
+    pub fn unix_nanos(self) -> u64 {
+        nanos(self.0.duration_since(UNIX_EPOCH).unwrap_or_default())
+    }
+
+    /// Nanoseconds from this moment to now (0 if the clock was set back past it).
+    pub fn nanos(self) -> u64 {
+        nanos(self.0.elapsed().unwrap_or_default())
+    }
+}
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// Latency sampling of fan-out messages, whose text is `SENDER:SEQ:NANOS` with `NANOS` the send
-/// time since `epoch`.
+/// time on the run's [`Epoch`].
 #[derive(Debug)]
 pub struct Sampler {
-    /// The instant send times count from (one process: senders and receivers share it).
-    pub epoch: Instant,
+    /// The moment send times count from, shared by all the run's processes.
+    pub epoch: Epoch,
     /// One message frame in this many is decoded and timed.
     pub every: u64,
     /// The latencies, in microseconds.
@@ -145,6 +177,21 @@ pub struct Sampler {
 }
 
 impl Sampler {
+    /// A sampler with an empty histogram.
+    pub fn new(epoch: Epoch, every: u64) -> Sampler {
+        Sampler {
+            epoch,
+            every: every.max(1),
+            histogram: Mutex::new(crate::report::micros_histogram()),
+        }
+    }
+
+    /// The latencies sampled so far; the sampler starts a new histogram (the next phase's).
+    pub fn take(&self) -> Histogram<u64> {
+        let mut histogram = self.histogram.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::replace(&mut histogram, crate::report::micros_histogram())
+    }
+
     /// The latency of one message frame, if its text has the fan-out shape.
     fn latency(&self, payload: &[u8]) -> Option<Duration> {
         let text = std::str::from_utf8(payload).ok()?;
@@ -152,8 +199,9 @@ impl Sampler {
             return None;
         };
         let sent: u64 = text.rsplit(':').next()?.parse().ok()?;
-        let now = u64::try_from(self.epoch.elapsed().as_nanos()).ok()?;
-        Some(Duration::from_nanos(now.saturating_sub(sent)))
+        Some(Duration::from_nanos(
+            self.epoch.nanos().saturating_sub(sent),
+        ))
     }
 }
 
@@ -219,6 +267,64 @@ impl<'a> CountSink<'a> {
     }
 }
 
+/// What a wait for messages found ([`wait_for_messages`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Waited {
+    /// `message` frames received, all connections, since they logged in.
+    pub messages: u64,
+    /// Connections that have exactly what was due to them.
+    pub complete: usize,
+    /// When (nanoseconds on the run's [`Epoch`]) the total last grew during the wait; `None` if
+    /// it did not grow.
+    pub last_ns: Option<u64>,
+}
+
+/// How often a wait looks at the counters: the resolution of "the last delivery".
+const WAIT_POLL: Duration = Duration::from_millis(1);
+
+/// Waits until every open connection (number `i` of `stats`) has at least `due(i)` messages,
+/// or `deadline`, noting when their total last grew.
+///
+/// Each look reads every connection's count once, and the answer comes from the last look
+/// alone: the total and the connections that have exactly what was due agree with each other
+/// (messages go on arriving between two reads of the same counter).
+pub async fn wait_for_messages(
+    stats: &[Arc<ConnStats>],
+    due: impl Fn(usize) -> u64,
+    deadline: Instant,
+    epoch: Epoch,
+) -> Waited {
+    let mut last_ns = None;
+    let mut previous = None;
+    let mut counts = Vec::with_capacity(stats.len());
+    loop {
+        counts.clear();
+        counts.extend(stats.iter().map(|s| s.messages.load(Ordering::Relaxed)));
+        let messages: u64 = counts.iter().sum();
+        if previous.is_some_and(|p| p != messages) {
+            last_ns = Some(epoch.nanos());
+        }
+        previous = Some(messages);
+        let waiting = stats
+            .iter()
+            .zip(&counts)
+            .enumerate()
+            .any(|(i, (s, &count))| s.is_open() && count < due(i));
+        if !waiting || Instant::now() >= deadline {
+            return Waited {
+                messages,
+                complete: counts
+                    .iter()
+                    .enumerate()
+                    .filter(|&(i, &count)| count == due(i))
+                    .count(),
+                last_ns,
+            };
+        }
+        tokio::time::sleep(WAIT_POLL).await;
+    }
+}
+
 /// One finished login attempt.
 #[derive(Debug)]
 pub struct LoginDone {
@@ -240,8 +346,14 @@ pub struct Held {
 }
 
 impl Held {
-    /// Starts logging in connections `range` (credential numbers), all watching for `marker`.
-    pub fn spawn(setup: &Setup, range: Range<usize>, marker: Option<Arc<[u8]>>) -> Held {
+    /// Starts logging in connections `range` (credential numbers), all watching for `marker`
+    /// and timing messages with `sampler`.
+    pub fn spawn(
+        setup: &Setup,
+        range: Range<usize>,
+        marker: Option<Arc<[u8]>>,
+        sampler: Option<Arc<Sampler>>,
+    ) -> Held {
         let (done_tx, results) = mpsc::unbounded_channel();
         let permits = Arc::new(Semaphore::new(setup.concurrency.max(1)));
         let mut stats = Vec::with_capacity(range.len());
@@ -254,6 +366,7 @@ impl Held {
             let permits = Arc::clone(&permits);
             let done_tx = done_tx.clone();
             let marker = marker.clone();
+            let sampler = sampler.clone();
             tasks.push(tokio::spawn(async move {
                 let Ok(permit) = permits.acquire().await else {
                     return;
@@ -273,7 +386,8 @@ impl Held {
                 });
                 if let Some(logged) = logged.take() {
                     let (mut ws, _welcome) = logged.client.into_websocket();
-                    let mut sink = CountSink::new(&conn_stats, marker.as_deref(), None);
+                    let mut sink =
+                        CountSink::new(&conn_stats, marker.as_deref(), sampler.as_deref());
                     let ended = read_to_end(&mut ws, &mut sink).await;
                     let _ = conn_stats.ended.set(ended);
                 }
@@ -317,11 +431,7 @@ mod tests {
     #[test]
     fn sampled_messages_are_timed_and_counted() {
         let stats = ConnStats::default();
-        let sampler = Sampler {
-            epoch: Instant::now(),
-            every: 2,
-            histogram: Mutex::new(crate::report::micros_histogram()),
-        };
+        let sampler = Sampler::new(Epoch::now(), 2);
         let mut sink = CountSink::new(&stats, Some(b"probe-1"), Some(&sampler));
         sink.text(br#"["join","a"]"#);
         for _ in 0..4 {
@@ -331,6 +441,66 @@ mod tests {
         assert_eq!(stats.joins.load(Ordering::Relaxed), 1);
         assert_eq!(stats.messages.load(Ordering::Relaxed), 5);
         assert!(stats.marker_seen.load(Ordering::Relaxed));
-        assert_eq!(sampler.histogram.lock().unwrap().len(), 2);
+        assert_eq!(sampler.take().len(), 2);
+        assert_eq!(sampler.take().len(), 0, "taking starts a new histogram");
+    }
+
+    /// Messages arriving while the wait looks: what it answers is one consistent reading (in
+    /// the 100,000 run, 32 deliveries came between the total and the check, and were reported
+    /// lost although every connection had them all).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_wait_answers_one_consistent_reading() {
+        let stats: Vec<Arc<ConnStats>> = (0..200).map(|_| Arc::default()).collect();
+        for s in &stats {
+            s.logged_in.store(true, Ordering::Relaxed);
+        }
+        let feeding = stats.clone();
+        let feeder = tokio::spawn(async move {
+            for round in 1..=50 {
+                for s in &feeding {
+                    s.messages.store(round, Ordering::Relaxed);
+                }
+                tokio::task::yield_now().await;
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let waited = wait_for_messages(&stats, |_| 50, deadline, Epoch::now()).await;
+        feeder.await.unwrap();
+        assert_eq!(waited.complete, 200);
+        assert_eq!(
+            waited.messages,
+            200 * 50,
+            "complete, so every message counted"
+        );
+        assert!(waited.last_ns.is_some());
+
+        // One connection short at the deadline, another closed: counted as they are.
+        stats[0].messages.store(49, Ordering::Relaxed);
+        let _ = stats[1].ended.set(Ended::Eof);
+        stats[1].messages.store(3, Ordering::Relaxed);
+        let waited = wait_for_messages(&stats, |_| 50, Instant::now(), Epoch::now()).await;
+        assert_eq!(waited.complete, 198);
+        assert_eq!(waited.messages, 198 * 50 + 49 + 3);
+        assert_eq!(waited.last_ns, None, "nothing arrived during the wait");
+    }
+
+    #[test]
+    fn the_epoch_crosses_processes_as_unix_nanos() {
+        let epoch = Epoch::now();
+        let again = Epoch::from_unix_nanos(epoch.unix_nanos());
+        assert_eq!(again, epoch);
+        std::thread::sleep(Duration::from_millis(5));
+        let elapsed = again.nanos();
+        assert!((5_000_000..5_000_000_000).contains(&elapsed), "{elapsed}");
+        // A message sent 3 ms after the epoch, timed now: about 2 ms plus the sleep.
+        let sampler = Sampler::new(Epoch::from_unix_nanos(epoch.unix_nanos() - 10_000_000), 1);
+        let stats = ConnStats::default();
+        let mut sink = CountSink::new(&stats, None, Some(&sampler));
+        sink.text(br#"["message","a","0:0:3000000"]"#);
+        let latency = crate::report::Latency::of(&sampler.take());
+        assert!(
+            latency.max_ms >= 12.0 && latency.max_ms < 5000.0,
+            "{latency:?}"
+        );
     }
 }

@@ -198,7 +198,7 @@ pub async fn run(setup: &Setup, params: &Params) -> anyhow::Result<Report> {
         })
         .collect();
 
-    let cpu = CpuWindow::start(&[], setup.pid);
+    let cpu = CpuWindow::start(&[], &setup.watched);
     let pause = Duration::from_secs_f64(1.0 / params.rate.max(0.001));
     for number in 0..params.messages {
         if number == half {

@@ -91,6 +91,41 @@ async fn config_generator_can_bound_presence_announcements() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_generator_writes_a_clusters_node_configs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("node.json");
+    let output = tokio::process::Command::new(BENCH)
+        .args([
+            "config",
+            "4",
+            "--bots-only",
+            "--cluster",
+            "redis://127.0.0.1:6390/0",
+        ])
+        .args(["--nodes", "3", "--out"])
+        .arg(&out)
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let mut bots = Vec::new();
+    for k in 1..=3 {
+        let path = dir.path().join(format!("node-n{k}.json"));
+        let loaded = secure_server::Config::load(&path).unwrap();
+        assert!(loaded.tokens.is_empty(), "--bots-only");
+        assert_eq!(loaded.bots.len(), 4);
+        let file: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(file["cluster"]["node_id"], format!("n{k}"));
+        bots.push(file["bots"].clone());
+    }
+    assert!(
+        bots.windows(2).all(|w| w[0] == w[1]),
+        "the same bots on every node"
+    );
+    assert!(!out.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_generator_writes_a_config_the_server_loads() {
     let config = generate_config(7).await;
     let loaded = secure_server::Config::load(&config.path).unwrap();
@@ -159,6 +194,101 @@ async fn fanout_delivers_everything_with_sauth2_logins() {
     assert_eq!(report["latency"]["samples"], report["delivered"]);
     assert!(report["latency"]["p99_ms"].as_f64().unwrap() > 0.0);
     assert!(report["cpu"]["server_pct"].is_number());
+    // Read off the server's /metrics, which the generated config opens to loopback.
+    assert!(report["server_writes"].as_u64().unwrap() > 0, "{report}");
+    server.stop().await;
+}
+
+/// Receivers in worker processes, senders here: a steady phase and a burst, the latencies of
+/// every process merged, the server's process given twice (as a cluster's nodes would be) and
+/// once more as an `--also-pid`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_over_worker_processes_with_a_burst() {
+    let config = generate_config(12).await;
+    let server = start_server(&config.path).await;
+    let pid = std::process::id().to_string();
+    let (code, report) = run(
+        "fanout",
+        server.addr,
+        &config.path,
+        &[
+            "--login",
+            "bot",
+            "-r",
+            "9",
+            "-S",
+            "2",
+            "--rate",
+            "20",
+            "-d",
+            "1",
+            "--burst",
+            "15",
+            "--workers",
+            "2",
+            "--sample-every",
+            "1",
+            "--pid",
+            &format!("{pid},{pid}"),
+            "--also-pid",
+            &format!("itself={pid}"),
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["workers"], 2);
+    let sent = report["sent"].as_u64().unwrap();
+    assert!(sent > 0, "{report}");
+    assert_eq!(report["expected"].as_u64().unwrap(), sent * 10);
+    assert_eq!(report["delivered"], report["expected"], "{report}");
+    assert_eq!(report["complete_connections"], 11, "{report}");
+    // Every delivery was timed, in whichever process it arrived.
+    assert_eq!(
+        report["latency"]["samples"], report["delivered"],
+        "{report}"
+    );
+    let burst = &report["burst"];
+    assert_eq!(burst["sent"], 15, "{report}");
+    assert_eq!(burst["expected"], 150);
+    assert_eq!(burst["delivered"], 150, "{report}");
+    assert_eq!(burst["lost"], 0);
+    assert_eq!(burst["complete_connections"], 11, "{report}");
+    assert_eq!(burst["latency"]["samples"], 150, "{report}");
+    assert!(burst["time_to_all_s"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(burst["time_to_all_s"].as_f64().unwrap() < 10.0, "{report}");
+    assert_eq!(report["cpu"]["servers_pct"].as_array().unwrap().len(), 2);
+    assert!(report["cpu"]["also_pct"]["itself"].is_number(), "{report}");
+    assert_eq!(report["cpu"]["bench_processes"], 3, "{report}");
+    let memory = &report["memory"];
+    assert_eq!(memory["members"], 11);
+    assert!(memory["server_in_kib"].as_u64().unwrap() > 0, "{report}");
+    assert!(memory["per_member_kib"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(
+        memory["also_end_kib"]["itself"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+    server.stop().await;
+}
+
+/// `-d 0 --burst N`: only the burst, everyone in this process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_burst_only() {
+    let config = generate_config(6).await;
+    let server = start_server(&config.path).await;
+    let (code, report) = run(
+        "fanout",
+        server.addr,
+        &config.path,
+        &[
+            "--login", "bot", "-r", "5", "-S", "1", "-d", "0", "--burst", "20",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["workers"], 0);
+    assert_eq!(report["sent"], 0);
+    assert_eq!(report["burst"]["delivered"], 100, "{report}");
+    assert_eq!(report["burst"]["complete_connections"], 6, "{report}");
     server.stop().await;
 }
 
