@@ -60,6 +60,16 @@ async fn run(scenario: &str, addr: SocketAddr, config: &Path, args: &[&str]) -> 
     bench(&all).await
 }
 
+/// Runs the bench's `scenario` with `args` against a server of its own, started on a config of
+/// `connections` tokens and bots and stopped after; returns the bench's exit code and report.
+async fn run_on_a_fresh_server(connections: usize, scenario: &str, args: &[&str]) -> (i32, Value) {
+    let config = generate_config(connections).await;
+    let server = start_server(&config.path).await;
+    let outcome = run(scenario, server.addr, &config.path, args).await;
+    server.stop().await;
+    outcome
+}
+
 /// Runs the bench with `args` and `--json`; returns its exit code and report.
 async fn bench(args: &[&str]) -> (i32, Value) {
     let mut command = tokio::process::Command::new(BENCH);
@@ -273,12 +283,9 @@ async fn fanout_over_worker_processes_with_a_burst() {
 /// `-d 0 --burst N`: only the burst, everyone in this process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fanout_burst_only() {
-    let config = generate_config(6).await;
-    let server = start_server(&config.path).await;
-    let (code, report) = run(
+    let (code, report) = run_on_a_fresh_server(
+        6,
         "fanout",
-        server.addr,
-        &config.path,
         &[
             "--login", "bot", "-r", "5", "-S", "1", "-d", "0", "--burst", "20",
         ],
@@ -289,17 +296,13 @@ async fn fanout_burst_only() {
     assert_eq!(report["sent"], 0);
     assert_eq!(report["burst"]["delivered"], 100, "{report}");
     assert_eq!(report["burst"]["complete_connections"], 6, "{report}");
-    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fanout_with_bots() {
-    let config = generate_config(6).await;
-    let server = start_server(&config.path).await;
-    let (code, report) = run(
+    let (code, report) = run_on_a_fresh_server(
+        6,
         "fanout",
-        server.addr,
-        &config.path,
         &[
             "--login", "bot", "-r", "5", "-S", "1", "--rate", "100", "-d", "1",
         ],
@@ -309,19 +312,15 @@ async fn fanout_with_bots() {
     assert_eq!(report["login"], "bot");
     assert_eq!(report["delivered"], report["expected"], "{report}");
     assert!(report["delivered"].as_u64().unwrap() > 0);
-    server.stop().await;
 }
 
 /// Every receiver's connection cut at once (no close frame) halfway through: all resume, and
 /// every receiver gets every message exactly once, the missed ones among them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_after_every_connection_is_cut_loses_nothing() {
-    let config = generate_config(12).await;
-    let server = start_server(&config.path).await;
-    let (code, report) = run(
+    let (code, report) = run_on_a_fresh_server(
+        12,
         "resume",
-        server.addr,
-        &config.path,
         &[
             "--login", "bot", "-r", "10", "-m", "40", "--rate", "200", "--drain", "20",
         ],
@@ -338,17 +337,13 @@ async fn resume_after_every_connection_is_cut_loses_nothing() {
         report["missed_delivered"].as_u64().unwrap() > 0,
         "messages sent during the cut come with the resume: {report}"
     );
-    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logins_all_succeed_and_stay_open() {
-    let config = generate_config(30).await;
-    let server = start_server(&config.path).await;
-    let (code, report) = run(
+    let (code, report) = run_on_a_fresh_server(
+        30,
         "logins",
-        server.addr,
-        &config.path,
         &["-n", "30", "--concurrency", "4", "--settle", "0.2"],
     )
     .await;
@@ -362,7 +357,6 @@ async fn logins_all_succeed_and_stay_open() {
         report["steps"]["page"]["samples"], 30,
         "every login read its page"
     );
-    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -408,12 +402,9 @@ async fn login_failures_are_grouped_by_the_servers_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hold_over_worker_processes_reaches_everyone() {
-    let config = generate_config(41).await;
-    let server = start_server(&config.path).await;
-    let (code, report) = run(
+    let (code, report) = run_on_a_fresh_server(
+        41,
         "hold",
-        server.addr,
-        &config.path,
         &[
             "-n",
             "40",
@@ -435,7 +426,6 @@ async fn hold_over_worker_processes_reaches_everyone() {
     assert_eq!(report["open_at_end"], 40);
     assert!(report["rss_held_kib"].as_u64().unwrap() > 0);
     assert!(report["bytes_per_connection"].is_number());
-    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
