@@ -293,6 +293,7 @@ impl Writer {
     /// past `keep`, and less often what is past its age.
     fn write(&mut self, batch: Vec<Command>, closing: bool) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
+        let mut cleared = false;
         {
             let mut insert = tx.prepare_cached(
                 "INSERT OR REPLACE INTO messages (seq, time_ms, name, text) VALUES (?1, ?2, ?3, ?4)",
@@ -310,16 +311,24 @@ impl Writer {
                     }
                     Command::Clear => {
                         tx.execute("DELETE FROM messages", [])?;
+                        // The newest message's number is gone with it: kept here instead.
+                        cleared = true;
                     }
                     Command::Close => {}
                 }
             }
         }
-        tx.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES ('next_seq', ?1)",
-            params![self.next_seq as i64],
-        )?;
-        if closing || self.trimmed.elapsed() >= TRIM_EVERY {
+        let trim = closing || self.trimmed.elapsed() >= TRIM_EVERY;
+        let age_trim = self.age_trimmed.elapsed() >= AGE_TRIM_EVERY;
+        if cleared || trim || age_trim {
+            // Whenever messages may be deleted: the next number must survive the newest
+            // message. Between, the newest message kept says it.
+            tx.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('next_seq', ?1)",
+                params![self.next_seq as i64],
+            )?;
+        }
+        if trim {
             self.trimmed = std::time::Instant::now();
             let oldest_kept = self.next_seq.saturating_sub(self.config.keep as u64);
             tx.execute(
@@ -327,7 +336,7 @@ impl Writer {
                 params![oldest_kept as i64],
             )?;
         }
-        if self.age_trimmed.elapsed() >= AGE_TRIM_EVERY {
+        if age_trim {
             self.age_trimmed = std::time::Instant::now();
             let cutoff = now_ms().saturating_sub(ms(self.config.max_age()));
             // Numbers and times grow together, so everything before the first young message

@@ -148,29 +148,27 @@ impl Session {
         let tick = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(tick);
         loop {
-            // Unbiased: a busy room must not starve this client's own input, nor the reverse.
+            // Biased, in the order of how often each is ready, so that a wake-up polls as few
+            // branches as it can. Nothing starves: the room's branches are ready at most once a
+            // tick while frames stream (more often only while a backlog is worked off, which
+            // the ring bounds), and shutdown and removal also end every wait for a write.
             tokio::select! {
-                () = &mut shutdown => return Err(SHUTTING_DOWN),
-                () = &mut evicted => return Err(Exit::Removed),
-                ready = member.ready(), if gather.accepts() => {
+                biased;
+                () = &mut tick, if !gather.waits() => {
+                    if let Some(due) = self.write_room(member, &mut gather, write_timeout).await? {
+                        tick.as_mut().reset(due);
+                    }
+                }
+                ready = member.ready(), if gather.waits() => {
                     if !ready {
                         return Err(Exit::Removed);
                     }
-                    match gather.arrived(Instant::now()) {
-                        Some(due) => tick.as_mut().reset(due),
-                        None => {
-                            // Let the rest of the server run first: frames pushed meanwhile
-                            // leave in the same write. In a quiet room this returns at once.
-                            tokio::task::yield_now().await;
-                            let frames = self.write_batch(member, write_timeout).await?;
-                            gather.wrote(frames, MAX_BATCH, Instant::now());
-                        }
+                    // Let the rest of the server run first: frames pushed meanwhile leave in
+                    // the same write. In a quiet room this returns at once.
+                    tokio::task::yield_now().await;
+                    if let Some(due) = self.write_room(member, &mut gather, write_timeout).await? {
+                        tick.as_mut().reset(due);
                     }
-                }
-                () = &mut tick, if !gather.accepts() => {
-                    gather.due_now();
-                    let frames = self.write_batch(member, write_timeout).await?;
-                    gather.wrote(frames, MAX_BATCH, Instant::now());
                 }
                 msg = self.ws.next() => {
                     unanswered = false;
@@ -181,9 +179,10 @@ impl Session {
                             Box::pin(self.chat_frame(id, name, profile, &text, &budget)).await?;
                         if let Some(answer) = answer {
                             // The room's frames that came before the answer leave before it.
-                            gather.due_now();
-                            let frames = self.write_batch(member, write_timeout).await?;
-                            gather.wrote(frames, MAX_BATCH, Instant::now());
+                            let due = self.write_room(member, &mut gather, write_timeout).await?;
+                            if let Some(due) = due {
+                                tick.as_mut().reset(due);
+                            }
                             self.send(&answer).await?;
                         }
                     }
@@ -196,6 +195,8 @@ impl Session {
                     self.send_message(Message::Ping(Default::default())).await?;
                     unanswered = true;
                 }
+                () = &mut shutdown => return Err(SHUTTING_DOWN),
+                () = &mut evicted => return Err(Exit::Removed),
             }
         }
     }
@@ -301,6 +302,18 @@ impl Session {
                 .collect(),
         };
         ServerFrame::Members(names)
+    }
+
+    /// Writes the room's frames waiting for this connection and says when to read the ring
+    /// next (`None`: wait on it), as [`Gather`] has it.
+    async fn write_room(
+        &mut self,
+        member: &Membership,
+        gather: &mut Gather,
+        write_timeout: Duration,
+    ) -> Result<Option<Instant>, Exit> {
+        let frames = self.write_batch(member, write_timeout).await?;
+        Ok(gather.wrote(frames, MAX_BATCH, Instant::now()))
     }
 
     /// Writes the frames waiting for this connection (at most [`MAX_BATCH`]), then flushes
