@@ -177,6 +177,8 @@ pub(crate) struct Server {
     shutdown: CancellationToken,
     /// Every live session, so that [`run`] can wait for them.
     sessions: TaskTracker,
+    /// The clock of the sessions that gather the room's frames between writes.
+    ticker: Arc<session::Ticker>,
     /// Changed after every ban and every reload that revoked a token: logins waiting for their
     /// `tokenauth` check again whether their token still admits them.
     expulsions: tokio::sync::watch::Sender<()>,
@@ -520,6 +522,7 @@ async fn serve(
         bans,
         shutdown: CancellationToken::new(),
         sessions: TaskTracker::new(),
+        ticker: Arc::default(),
         expulsions: tokio::sync::watch::Sender::new(()),
         local_addr,
     });
@@ -552,6 +555,11 @@ async fn serve(
     if server.settings().config.cluster.is_none() {
         held_file::restore(&server).await;
     }
+    tokio::spawn({
+        let ticker = Arc::clone(&server.ticker);
+        let stop = server.shutdown.clone();
+        async move { ticker.run(stop).await }
+    });
     tokio::spawn(forget_idle_addresses(Arc::clone(&server)));
     if let Some(events) = events {
         tokio::spawn(follow_other_nodes(Arc::downgrade(&server), events));

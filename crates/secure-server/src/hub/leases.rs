@@ -162,6 +162,13 @@ impl Membership {
         self.cursor.read(max, out)
     }
 
+    /// Whether the frames waiting for this connection take half the room's ring or more: its
+    /// own messages, sent faster than it writes, would push them out. Its session writes them
+    /// before it reads more from its client.
+    pub fn falls_behind(&self) -> bool {
+        self.cursor.half_behind()
+    }
+
     /// The next frame for this connection, as its text; `None` once the hub removed it from
     /// the room.
     pub async fn recv(&mut self) -> Option<Payload> {

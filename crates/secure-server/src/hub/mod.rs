@@ -696,4 +696,34 @@ mod tests {
         drop(b);
         assert!(a.try_recv().is_none(), "the eviction was announced once");
     }
+
+    #[tokio::test]
+    async fn a_sender_whose_own_messages_push_out_a_frame_it_has_not_read_is_dropped() {
+        let hub = Hub::new(true, 2);
+        let a = member(&hub, "a").await;
+        let mut b = member(&hub, "b").await;
+        let say = |from: &Membership, text: &str| {
+            hub.broadcast(
+                from.id(),
+                &ServerFrame::Message {
+                    from: "x".into(),
+                    text: text.into(),
+                    stamp: None,
+                },
+            )
+            .unwrap();
+        };
+        // a has not read b's join; its own messages fill the ring of 2 behind it.
+        say(&a, "1");
+        assert!(a.falls_behind(), "its session would write now");
+        assert!(!a.evicted().is_cancelled());
+        assert_eq!(b.recv().await.unwrap(), r#"["message","x","1"]"#);
+        say(&a, "2");
+        assert!(
+            a.evicted().is_cancelled(),
+            "the join it never read was pushed out: a slow consumer, not a silent gap"
+        );
+        assert_eq!(b.recv().await.unwrap(), r#"["message","x","2"]"#);
+        assert_eq!(b.recv().await.unwrap(), r#"["disconnect","a"]"#);
+    }
 }

@@ -194,6 +194,15 @@ impl Cursor {
         .await
     }
 
+    /// Whether half the ring or more lies after the cursor: the member has frames to read that
+    /// its own sending pushes towards the ring's end (its own frames move the cursor on only
+    /// while it has read everything), so its session should write them now.
+    pub(super) fn half_behind(&self) -> bool {
+        let next = self.ring.next.load(Ordering::SeqCst);
+        let unread = next.saturating_sub(self.reader.cursor.load(Ordering::Relaxed));
+        unread.saturating_mul(2) >= self.ring.capacity as u64
+    }
+
     /// Appends up to `max` of the frames after the cursor to `out` (their whole wire form, as
     /// written to a socket), oldest first, skipping the member's own, with one allocation, and
     /// moves the cursor past them. Returns how many it appended.
@@ -312,6 +321,23 @@ mod tests {
             ["other"],
             "an unread frame keeps the cursor"
         );
+    }
+
+    #[test]
+    fn a_reader_with_frames_to_read_falls_behind_as_it_sends() {
+        let ring = Ring::new(4);
+        let reader = ring.reader();
+        let cursor = Cursor::new(Arc::clone(&ring), Arc::clone(&reader), 1, false);
+        for i in 0..4 {
+            ring.push(1, Some(&reader), &frame(&i.to_string()), None);
+            assert!(!cursor.half_behind(), "its own frames alone, read or not");
+        }
+        ring.push(2, None, &frame("for it"), None);
+        assert!(!cursor.half_behind());
+        ring.push(1, Some(&reader), &frame("own"), None);
+        assert!(cursor.half_behind(), "two of four frames after the cursor");
+        assert_eq!(texts(&cursor, 10), ["for it"]);
+        assert!(!cursor.half_behind());
     }
 
     #[tokio::test]

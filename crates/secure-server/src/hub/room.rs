@@ -255,12 +255,14 @@ impl Room {
         let oldest = self.ring.push(except, sender, payload, stamped);
         let mut delivered = 0;
         for (&id, member) in &self.members {
-            if id == except || member.held {
+            if member.held {
                 continue;
             }
+            // The sender too: its own frames do not make it lag while it reads, but they can
+            // push out a frame of the room's it has not read yet.
             if Ring::lagging(&member.reader, oldest) {
                 slow.push(id);
-            } else {
+            } else if id != except {
                 member.reader.wake();
                 delivered += 1;
             }

@@ -5,12 +5,14 @@
 use clichat_proto::{ClientFrame, ResumeToken, ServerFrame, refusal};
 use futures_util::{SinkExt, StreamExt};
 use std::convert::Infallible;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
+use tokio::sync::futures::Notified;
 use tokio::time::{Duration, Instant, timeout};
 use tracing::{debug, info};
 use tungstenite::Message;
 
-use super::gather::Gather;
+use super::gather::Next;
 use super::login::{Entry, LoggedIn};
 use super::{
     Exit, Frame, LOG_TARGET, RESTARTING, SHUTTING_DOWN, Session, classify, close_code, refuse,
@@ -144,31 +146,31 @@ impl Session {
         let mut ping = tokio::time::interval_at(Instant::now() + every, every);
         // A ping went out and nothing has come back since.
         let mut unanswered = false;
-        let mut gather = Gather::default();
-        let tick = tokio::time::sleep(Duration::ZERO);
-        tokio::pin!(tick);
+        // The server's clock, borrowed from a handle of this loop's own (the handlers need
+        // `self`); the tick to wait for while frames stream, `None` while the socket is quiet.
+        let server = Arc::clone(&self.server);
+        let ticker = &server.ticker;
+        let mut tick: Pin<&mut Option<Notified<'_>>> = pin!(None);
         loop {
             // Biased, in the order of how often each is ready, so that a wake-up polls as few
             // branches as it can. Nothing starves: the room's branches are ready at most once a
-            // tick while frames stream (more often only while a backlog is worked off, which
-            // the ring bounds), and shutdown and removal also end every wait for a write.
+            // tick while frames stream, and shutdown and removal also end every wait for a
+            // write.
             tokio::select! {
                 biased;
-                () = &mut tick, if !gather.waits() => {
-                    if let Some(due) = self.write_room(member, &mut gather, write_timeout).await? {
-                        tick.as_mut().reset(due);
-                    }
+                () = next_tick(tick.as_mut()), if tick.is_some() => {
+                    let next = self.write_room(member, write_timeout).await?;
+                    tick.set((next == Next::Tick).then(|| ticker.next()));
                 }
-                ready = member.ready(), if gather.waits() => {
+                ready = member.ready(), if tick.is_none() => {
                     if !ready {
                         return Err(Exit::Removed);
                     }
                     // Let the rest of the server run first: frames pushed meanwhile leave in
                     // the same write. In a quiet room this returns at once.
                     tokio::task::yield_now().await;
-                    if let Some(due) = self.write_room(member, &mut gather, write_timeout).await? {
-                        tick.as_mut().reset(due);
-                    }
+                    let next = self.write_room(member, write_timeout).await?;
+                    tick.set((next == Next::Tick).then(|| ticker.next()));
                 }
                 msg = self.ws.next() => {
                     unanswered = false;
@@ -177,12 +179,15 @@ impl Session {
                         // Boxed: a rare path, kept out of the state every idle connection holds.
                         let answer =
                             Box::pin(self.chat_frame(id, name, profile, &text, &budget)).await?;
+                        // The room's frames that came before an answer leave before it; and
+                        // those of a client that sends faster than a tick lets it read leave
+                        // before its own messages push them out of the ring.
+                        if (answer.is_some() || member.falls_behind())
+                            && self.write_room(member, write_timeout).await? == Next::Tick
+                        {
+                            tick.set(Some(ticker.next()));
+                        }
                         if let Some(answer) = answer {
-                            // The room's frames that came before the answer leave before it.
-                            let due = self.write_room(member, &mut gather, write_timeout).await?;
-                            if let Some(due) = due {
-                                tick.as_mut().reset(due);
-                            }
                             self.send(&answer).await?;
                         }
                     }
@@ -304,16 +309,20 @@ impl Session {
         ServerFrame::Members(names)
     }
 
-    /// Writes the room's frames waiting for this connection and says when to read the ring
-    /// next (`None`: wait on it), as [`Gather`] has it.
+    /// Writes the room's frames waiting for this connection, a batch at a time while batches
+    /// come full (a backlog is worked off at once), and says what to wait for next.
     async fn write_room(
         &mut self,
         member: &Membership,
-        gather: &mut Gather,
         write_timeout: Duration,
-    ) -> Result<Option<Instant>, Exit> {
-        let frames = self.write_batch(member, write_timeout).await?;
-        Ok(gather.wrote(frames, MAX_BATCH, Instant::now()))
+    ) -> Result<Next, Exit> {
+        let mut frames = self.write_batch(member, write_timeout).await?;
+        let mut total = frames;
+        while frames == MAX_BATCH {
+            frames = self.write_batch(member, write_timeout).await?;
+            total += frames;
+        }
+        Ok(Next::after(total))
     }
 
     /// Writes the frames waiting for this connection (at most [`MAX_BATCH`]), then flushes
@@ -361,6 +370,14 @@ impl Session {
                 Err(Exit::Gone)
             }
         }
+    }
+}
+
+/// Completes at the tick a gathering session waits for (never while it waits for none).
+async fn next_tick(tick: Pin<&mut Option<Notified<'_>>>) {
+    match tick.as_pin_mut() {
+        Some(tick) => tick.await,
+        None => std::future::pending().await,
     }
 }
 

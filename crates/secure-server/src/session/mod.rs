@@ -14,7 +14,7 @@
 //! - `chat`: joining the room (with history and members for those that asked), then relaying
 //!   the room to the client and the client's messages to the room, in batches.
 //! - `gather`: when the room's frames are written (at once on a quiet socket, once a tick while
-//!   they stream).
+//!   they stream), and the server's clock for the ticks.
 //! - `moderation`: `kick`, `ban`, `unban` and `who`, by role.
 
 mod caps;
@@ -22,6 +22,8 @@ mod chat;
 mod gather;
 mod login;
 mod moderation;
+
+pub(crate) use gather::Ticker;
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
