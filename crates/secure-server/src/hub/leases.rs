@@ -162,6 +162,12 @@ impl Membership {
         self.cursor.read(max, out)
     }
 
+    /// Whether the hub removed this connection from the room (a slow consumer, kicked, banned,
+    /// revoked): its session must stop, and reads nothing more.
+    pub fn removed(&self) -> bool {
+        self.cursor.closed()
+    }
+
     /// Whether the frames waiting for this connection take half the room's ring or more: its
     /// own messages, sent faster than it writes, would push them out. Its session writes them
     /// before it reads more from its client.

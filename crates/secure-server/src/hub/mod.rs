@@ -458,19 +458,27 @@ impl Hub {
     /// the other nodes, in the room's order. While history is on, the message is numbered and
     /// kept (and delivered with its number and time to those that asked for history). While
     /// the backplane cannot take it (the other nodes cannot be reached, or do not keep up), it
-    /// is sent to nobody, kept nowhere, and refused.
+    /// is sent to nobody, kept nowhere, and refused. A member the room removed a moment ago
+    /// (its session is being told) says nothing: the others have heard it leave.
     pub fn say(&self, from: u64, name: &str, text: String) -> Result<(), Unavailable> {
+        if !self.backplane().accepts_messages() {
+            return Err(Unavailable);
+        }
         if self.inner.history.is_none() {
-            let from_name = name.to_owned();
             let message = ServerFrame::Message {
-                from: from_name,
+                from: name.to_owned(),
                 text,
                 stamp: None,
             };
-            return self.broadcast(from, &message);
-        }
-        if !self.backplane().accepts_messages() {
-            return Err(Unavailable);
+            let payload = Payload::from(message.encode());
+            let mut room = self.room();
+            if !room.members.contains_key(&from) {
+                return Ok(());
+            }
+            let dropped = room.fan_out(from, payload, true);
+            drop(room);
+            dropped.log();
+            return Ok(());
         }
         // Made before the room is locked; the numbered form needs the number, made under it.
         let message = ServerFrame::Message {
@@ -481,6 +489,9 @@ impl Hub {
         let plain = Payload::from(message.encode());
         let time_ms = now_ms();
         let mut room = self.room();
+        if !room.members.contains_key(&from) {
+            return Ok(());
+        }
         let dropped = match room.backplane.number(from, name, &text, time_ms) {
             Some(entry) => room.said(from, entry, &plain),
             // Comes back numbered, as an event, in the order the nodes agreed on.
@@ -725,5 +736,13 @@ mod tests {
         );
         assert_eq!(b.recv().await.unwrap(), r#"["message","x","2"]"#);
         assert_eq!(b.recv().await.unwrap(), r#"["disconnect","a"]"#);
+        let mut a = a;
+        assert!(a.removed());
+        assert!(
+            a.try_recv().is_none(),
+            "nothing after the gap (the disconnect follows it)"
+        );
+        hub.say(a.id(), "a", "after it left".into()).unwrap();
+        assert!(b.try_recv().is_none(), "a removed member says nothing");
     }
 }

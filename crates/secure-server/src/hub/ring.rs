@@ -194,6 +194,11 @@ impl Cursor {
         .await
     }
 
+    /// Whether the member was removed from the room: it reads nothing more.
+    pub(super) fn closed(&self) -> bool {
+        self.reader.closed.load(Ordering::SeqCst)
+    }
+
     /// Whether half the ring or more lies after the cursor: the member has frames to read that
     /// its own sending pushes towards the ring's end (its own frames move the cursor on only
     /// while it has read everything), so its session should write them now.
@@ -205,12 +210,18 @@ impl Cursor {
 
     /// Appends up to `max` of the frames after the cursor to `out` (their whole wire form, as
     /// written to a socket), oldest first, skipping the member's own, with one allocation, and
-    /// moves the cursor past them. Returns how many it appended.
+    /// moves the cursor past them. Returns how many it appended: none once the member lags or
+    /// was removed.
     pub(super) fn read(&self, max: usize, out: &mut Vec<u8>) -> usize {
         let frames = self.ring.frames();
         let next = self.ring.next.load(Ordering::Relaxed);
         let oldest = next - frames.slots.len() as u64;
-        let cursor = self.reader.cursor.load(Ordering::Relaxed).max(oldest);
+        let cursor = self.reader.cursor.load(Ordering::Relaxed);
+        if cursor < oldest || self.reader.closed.load(Ordering::SeqCst) {
+            // Frames it had not read are gone, or it was removed (for that or another reason):
+            // nothing more, rather than what came after a gap.
+            return 0;
+        }
         let unread = frames.slots.range((cursor - oldest) as usize..);
         let size: usize = unread
             .clone()
@@ -299,7 +310,10 @@ mod tests {
             Ring::lagging(&reader, oldest),
             "frame 1 was overwritten unread"
         );
-        assert_eq!(texts(&cursor, 10), ["2", "3"]);
+        assert!(
+            texts(&cursor, 10).is_empty(),
+            "nothing after the gap: the room removes it"
+        );
     }
 
     #[test]

@@ -23,6 +23,8 @@ use crate::rules::MessageRefusal;
 
 /// The most frames of the room written before one flush.
 const MAX_BATCH: usize = 256;
+/// The most batches written at once (a backlog of the default `outbound_queue`).
+const MAX_BATCHES: usize = 4;
 
 impl Session {
     /// Joins the room and chats until the connection ends. The room, and with it the leases,
@@ -173,6 +175,10 @@ impl Session {
                     tick.set((next == Next::Tick).then(|| ticker.next()));
                 }
                 msg = self.ws.next() => {
+                    if member.removed() {
+                        // Told a moment ago, through the eviction branch below.
+                        return Err(Exit::Removed);
+                    }
                     unanswered = false;
                     self.spend(&msg)?;
                     if let Some(Frame::Text(text)) = classify(msg)? {
@@ -310,7 +316,8 @@ impl Session {
     }
 
     /// Writes the room's frames waiting for this connection, a batch at a time while batches
-    /// come full (a backlog is worked off at once), and says what to wait for next.
+    /// come full (up to [`MAX_BATCHES`]: a backlog is worked off at once), and says what to
+    /// wait for next.
     async fn write_room(
         &mut self,
         member: &Membership,
@@ -318,7 +325,12 @@ impl Session {
     ) -> Result<Next, Exit> {
         let mut frames = self.write_batch(member, write_timeout).await?;
         let mut total = frames;
-        while frames == MAX_BATCH {
+        // Bounded, so that a session kept behind by a busy room still reads its client, pings
+        // and hears of shutdown: the rest waits for the next tick.
+        for _ in 1..MAX_BATCHES {
+            if frames < MAX_BATCH {
+                break;
+            }
             frames = self.write_batch(member, write_timeout).await?;
             total += frames;
         }

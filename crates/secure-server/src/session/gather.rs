@@ -64,7 +64,9 @@ impl Ticker {
     /// after this call is missed; the clock runs until it comes.
     pub(super) fn next(&self) -> Notified<'_> {
         let tick = self.tick.notified();
-        if !self.wanted.swap(true, Ordering::AcqRel) {
+        // A plain load first: while the flag is up, a tick is coming, and every session of a
+        // busy room asks in the same moment.
+        if !self.wanted.load(Ordering::Acquire) && !self.wanted.swap(true, Ordering::AcqRel) {
             self.start.notify_one();
         }
         tick
