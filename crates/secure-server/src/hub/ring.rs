@@ -265,6 +265,14 @@ mod tests {
         Payload::from(text.to_owned())
     }
 
+    /// A ring of `capacity` with one member, id 1, reading the plain forms.
+    fn ring_with_member(capacity: usize) -> (Arc<Ring>, Arc<Reader>, Cursor) {
+        let ring = Ring::new(capacity);
+        let reader = ring.reader();
+        let cursor = Cursor::new(Arc::clone(&ring), Arc::clone(&reader), 1, false);
+        (ring, reader, cursor)
+    }
+
     /// The texts of the frames `cursor` reads, parsed back out of their wire form.
     fn texts(cursor: &Cursor, max: usize) -> Vec<String> {
         let mut wire = Vec::new();
@@ -298,9 +306,7 @@ mod tests {
 
     #[test]
     fn a_reader_that_falls_a_ring_behind_lags() {
-        let ring = Ring::new(2);
-        let reader = ring.reader();
-        let cursor = Cursor::new(Arc::clone(&ring), Arc::clone(&reader), 1, false);
+        let (ring, reader, cursor) = ring_with_member(2);
         let oldest = ring.push(0, None, &frame("1"), None);
         assert!(!Ring::lagging(&reader, oldest));
         let oldest = ring.push(0, None, &frame("2"), None);
@@ -318,9 +324,7 @@ mod tests {
 
     #[test]
     fn a_members_own_frames_never_make_it_lag() {
-        let ring = Ring::new(2);
-        let reader = ring.reader();
-        let cursor = Cursor::new(Arc::clone(&ring), Arc::clone(&reader), 1, false);
+        let (ring, reader, cursor) = ring_with_member(2);
         for i in 0..5 {
             let oldest = ring.push(1, Some(&reader), &frame(&i.to_string()), None);
             assert!(!Ring::lagging(&reader, oldest), "after its own frame {i}");
@@ -339,9 +343,7 @@ mod tests {
 
     #[test]
     fn a_reader_with_frames_to_read_falls_behind_as_it_sends() {
-        let ring = Ring::new(4);
-        let reader = ring.reader();
-        let cursor = Cursor::new(Arc::clone(&ring), Arc::clone(&reader), 1, false);
+        let (ring, reader, cursor) = ring_with_member(4);
         for i in 0..4 {
             ring.push(1, Some(&reader), &frame(&i.to_string()), None);
             assert!(!cursor.half_behind(), "its own frames alone, read or not");
